@@ -1,0 +1,392 @@
+//! The archived types of a snapshot. Indexes into tables are `u16`/`u32` positions; every
+//! index stored in an archive is checked against its table's length when the snapshot is
+//! opened (`validate_*`), so readers may index without bounds surprises.
+
+use rkyv::{Archive, Deserialize, Serialize};
+
+/// Position of an airport in `Places::airports` (sorted by IATA code).
+pub type AirportId = u16;
+/// Position of a carrier in `Network::carriers` (sorted by code).
+pub type CarrierId = u16;
+
+/// A span of `Network::text` or `Fares::text`.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct TextRef {
+    pub start: u32,
+    pub len: u32,
+}
+
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct Airport {
+    pub iata: [u8; 3],
+    pub icao: String,
+    pub name: String,
+    pub city: String,
+    pub subd: String,
+    pub country: [u8; 2],
+    /// IANA time zone name.
+    pub tz: String,
+    pub lat: f32,
+    pub lon: f32,
+}
+
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct Metro {
+    pub code: [u8; 3],
+    /// Member airports, sorted.
+    pub airports: Vec<AirportId>,
+}
+
+/// Airports and metro areas (the `places.rkyv` archive).
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Default)]
+pub struct Places {
+    /// Sorted by `iata`, unique.
+    pub airports: Vec<Airport>,
+    /// Sorted by `code`, unique.
+    pub metros: Vec<Metro>,
+}
+
+/// One through flight pattern: a carrier's flight that operates the same legs at the same
+/// times on a set of dates (its "base" dates, the dates of its period of operation).
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Flight {
+    pub carrier: CarrierId,
+    pub number: u16,
+    /// Operational suffix, 0 when none.
+    pub suffix: u8,
+    pub ivi: u16,
+    /// Legs are `legs[first_leg .. first_leg + n_legs]`, in sequence.
+    pub first_leg: u32,
+    pub n_legs: u8,
+    /// Index of the operating-day bit set in `Network::day_sets`.
+    pub day_set: u32,
+}
+
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Leg {
+    pub dep: AirportId,
+    pub arr: AirportId,
+    /// Minutes from 00:00 UTC of the flight's base date.
+    pub dep_utc_min: i32,
+    pub arr_utc_min: i32,
+    /// Local time = UTC + offset.
+    pub dep_offset_min: i16,
+    pub arr_offset_min: i16,
+    /// SSIM service type letter.
+    pub service_type: u8,
+    /// Whether the service type carries passengers (J S U Q G B R C O).
+    pub passenger: bool,
+    pub leg_seq: u8,
+    /// Aircraft type, space padded (e.g. `738`).
+    pub aircraft: [u8; 3],
+    /// Passenger reservations booking designator, e.g. `JCDYBM`.
+    pub prbd: TextRef,
+    /// DEI 010 marketing designators, space separated.
+    pub codeshares: TextRef,
+    /// DEI 050 operating carrier, spaces when the same as the flight's carrier.
+    pub operating_carrier: [u8; 3],
+}
+
+/// A segment a passenger can board: legs `from_leg..=to_leg` of `flight`, leaving its
+/// origin for `dest`. Only all-passenger leg ranges are listed.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SegmentRef {
+    pub flight: u32,
+    pub from_leg: u8,
+    pub to_leg: u8,
+    pub dest: AirportId,
+    /// Local departure date at the origin minus the flight's base date.
+    pub dep_day_shift: i8,
+    /// Local departure time of day at the origin, minutes.
+    pub dep_local_min: u16,
+}
+
+/// A destination reachable from an origin, and its segments `segments[start..end]`.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Market {
+    pub dest: AirportId,
+    pub start: u32,
+    pub end: u32,
+}
+
+/// The flight network (the `network.rkyv` archive).
+///
+/// Operating days are bit sets over base dates `first_day .. first_day + n_days`, shared
+/// between flights with the same days (as in MOTIS/nigiri), so the schedule costs bytes per
+/// pattern, not per dated leg.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Default)]
+pub struct Network {
+    pub first_day: i32,
+    pub n_days: u32,
+    pub words_per_set: u32,
+    /// `words_per_set` words per set; bit `i` of a set = operates on base date `first_day + i`.
+    pub day_sets: Vec<u64>,
+    /// Carrier codes, 2 or 3 characters, space padded; sorted.
+    pub carriers: Vec<[u8; 3]>,
+    /// Sorted by (carrier, number, suffix, ivi).
+    pub flights: Vec<Flight>,
+    pub legs: Vec<Leg>,
+    pub text: String,
+    /// `segments[seg_offsets[a] .. seg_offsets[a+1]]` leave airport `a`, sorted by
+    /// (dest, dep_local_min). Length = airports + 1.
+    pub seg_offsets: Vec<u32>,
+    pub segments: Vec<SegmentRef>,
+    /// `markets[market_offsets[a] .. market_offsets[a+1]]` are the destinations from `a`,
+    /// sorted by dest. Length = airports + 1.
+    pub market_offsets: Vec<u32>,
+    pub markets: Vec<Market>,
+}
+
+/// Cabins, in fare order.
+pub const CABINS: [&str; 4] = ["economy", "premium_economy", "business", "first"];
+/// Passenger types.
+pub const PASSENGER_TYPES: [&str; 3] = ["ADT", "CHD", "INF"];
+
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fare {
+    pub carrier: CarrierId,
+    pub origin: AirportId,
+    pub dest: AirportId,
+    pub basis: TextRef,
+    pub booking_class: u8,
+    /// Index into `CABINS`.
+    pub cabin: u8,
+    /// Index into `PASSENGER_TYPES`.
+    pub passenger_type: u8,
+    /// Amount in the currency's minor units.
+    pub amount_minor: i64,
+    pub currency: [u8; 3],
+    /// Travel dates covered, inclusive; `i32::MIN`/`i32::MAX` when open.
+    pub first_day: i32,
+    pub last_day: i32,
+    /// Bit 0 = Monday.
+    pub days_mask: u8,
+    pub advance_purchase_days: u16,
+    pub refundable: bool,
+    /// Change fee in minor units, -1 when none is given.
+    pub change_fee_minor: i64,
+}
+
+/// Fares (the `fares.rkyv` archive), grouped by market.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Default)]
+pub struct Fares {
+    /// Sorted by (carrier, origin, dest, passenger_type, cabin, booking_class, amount).
+    pub fares: Vec<Fare>,
+    /// Sorted unique `market_key(carrier, origin, dest)`.
+    pub market_keys: Vec<u64>,
+    /// `fares[market_starts[i] .. market_starts[i+1]]` belong to `market_keys[i]`.
+    pub market_starts: Vec<u32>,
+    pub text: String,
+}
+
+pub fn market_key(carrier: CarrierId, origin: AirportId, dest: AirportId) -> u64 {
+    (u64::from(carrier) << 32) | (u64::from(origin) << 16) | u64::from(dest)
+}
+
+/// Seats left per (flight, leg, base date, booking class) (the `availability.rkyv` archive).
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Default)]
+pub struct Availability {
+    /// Sorted unique `avail_key(..)`.
+    pub keys: Vec<u64>,
+    pub seats: Vec<u16>,
+}
+
+/// `day_index` is the flight's base date minus `Network::first_day`.
+pub fn avail_key(flight: u32, leg: u8, day_index: u16, booking_class: u8) -> u64 {
+    (u64::from(flight) << 32)
+        | (u64::from(leg) << 24)
+        | (u64::from(day_index) << 8)
+        | u64::from(booking_class)
+}
+
+/// Connection types of the MCT table.
+pub const CONN_ANY: u8 = 0;
+pub const CONN_DD: u8 = 1;
+pub const CONN_DI: u8 = 2;
+pub const CONN_ID: u8 = 3;
+pub const CONN_II: u8 = 4;
+
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MctRule {
+    /// `u16::MAX` for every station.
+    pub station: u16,
+    pub conn_type: u8,
+    pub minutes: u16,
+    /// Space padded code, all spaces = any carrier.
+    pub arrival_carrier: [u8; 3],
+    pub departure_carrier: [u8; 3],
+}
+
+/// Minimum connection times (the `mct.rkyv` archive).
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Default)]
+pub struct Mct {
+    /// In feed order.
+    pub rules: Vec<MctRule>,
+    pub default_minutes: u16,
+}
+
+/// A carrier code as the 3-byte padded form used in archives.
+pub fn carrier_code(code: &str) -> Option<[u8; 3]> {
+    let b = code.as_bytes();
+    if !(2..=3).contains(&b.len()) || !b.iter().all(|c| c.is_ascii_alphanumeric()) {
+        return None;
+    }
+    let mut out = [b' '; 3];
+    out[..b.len()].copy_from_slice(b);
+    Some(out)
+}
+
+/// The code of a padded carrier, without padding.
+pub fn carrier_str(code: &[u8; 3]) -> &str {
+    let end = if code[2] == b' ' { 2 } else { 3 };
+    std::str::from_utf8(&code[..end]).unwrap_or("??")
+}
+
+impl ArchivedNetwork {
+    pub fn text(&self, r: &ArchivedTextRef) -> &str {
+        let start = r.start.to_native() as usize;
+        let end = start + r.len.to_native() as usize;
+        self.text.get(start..end).unwrap_or("")
+    }
+
+    /// Whether day set `set` has base date index `day` (out of range = false).
+    #[inline]
+    pub fn operates(&self, set: u32, day: i64) -> bool {
+        if day < 0 || day >= i64::from(self.n_days.to_native()) {
+            return false;
+        }
+        let words = self.words_per_set.to_native() as usize;
+        let w = set as usize * words + (day as usize >> 6);
+        match self.day_sets.get(w) {
+            Some(word) => (word.to_native() >> (day as u64 & 63)) & 1 == 1,
+            None => false,
+        }
+    }
+
+    pub fn flight_legs(&self, flight: &ArchivedFlight) -> &[ArchivedLeg] {
+        let s = flight.first_leg.to_native() as usize;
+        let e = s + flight.n_legs as usize;
+        self.legs.get(s..e).unwrap_or(&[])
+    }
+
+    /// Segments leaving airport `a`.
+    pub fn segments_from(&self, a: AirportId) -> &[ArchivedSegmentRef] {
+        let a = a as usize;
+        match (self.seg_offsets.get(a), self.seg_offsets.get(a + 1)) {
+            (Some(s), Some(e)) => self
+                .segments
+                .get(s.to_native() as usize..e.to_native() as usize)
+                .unwrap_or(&[]),
+            _ => &[],
+        }
+    }
+
+    pub fn markets_from(&self, a: AirportId) -> &[ArchivedMarket] {
+        let a = a as usize;
+        match (self.market_offsets.get(a), self.market_offsets.get(a + 1)) {
+            (Some(s), Some(e)) => self
+                .markets
+                .get(s.to_native() as usize..e.to_native() as usize)
+                .unwrap_or(&[]),
+            _ => &[],
+        }
+    }
+
+    /// Segments from `a` to `b`, sorted by local departure time.
+    pub fn segments_between(&self, a: AirportId, b: AirportId) -> &[ArchivedSegmentRef] {
+        let markets = self.markets_from(a);
+        match markets.binary_search_by_key(&b, |m| m.dest.to_native()) {
+            Ok(i) => {
+                let m = &markets[i];
+                self.segments
+                    .get(m.start.to_native() as usize..m.end.to_native() as usize)
+                    .unwrap_or(&[])
+            }
+            Err(_) => &[],
+        }
+    }
+
+    pub fn carrier_id(&self, code: &[u8; 3]) -> Option<CarrierId> {
+        self.carriers
+            .binary_search(code)
+            .ok()
+            .map(|i| i as CarrierId)
+    }
+
+    /// Number of base dates a day set operates.
+    pub fn set_count(&self, set: u32) -> u64 {
+        let words = self.words_per_set.to_native() as usize;
+        let s = set as usize * words;
+        self.day_sets
+            .get(s..s + words)
+            .map(|w| {
+                w.iter()
+                    .map(|x| u64::from(x.to_native().count_ones()))
+                    .sum()
+            })
+            .unwrap_or(0)
+    }
+}
+
+impl ArchivedPlaces {
+    pub fn airport_id(&self, iata: &[u8; 3]) -> Option<AirportId> {
+        self.airports
+            .binary_search_by(|a| a.iata.cmp(iata))
+            .ok()
+            .map(|i| i as AirportId)
+    }
+
+    pub fn metro(&self, code: &[u8; 3]) -> Option<&ArchivedMetro> {
+        self.metros
+            .binary_search_by(|m| m.code.cmp(code))
+            .ok()
+            .and_then(|i| self.metros.get(i))
+    }
+}
+
+impl ArchivedFares {
+    /// Fares of one market, sorted by (passenger_type, cabin, booking_class, amount).
+    pub fn market(
+        &self,
+        carrier: CarrierId,
+        origin: AirportId,
+        dest: AirportId,
+    ) -> &[ArchivedFare] {
+        let key = market_key(carrier, origin, dest);
+        match self
+            .market_keys
+            .binary_search_by(|k| k.to_native().cmp(&key))
+        {
+            Ok(i) => {
+                let s = self.market_starts.get(i).map(|v| v.to_native() as usize);
+                let e = self
+                    .market_starts
+                    .get(i + 1)
+                    .map(|v| v.to_native() as usize);
+                match (s, e) {
+                    (Some(s), Some(e)) => self.fares.get(s..e).unwrap_or(&[]),
+                    _ => &[],
+                }
+            }
+            Err(_) => &[],
+        }
+    }
+
+    pub fn text(&self, r: &ArchivedTextRef) -> &str {
+        let start = r.start.to_native() as usize;
+        let end = start + r.len.to_native() as usize;
+        self.text.get(start..end).unwrap_or("")
+    }
+}
+
+impl ArchivedAvailability {
+    /// Seats left, `None` when the class has no row (closed).
+    pub fn seats(&self, flight: u32, leg: u8, day_index: u16, class: u8) -> Option<u16> {
+        let key = avail_key(flight, leg, day_index, class);
+        self.keys
+            .binary_search_by(|k| k.to_native().cmp(&key))
+            .ok()
+            .and_then(|i| self.seats.get(i))
+            .map(|s| s.to_native())
+    }
+}
