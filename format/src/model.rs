@@ -313,6 +313,46 @@ impl ArchivedNetwork {
             .map(|i| i as CarrierId)
     }
 
+    /// Flights of one carrier and flight number (all suffixes and variations): `flights`
+    /// is sorted by (carrier, number, ...), so this is a binary search.
+    pub fn flights_of(&self, carrier: CarrierId, number: u16) -> std::ops::Range<usize> {
+        let key = (carrier, number);
+        let lo = self
+            .flights
+            .partition_point(|f| (f.carrier.to_native(), f.number.to_native()) < key);
+        let hi = self
+            .flights
+            .partition_point(|f| (f.carrier.to_native(), f.number.to_native()) <= key);
+        lo..hi
+    }
+
+    /// The dated leg of `carrier` `number` departing `origin` on local date `date`:
+    /// (flight index, leg index, base-day index). The first match in flight order wins.
+    pub fn find_leg(
+        &self,
+        carrier: CarrierId,
+        number: u16,
+        origin: AirportId,
+        date: i32,
+    ) -> Option<(u32, u8, u16)> {
+        let first_day = self.first_day.to_native();
+        for fi in self.flights_of(carrier, number) {
+            let f = &self.flights[fi];
+            for (li, leg) in self.flight_legs(f).iter().enumerate() {
+                if leg.dep.to_native() != origin {
+                    continue;
+                }
+                let local = leg.dep_utc_min.to_native() + i32::from(leg.dep_offset_min.to_native());
+                let day =
+                    i64::from(date) - i64::from(local.div_euclid(1440)) - i64::from(first_day);
+                if self.operates(f.day_set.to_native(), day) {
+                    return Some((fi as u32, li as u8, day as u16));
+                }
+            }
+        }
+        None
+    }
+
     /// Number of base dates a day set operates.
     pub fn set_count(&self, set: u32) -> u64 {
         let words = self.words_per_set.to_native() as usize;

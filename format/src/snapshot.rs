@@ -183,6 +183,9 @@ impl SnapshotWriter {
         let footer = container::footer("manifest", &json);
         write_file_synced(&self.gen_dir.join(MANIFEST_FILE), &[&json, &footer])?;
         fsync_dir(&self.gen_dir)?;
+        // A writer bug must not reach readers: the generation is opened with every check
+        // a reader makes before it is published.
+        Snapshot::open(&self.gen_dir)?;
         publish(&self.gen_dir, &self.out)?;
         self.published = true;
         Ok(self.gen_dir.clone())
@@ -299,15 +302,25 @@ where
         rkyv::access::<T::Archived, rancor::Error>(&mmap[..payload_len])
             .map_err(|e| Error::corrupt(path, format!("invalid archive structure: {e}")))?;
         // Validation touched every page; give them back so resident memory reflects what
-        // queries use, not the whole file. They stay in the page cache.
-        // SAFETY: the mapping is read-only and file-backed; dropped pages are re-read from
-        // the file on the next access.
-        let _ = unsafe { mmap.unchecked_advise(memmap2::UncheckedAdvice::DontNeed) };
-        Ok(Archive {
+        // queries use, not the whole file.
+        let archive = Archive {
             mmap,
             payload_len,
             _type: PhantomData,
-        })
+        };
+        archive.release_pages();
+        Ok(archive)
+    }
+
+    /// Drops this mapping's resident pages (they stay in the page cache and fault back in
+    /// on access), so a full validation pass does not leave the whole file resident.
+    pub fn release_pages(&self) {
+        // SAFETY: the mapping is read-only and file-backed; dropped pages are re-read from
+        // the file on the next access.
+        let _ = unsafe {
+            self.mmap
+                .unchecked_advise(memmap2::UncheckedAdvice::DontNeed)
+        };
     }
 
     #[inline]
@@ -375,11 +388,25 @@ fn check_listed_file(dir: &Path, entry: &FileEntry) -> Result<()> {
         ));
     }
     let path = dir.join(&entry.name);
-    let bytes = match fs::read(&path) {
-        Ok(b) => b,
+    let file = match File::open(&path) {
+        Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(Error::Missing { path }),
-        Err(e) => return Err(Error::io("read", &path, e)),
+        Err(e) => return Err(Error::io("open", &path, e)),
     };
+    let len = file
+        .metadata()
+        .map_err(|e| Error::io("stat", &path, e))?
+        .len();
+    if len == 0 {
+        return Err(Error::corrupt(
+            &path,
+            format!("empty, the manifest says {} bytes", entry.bytes),
+        ));
+    }
+    // Mapped, not read: the pages go back when the mapping is dropped, so checking a large
+    // snapshot leaves neither the heap nor the resident set grown.
+    // SAFETY: published generations are immutable.
+    let bytes = unsafe { Mmap::map(&file) }.map_err(|e| Error::io("map", &path, e))?;
     if bytes.len() as u64 != entry.bytes {
         return Err(Error::corrupt(
             &path,
@@ -451,6 +478,11 @@ impl Snapshot {
             places_index,
         };
         crate::validate::snapshot(&snap)?;
+        snap.network.release_pages();
+        snap.fares.release_pages();
+        snap.availability.release_pages();
+        snap.mct.release_pages();
+        snap.places.release_pages();
         Ok(snap)
     }
 }
