@@ -13,6 +13,7 @@ pub mod model;
 pub mod places;
 pub mod snapshot;
 mod validate;
+pub mod wire;
 
 pub use error::{Error, Result};
 pub use manifest::Manifest;
