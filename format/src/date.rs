@@ -50,7 +50,7 @@ pub fn checked_days(year: i32, month: u32, day: u32) -> Option<i32> {
     Some(days_from_civil(year, month, day))
 }
 
-/// Parses `YYYY-MM-DD`.
+/// Parses `YYYY-MM-DD` (years 0001-9999).
 pub fn parse_iso(text: &str) -> Option<i32> {
     let b = text.as_bytes();
     if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
@@ -64,6 +64,9 @@ pub fn parse_iso(text: &str) -> Option<i32> {
     let y = num(&b[0..4])?;
     let m = num(&b[5..7])?;
     let d = num(&b[8..10])?;
+    if y == 0 {
+        return None;
+    }
     checked_days(y as i32, m, d)
 }
 

@@ -357,90 +357,24 @@ pub(crate) fn parse_date_field(ctx: &RowCtx<'_>, rec: &ByteRecord, col: usize) -
 
 // ---- civil dates ----
 
-/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's `days_from_civil`).
-/// `month` is 1-12 and `day` 1-31; the caller validates (see [`parse_date`]).
-pub fn days_from_civil(year: i32, month: u32, day: u32) -> i32 {
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y.rem_euclid(400) as u32; // [0, 399]
-    let mp = (month + 9) % 12; // March = 0
-    let doy = (153 * mp + 2) / 5 + day - 1; // [0, 365]
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy; // [0, 146096]
-    era * 146_097 + doe as i32 - 719_468
-}
+pub use format::date::{civil_from_days, days_from_civil};
 
-/// The date `(year, month, day)` of a day number (inverse of [`days_from_civil`]).
-pub fn civil_from_days(days: i32) -> (i32, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097) as u32; // [0, 146096]
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365; // [0, 399]
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100); // [0, 365]
-    let mp = (5 * doy + 2) / 153; // [0, 11]
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe as i32 + era * 400 + i32::from(month <= 2);
-    (year, month, day)
-}
-
-/// True in a Gregorian leap year.
-pub fn is_leap_year(year: i32) -> bool {
-    year % 4 == 0 && (year % 100 != 0 || year % 400 == 0)
-}
-
-/// Days in `month` (1-12) of `year`.
-pub fn days_in_month(year: i32, month: u32) -> u32 {
-    match month {
-        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
-        4 | 6 | 9 | 11 => 30,
-        2 if is_leap_year(year) => 29,
-        2 => 28,
-        _ => 0,
-    }
-}
-
-/// Parses exactly `YYYY-MM-DD` (years 0001-9999, a real calendar day) into days since
-/// 1970-01-01; `None` for anything else.
+/// Parses exactly `YYYY-MM-DD` (a real calendar day) into days since 1970-01-01; `None`
+/// for anything else.
 pub fn parse_date(s: &[u8]) -> Option<i32> {
-    let [y0, y1, y2, y3, b'-', m0, m1, b'-', d0, d1] = *s else {
-        return None;
-    };
-    let digits = [y0, y1, y2, y3, m0, m1, d0, d1];
-    if !digits.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    let n = |a: &[u8]| a.iter().fold(0u32, |acc, d| acc * 10 + u32::from(d - b'0'));
-    let year = n(&digits[0..4]) as i32;
-    let month = n(&digits[4..6]);
-    let day = n(&digits[6..8]);
-    if year == 0 || !(1..=12).contains(&month) || day == 0 || day > days_in_month(year, month) {
-        return None;
-    }
-    Some(days_from_civil(year, month, day))
+    std::str::from_utf8(s)
+        .ok()
+        .and_then(format::date::parse_iso)
 }
 
 /// Formats a day number as `YYYY-MM-DD`.
 pub fn format_date(days: i32) -> String {
-    let (y, m, d) = civil_from_days(days);
-    format!("{y:04}-{m:02}-{d:02}")
+    format::date::format_iso(days)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn feeds_civil_dates_round_trip() {
-        assert_eq!(days_from_civil(1970, 1, 1), 0);
-        assert_eq!(days_from_civil(1969, 12, 31), -1);
-        assert_eq!(days_from_civil(2000, 3, 1), 11_017);
-        assert_eq!(days_from_civil(2005, 5, 22), 12_925);
-        for d in -800_000..800_000 {
-            let (y, m, dd) = civil_from_days(d);
-            assert_eq!(days_from_civil(y, m, dd), d);
-            assert!((1..=12).contains(&m) && dd >= 1 && dd <= days_in_month(y, m));
-        }
-    }
 
     #[test]
     fn feeds_parse_date_validates() {

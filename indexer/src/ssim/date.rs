@@ -2,57 +2,16 @@
 //! Gregorian calendar); the algorithms are Howard Hinnant's `days_from_civil` /
 //! `civil_from_days`, which are exact for every `i32` year we can meet here.
 
-/// Days since 1970-01-01 of the civil date `y-m-d`. `m` is 1..=12 and `d` 1..=31; the
-/// caller validates (see [`days_in_month`]); out-of-range values give a date, not a panic.
-pub fn days_from_civil(y: i32, m: u32, d: u32) -> i32 {
-    let m = m.clamp(1, 12) as i32;
-    let d = d.min(31) as i32;
-    // Shift the year so it starts in March: the leap day is then the year's last day.
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400; // [0, 399]
-    let mp = (m + 9) % 12; // March = 0
-    let doy = (153 * mp + 2) / 5 + d - 1; // [0, 365]
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy; // [0, 146096]
-    era * 146_097 + doe - 719_468
-}
+pub use format::date::{civil_from_days, days_from_civil, format_iso};
 
-/// The civil date `(year, month 1..=12, day 1..=31)` of a day number.
-pub fn civil_from_days(z: i32) -> (i32, u32, u32) {
-    let z = z as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097; // [0, 146096]
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365; // [0, 399]
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100); // [0, 365]
-    let mp = (5 * doy + 2) / 153; // [0, 11]
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y as i32, m, d)
-}
-
-/// Day of the week, Monday = 0 .. Sunday = 6 (1970-01-01 was a Thursday).
+/// Day of the week, Monday = 0 .. Sunday = 6.
 pub fn weekday(date: i32) -> u8 {
-    (date as i64 + 3).rem_euclid(7) as u8
+    format::date::weekday(date) as u8
 }
 
 /// The Monday that starts the (Monday-to-Sunday) calendar week containing `date`.
 pub fn week_monday(date: i32) -> i32 {
     date - i32::from(weekday(date))
-}
-
-pub fn is_leap(y: i32) -> bool {
-    (y % 4 == 0 && y % 100 != 0) || y % 400 == 0
-}
-
-pub fn days_in_month(y: i32, m: u32) -> u32 {
-    match m {
-        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
-        4 | 6 | 9 | 11 => 30,
-        2 if is_leap(y) => 29,
-        2 => 28,
-        _ => 0,
-    }
 }
 
 const MONTHS: [&[u8; 3]; 12] = [
@@ -70,10 +29,7 @@ pub fn parse_ddmmmyy(s: &[u8]) -> Option<i32> {
     let mon = MONTHS.iter().position(|m| &s[2..5] == *m)? as u32 + 1;
     let yy = two_digits(&s[5..7])? as i32;
     let y = if yy < 70 { 2000 + yy } else { 1900 + yy };
-    if d == 0 || d > days_in_month(y, mon) {
-        return None;
-    }
-    Some(days_from_civil(y, mon, d))
+    format::date::checked_days(y, mon, d)
 }
 
 /// Formats a date as SSIM `DDMMMYY`. Only meaningful for 1970-2069 (the range
@@ -86,12 +42,6 @@ pub fn format_ddmmmyy(date: i32) -> String {
     format!("{d:02}{mon}{:02}", y.rem_euclid(100))
 }
 
-/// ISO `YYYY-MM-DD`, for messages.
-pub fn format_iso(date: i32) -> String {
-    let (y, m, d) = civil_from_days(date);
-    format!("{y:04}-{m:02}-{d:02}")
-}
-
 fn two_digits(s: &[u8]) -> Option<u32> {
     match s {
         [a @ b'0'..=b'9', b @ b'0'..=b'9'] => Some(u32::from(a - b'0') * 10 + u32::from(b - b'0')),
@@ -102,6 +52,15 @@ fn two_digits(s: &[u8]) -> Option<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn days_in_month(y: i32, m: u32) -> u32 {
+        match m {
+            1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+            4 | 6 | 9 | 11 => 30,
+            2 if (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 => 29,
+            _ => 28,
+        }
+    }
 
     #[test]
     fn civil_round_trip_over_two_centuries() {
