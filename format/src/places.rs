@@ -84,19 +84,31 @@ pub fn build(dir: &Path, places: &Places, rank: &[u64]) -> Result<()> {
     }
     for m in &places.metros {
         let code = code_str(&m.code);
-        let first = m
-            .airports
-            .first()
-            .and_then(|&a| places.airports.get(a as usize));
-        let city = first
-            .map(|a| {
-                if a.city.is_empty() {
-                    a.name.clone()
-                } else {
-                    a.city.clone()
-                }
-            })
-            .unwrap_or_default();
+        let members_of = || {
+            m.airports
+                .iter()
+                .filter_map(|&a| places.airports.get(a as usize))
+        };
+        let first = members_of().next();
+        // The metro is named after the city most of its airports serve (NYC: JFK and LGA
+        // say New York, EWR says Newark); ties go to the alphabetically first.
+        let mut cities: Vec<&str> = members_of()
+            .map(|a| a.city.as_str())
+            .filter(|c| !c.is_empty())
+            .collect();
+        cities.sort_unstable();
+        let mut city = String::new();
+        let mut best = 0;
+        for c in &cities {
+            let n = cities.iter().filter(|x| *x == c).count();
+            if n > best {
+                best = n;
+                city = c.to_string();
+            }
+        }
+        if city.is_empty() {
+            city = first.map(|a| a.name.clone()).unwrap_or_default();
+        }
         let country = first
             .map(|a| String::from_utf8_lossy(&a.country).into_owned())
             .unwrap_or_default();

@@ -157,6 +157,9 @@ impl SnapshotWriter {
             names.sort();
             for name in names {
                 let path = places.join(&name);
+                // tantivy creates some files 0600; servers may run as another user.
+                fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o644))
+                    .map_err(|e| Error::io("set permissions of", &path, e))?;
                 File::open(&path)
                     .and_then(|f| f.sync_all())
                     .map_err(|e| Error::io("fsync", &path, e))?;
