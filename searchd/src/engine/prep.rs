@@ -1,0 +1,308 @@
+//! Per-snapshot indexes the engine derives once (on the first query against a snapshot, or
+//! by [`prepare`]) and caches by snapshot id: MCT rules grouped by station, each airport's
+//! range of departure UTC offsets (for exact local-time windows), and the reverse market
+//! index (which airports have a segment into an airport).
+
+use std::sync::{Arc, RwLock};
+
+use format::model::{AirportId, ArchivedMctRule, CONN_ANY};
+use format::Snapshot;
+
+pub(crate) struct Prepared {
+    key: (std::path::PathBuf, String),
+    /// `mct_idx[mct_off[a]..mct_off[a+1]]`: rules naming station `a`, in feed order.
+    mct_off: Vec<u32>,
+    mct_idx: Vec<u32>,
+    /// Rules for every station (`*`), in feed order.
+    mct_wild: Vec<u32>,
+    /// Per airport: the smallest MCT any rule (or the default) can give there.
+    pub mct_floor: Vec<u16>,
+    /// Per airport: min and max UTC offset of the legs departing it.
+    pub off_lo: Vec<i16>,
+    pub off_hi: Vec<i16>,
+    /// `into[into_off[b]..into_off[b+1]]`: origins of markets into `b`, sorted.
+    into_off: Vec<u32>,
+    into: Vec<AirportId>,
+    /// `avail_start[f]..avail_start[f+1]`: the availability keys of flight `f`.
+    avail_start: Vec<u32>,
+    /// Per fare market `[s, e)` whose ADT fares are `s..s+k`: `adt_by_amount[s..s+k]` are
+    /// those fares' global indexes ordered by (amount, index).
+    pub adt_by_amount: Vec<u32>,
+    /// Per fare market (index of `Fares::market_keys`): the smallest ADT or CHD amount, in
+    /// millionths (`i128::MAX` when the market has no ADT fare and so prices nothing).
+    pub market_lb: Vec<i128>,
+}
+
+static CACHE: RwLock<Vec<Arc<Prepared>>> = RwLock::new(Vec::new());
+
+fn key_of(snap: &Snapshot) -> (std::path::PathBuf, String) {
+    (snap.dir.clone(), snap.manifest.snapshot_id.clone())
+}
+
+/// Builds (or finds) the engine's derived indexes for `snap`. The server may call this right
+/// after loading a snapshot so the first query does not pay for it.
+pub fn prepare(snap: &Snapshot) {
+    let _ = get(snap);
+}
+
+pub(crate) fn get(snap: &Snapshot) -> Arc<Prepared> {
+    {
+        let cache = match CACHE.read() {
+            Ok(c) => c,
+            Err(p) => p.into_inner(),
+        };
+        for p in cache.iter() {
+            if p.key.1 == snap.manifest.snapshot_id && p.key.0 == snap.dir {
+                return p.clone();
+            }
+        }
+    }
+    let built = Arc::new(build(snap));
+    let mut cache = match CACHE.write() {
+        Ok(c) => c,
+        Err(p) => p.into_inner(),
+    };
+    if let Some(p) = cache.iter().find(|p| p.key == built.key) {
+        return p.clone();
+    }
+    cache.insert(0, built.clone());
+    // A reload keeps the previous snapshot alive for in-flight requests; keep two (plus a
+    // few for tests that open several snapshots).
+    cache.truncate(4);
+    built
+}
+
+fn build(snap: &Snapshot) -> Prepared {
+    let net = snap.network.get();
+    let places = snap.places.get();
+    let mct = snap.mct.get();
+    let n = places.airports.len();
+
+    // MCT by station.
+    let mut counts = vec![0u32; n + 1];
+    let mut wild = Vec::new();
+    for (i, r) in mct.rules.iter().enumerate() {
+        let st = r.station.to_native();
+        if st == u16::MAX {
+            wild.push(i as u32);
+        } else if (st as usize) < n {
+            counts[st as usize + 1] += 1;
+        }
+    }
+    for i in 0..n {
+        counts[i + 1] += counts[i];
+    }
+    let mut fill = counts.clone();
+    let mut idx = vec![0u32; counts[n] as usize];
+    for (i, r) in mct.rules.iter().enumerate() {
+        let st = r.station.to_native();
+        if st != u16::MAX && (st as usize) < n {
+            idx[fill[st as usize] as usize] = i as u32;
+            fill[st as usize] += 1;
+        }
+    }
+    let default = mct.default_minutes.to_native();
+    let wild_min = wild
+        .iter()
+        .filter_map(|&i| mct.rules.get(i as usize))
+        .map(|r| r.minutes.to_native())
+        .min()
+        .unwrap_or(u16::MAX);
+    let mut mct_floor = vec![default.min(wild_min); n];
+    for (a, floor) in mct_floor.iter_mut().enumerate() {
+        for &i in &idx[counts[a] as usize..counts[a + 1] as usize] {
+            if let Some(r) = mct.rules.get(i as usize) {
+                *floor = (*floor).min(r.minutes.to_native());
+            }
+        }
+    }
+
+    // Offsets of departures per airport.
+    let mut off_lo = vec![i16::MAX; n];
+    let mut off_hi = vec![i16::MIN; n];
+    for l in net.legs.iter() {
+        let a = l.dep.to_native() as usize;
+        if a < n {
+            let o = l.dep_offset_min.to_native();
+            off_lo[a] = off_lo[a].min(o);
+            off_hi[a] = off_hi[a].max(o);
+        }
+    }
+    for a in 0..n {
+        if off_lo[a] > off_hi[a] {
+            off_lo[a] = 0;
+            off_hi[a] = 0;
+        }
+    }
+
+    // Reverse markets.
+    let mut pairs: Vec<(AirportId, AirportId)> = Vec::new();
+    for a in 0..n {
+        for m in net.markets_from(a as AirportId) {
+            if m.start.to_native() < m.end.to_native() {
+                pairs.push((m.dest.to_native(), a as AirportId));
+            }
+        }
+    }
+    pairs.sort_unstable();
+    let mut into_off = vec![0u32; n + 1];
+    for &(b, _) in &pairs {
+        if (b as usize) < n {
+            into_off[b as usize + 1] += 1;
+        }
+    }
+    for i in 0..n {
+        into_off[i + 1] += into_off[i];
+    }
+    let into = pairs.iter().map(|p| p.1).collect();
+
+    // Availability keys per flight (keys are sorted by flight first).
+    let keys = &snap.availability.get().keys;
+    let n_flights = net.flights.len();
+    let mut avail_start = vec![0u32; n_flights + 1];
+    let mut i = 0usize;
+    for (f, slot) in avail_start.iter_mut().enumerate() {
+        while i < keys.len() && ((keys[i].to_native() >> 32) as usize) < f {
+            i += 1;
+        }
+        *slot = i as u32;
+    }
+
+    // ADT fares of each market by amount.
+    let fares = snap.fares.get();
+    let mut adt_by_amount: Vec<u32> = (0..fares.fares.len() as u32).collect();
+    let starts = &fares.market_starts;
+    let mut market_lb = Vec::with_capacity(starts.len());
+    for w in starts.windows(2) {
+        let (s, e) = (w[0].to_native() as usize, w[1].to_native() as usize);
+        let m = fares.fares.get(s..e).unwrap_or(&[]);
+        let has_adt = m.first().is_some_and(|f| f.passenger_type == 0);
+        let lb = m
+            .iter()
+            .filter(|f| f.passenger_type <= 1)
+            .map(|f| crate::engine::price::micros(f.amount_minor.to_native(), &f.currency))
+            .min()
+            .filter(|_| has_adt)
+            .unwrap_or(i128::MAX);
+        market_lb.push(lb);
+    }
+    for w in starts.windows(2) {
+        let (s, e) = (w[0].to_native() as usize, w[1].to_native() as usize);
+        let Some(m) = fares.fares.get(s..e) else {
+            continue;
+        };
+        let k = m.iter().take_while(|f| f.passenger_type == 0).count();
+        if let Some(slot) = adt_by_amount.get_mut(s..s + k) {
+            slot.sort_by_key(|&i| {
+                (
+                    fares
+                        .fares
+                        .get(i as usize)
+                        .map(|f| f.amount_minor.to_native()),
+                    i,
+                )
+            });
+        }
+    }
+
+    Prepared {
+        key: key_of(snap),
+        mct_off: counts,
+        mct_idx: idx,
+        mct_wild: wild,
+        mct_floor,
+        off_lo,
+        off_hi,
+        into_off,
+        into,
+        avail_start,
+        adt_by_amount,
+        market_lb,
+    }
+}
+
+/// The inputs of an MCT lookup.
+pub(crate) struct MctQuery {
+    pub station: AirportId,
+    pub conn_type: u8,
+    pub arr_carrier: [u8; 3],
+    pub dep_carrier: [u8; 3],
+}
+
+impl Prepared {
+    /// Airports with a market into `b`, sorted.
+    pub fn into(&self, b: AirportId) -> &[AirportId] {
+        let b = b as usize;
+        match (self.into_off.get(b), self.into_off.get(b + 1)) {
+            (Some(&s), Some(&e)) => self.into.get(s as usize..e as usize).unwrap_or(&[]),
+            _ => &[],
+        }
+    }
+
+    /// The range of availability keys of `flight`.
+    pub fn avail_range(&self, flight: u32) -> (usize, usize) {
+        let f = flight as usize;
+        match (self.avail_start.get(f), self.avail_start.get(f + 1)) {
+            (Some(&s), Some(&e)) => (s as usize, e as usize),
+            _ => (0, 0),
+        }
+    }
+
+    pub fn off_range(&self, a: AirportId) -> (i64, i64) {
+        (
+            i64::from(self.off_lo.get(a as usize).copied().unwrap_or(-720)),
+            i64::from(self.off_hi.get(a as usize).copied().unwrap_or(840)),
+        )
+    }
+
+    pub fn floor(&self, a: AirportId) -> u16 {
+        self.mct_floor.get(a as usize).copied().unwrap_or(0)
+    }
+
+    /// The minimum connection time of the most specific matching rule: a named station
+    /// beats `*`; then more carriers given beats fewer; then an exact type beats `*`; on a
+    /// full tie the later rule in feed order wins. No rule: the table's default.
+    pub fn mct(&self, rules: &[ArchivedMctRule], default: u16, q: &MctQuery) -> u16 {
+        let st = q.station as usize;
+        let named = match (self.mct_off.get(st), self.mct_off.get(st + 1)) {
+            (Some(&s), Some(&e)) => self.mct_idx.get(s as usize..e as usize).unwrap_or(&[]),
+            _ => &[],
+        };
+        if let Some(m) = best(rules, named, q) {
+            return m;
+        }
+        best(rules, &self.mct_wild, q).unwrap_or(default)
+    }
+}
+
+fn best(rules: &[ArchivedMctRule], idx: &[u32], q: &MctQuery) -> Option<u16> {
+    let mut best: Option<((u8, u8), u16)> = None;
+    for &i in idx {
+        let Some(r) = rules.get(i as usize) else {
+            continue;
+        };
+        if r.conn_type != CONN_ANY && r.conn_type != q.conn_type {
+            continue;
+        }
+        let blank = [b' '; 3];
+        let mut carriers = 0u8;
+        if r.arrival_carrier != blank {
+            if r.arrival_carrier != q.arr_carrier {
+                continue;
+            }
+            carriers += 1;
+        }
+        if r.departure_carrier != blank {
+            if r.departure_carrier != q.dep_carrier {
+                continue;
+            }
+            carriers += 1;
+        }
+        let spec = (carriers, u8::from(r.conn_type != CONN_ANY));
+        // `>=`: rules are visited in feed order, so a later rule wins a full tie.
+        if best.is_none_or(|(b, _)| spec >= b) {
+            best = Some((spec, r.minutes.to_native()));
+        }
+    }
+    best.map(|b| b.1)
+}

@@ -1,0 +1,773 @@
+//! Fare construction: the cheapest valid way to price a slice's segments for the whole party.
+//!
+//! A component (consecutive segments, one marketing carrier) is priced by one ADT fare of
+//! that carrier and market; the first valid fare of each (cabin, booking class) group in
+//! fare order is the cheapest of its group for every currency, since child and infant
+//! companions depend only on (carrier, market, cabin, class, currency). A slice's price is
+//! the minimum over its (at most 4) partitions into components, kept per currency: a
+//! construction mixing currencies is invalid, and round trips need the same currency on
+//! both slices.
+
+use format::model::{AirportId, ArchivedFare, CarrierId};
+
+use super::{Ctx, DatedSeg};
+use crate::api::currency_decimals;
+
+/// Currencies kept per component / slice (the cheapest ones when a market files more).
+pub const MAXCUR: usize = 3;
+/// No fare (a child without a CHD fare pays the ADT fare; an infant without INF pays 0).
+pub const NONE: u32 = u32::MAX;
+
+/// The party's fares for one component, in one currency.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CompFare {
+    /// Global index into `Fares::fares` of the ADT fare.
+    pub adt: u32,
+    pub chd: u32,
+    pub inf: u32,
+    /// The whole party's amount, minor units.
+    pub total: i64,
+    pub cur: [u8; 3],
+    /// Fewest seats left in the booking class over the component's legs.
+    pub seats: u16,
+}
+
+/// The cheapest [`CompFare`] per currency.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CompOpts {
+    pub n: u8,
+    pub o: [CompFare; MAXCUR],
+}
+
+/// Value in millionths of the currency unit, to compare amounts of different currencies.
+pub fn micros(minor: i64, cur: &[u8; 3]) -> i128 {
+    i128::from(minor) * 10i128.pow(6 - currency_decimals(cur).min(6))
+}
+
+impl CompOpts {
+    pub fn opts(&self) -> &[CompFare] {
+        &self.o[..self.n as usize]
+    }
+
+    pub fn get(&self, cur: &[u8; 3]) -> Option<&CompFare> {
+        self.opts().iter().find(|o| &o.cur == cur)
+    }
+
+    fn offer(&mut self, f: CompFare) {
+        let n = self.n as usize;
+        if let Some(o) = self.o[..n].iter_mut().find(|o| o.cur == f.cur) {
+            if f.total < o.total {
+                *o = f;
+            }
+            return;
+        }
+        if n < MAXCUR {
+            self.o[n] = f;
+            self.n += 1;
+            return;
+        }
+        // Full: replace the most expensive currency if this one is cheaper.
+        let mut worst = 0;
+        for i in 1..n {
+            if micros(self.o[i].total, &self.o[i].cur)
+                > micros(self.o[worst].total, &self.o[worst].cur)
+            {
+                worst = i;
+            }
+        }
+        if micros(f.total, &f.cur) < micros(self.o[worst].total, &self.o[worst].cur) {
+            self.o[worst] = f;
+        }
+    }
+}
+
+/// One fare component of a construction: segments `from..=to` (indexes within the slice,
+/// or across the itinerary once slices are combined).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CompRef {
+    pub from: u8,
+    pub to: u8,
+    /// Global indexes into `Fares::fares` of the ADT, CHD and INF fares ([`NONE`] = none).
+    pub adt: u32,
+    pub chd: u32,
+    pub inf: u32,
+}
+
+impl CompRef {
+    fn new(from: u8, to: u8, f: &CompFare) -> CompRef {
+        CompRef {
+            from,
+            to,
+            adt: f.adt,
+            chd: f.chd,
+            inf: f.inf,
+        }
+    }
+}
+
+/// A priced construction of one slice, in one currency.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Construction {
+    pub cur: [u8; 3],
+    pub total: i64,
+    pub n: u8,
+    pub comps: [CompRef; 3],
+    pub seats: u16,
+}
+
+impl Construction {
+    pub fn micros(&self) -> i128 {
+        micros(self.total, &self.cur)
+    }
+    pub fn comps(&self) -> &[CompRef] {
+        &self.comps[..self.n as usize]
+    }
+}
+
+/// The cheapest construction of a slice per currency, cheapest first (`opts[0]` is the
+/// slice's price when it stands alone).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Priced {
+    pub n: u8,
+    pub opts: [Construction; MAXCUR],
+}
+
+impl Priced {
+    pub fn opts(&self) -> &[Construction] {
+        &self.opts[..self.n as usize]
+    }
+    pub fn best(&self) -> Option<&Construction> {
+        self.opts().first()
+    }
+    pub fn get(&self, cur: &[u8; 3]) -> Option<&Construction> {
+        self.opts().iter().find(|o| &o.cur == cur)
+    }
+}
+
+/// Index of a fare market in `Fares::market_keys` (through the query's small cache: a
+/// search asks for the same few markets again and again).
+fn market_index(ctx: &Ctx<'_>, carrier: CarrierId, o: AirportId, d: AirportId) -> Option<usize> {
+    let key = format::model::market_key(carrier, o, d);
+    let slot = (key ^ (key >> 16) ^ (key >> 32)) as usize % super::MARKET_CACHE;
+    if let Ok(cache) = ctx.market_cache.try_borrow() {
+        let (k, i) = cache[slot];
+        if k == key {
+            return (i != u32::MAX).then_some(i as usize);
+        }
+    }
+    let r = ctx
+        .fares
+        .market_keys
+        .binary_search_by(|k| k.to_native().cmp(&key))
+        .ok();
+    if let Ok(mut cache) = ctx.market_cache.try_borrow_mut() {
+        cache[slot] = (key, r.map_or(u32::MAX, |i| i as u32));
+    }
+    r
+}
+
+/// Index range of a fare market in `Fares::fares`.
+fn market_range(ctx: &Ctx<'_>, carrier: CarrierId, o: AirportId, d: AirportId) -> (usize, usize) {
+    let Some(i) = market_index(ctx, carrier, o, d) else {
+        return (0, 0);
+    };
+    let starts = &ctx.fares.market_starts;
+    match (starts.get(i), starts.get(i + 1)) {
+        (Some(s), Some(e)) => {
+            let (s, e) = (s.to_native() as usize, e.to_native() as usize);
+            if s <= e && e <= ctx.fares.fares.len() {
+                (s, e)
+            } else {
+                (0, 0)
+            }
+        }
+        _ => (0, 0),
+    }
+}
+
+/// [`comp_lb`] of any component of `carrier` from `o` to `d`.
+pub(crate) fn comp_lb_market(
+    ctx: &Ctx<'_>,
+    carrier: CarrierId,
+    o: AirportId,
+    d: AirportId,
+) -> Option<i128> {
+    let i = market_index(ctx, carrier, o, d)?;
+    let m = *ctx.prep.market_lb.get(i)?;
+    (m != i128::MAX).then(|| m * i128::from(ctx.filters.seated()))
+}
+
+/// A lower bound (millionths) on what the party pays for `segs` as one component, ignoring
+/// dates, seats and cabins; `None` when no fare can price it at all.
+pub(crate) fn comp_lb(ctx: &Ctx<'_>, segs: &[DatedSeg]) -> Option<i128> {
+    let (first, last) = (segs.first()?, segs.last()?);
+    if segs.iter().any(|s| s.carrier != first.carrier) {
+        return None;
+    }
+    let i = market_index(ctx, first.carrier, first.origin, last.dest)?;
+    let m = *ctx.prep.market_lb.get(i)?;
+    (m != i128::MAX).then(|| m * i128::from(ctx.filters.seated()))
+}
+
+/// Seats left in `class` on one dated leg: the live overlay first, else the snapshot; no
+/// row = closed (0).
+#[inline]
+pub(crate) fn leg_seats(ctx: &Ctx<'_>, flight: u32, leg: u8, day: u16, class: u8) -> u16 {
+    let key = format::model::avail_key(flight, leg, day, class);
+    if let Some(s) = ctx.overlay.seats(key) {
+        return s;
+    }
+    let keys = &ctx.avail.keys;
+    let (s, e) = ctx.prep.avail_range(flight);
+    let Some(range) = keys.get(s..e) else {
+        return 0;
+    };
+    match interpolation_search(range.len(), |i| range[i].to_native(), key) {
+        Some(i) => ctx
+            .avail
+            .seats
+            .get(s + i)
+            .map(|v| v.to_native())
+            .unwrap_or(0),
+        None => 0,
+    }
+}
+
+/// Position of `key` in a sorted array of `n` unique keys. Availability keys are spread
+/// nearly evenly over flight numbers, so a few interpolation probes land next to the key
+/// (one or two cache misses instead of ~23 for a binary search); after 4 probes it falls
+/// back to binary search, so skewed data costs O(log n) too.
+pub(crate) fn interpolation_search(n: usize, at: impl Fn(usize) -> u64, key: u64) -> Option<usize> {
+    if n == 0 {
+        return None;
+    }
+    let (mut lo, mut hi) = (0usize, n - 1);
+    for _ in 0..4 {
+        let (klo, khi) = (at(lo), at(hi));
+        if key < klo || key > khi {
+            return None;
+        }
+        if khi == klo {
+            return (klo == key).then_some(lo);
+        }
+        let frac = (key - klo) as f64 / (khi - klo) as f64;
+        let pos = lo + (frac * (hi - lo) as f64) as usize;
+        let pos = pos.min(hi);
+        let k = at(pos);
+        if k == key {
+            return Some(pos);
+        }
+        if k < key {
+            lo = pos + 1;
+        } else {
+            if pos == 0 {
+                return None;
+            }
+            hi = pos - 1;
+        }
+        if lo > hi {
+            return None;
+        }
+    }
+    // Binary search over [lo, hi].
+    let (mut l, mut h) = (lo, hi + 1);
+    while l < h {
+        let m = l + (h - l) / 2;
+        let k = at(m);
+        if k == key {
+            return Some(m);
+        }
+        if k < key {
+            l = m + 1;
+        } else {
+            h = m;
+        }
+    }
+    None
+}
+
+/// Fewest seats left in `class` over every leg of a dated segment.
+pub(crate) fn seg_seats(ctx: &Ctx<'_>, s: &DatedSeg, class: u8) -> u16 {
+    let mut m = u16::MAX;
+    for leg in s.from_leg..=s.to_leg {
+        m = m.min(leg_seats(ctx, s.flight, leg, s.day, class));
+        if m == 0 {
+            return 0;
+        }
+    }
+    m
+}
+
+/// Seats per booking class `A`..`Z` of one dated segment, looked up once per query.
+#[derive(Clone, Copy)]
+pub(crate) struct SeatCache([u16; 26]);
+
+impl Default for SeatCache {
+    fn default() -> Self {
+        SeatCache([u16::MAX; 26])
+    }
+}
+
+impl SeatCache {
+    pub fn get(&mut self, ctx: &Ctx<'_>, s: &DatedSeg, class: u8) -> u16 {
+        if !class.is_ascii_uppercase() {
+            return seg_seats(ctx, s, class);
+        }
+        let i = (class - b'A') as usize;
+        if self.0[i] == u16::MAX {
+            if ctx.overlay.is_empty() {
+                self.fill(ctx, s);
+            } else {
+                self.0[i] = seg_seats(ctx, s, class).min(u16::MAX - 1);
+            }
+        }
+        self.0[i]
+    }
+
+    /// Reads every class of every leg of `s` at once: a leg's classes are adjacent in the
+    /// availability keys, so this is one search per leg instead of one per class. Only
+    /// without live overlay entries (which take precedence per class).
+    fn fill(&mut self, ctx: &Ctx<'_>, s: &DatedSeg) {
+        let (start, end) = ctx.prep.avail_range(s.flight);
+        let keys = ctx.avail.keys.get(start..end).unwrap_or(&[]);
+        let seats = ctx.avail.seats.get(start..end).unwrap_or(&[]);
+        let mut all = [u16::MAX - 1; 26];
+        for leg in s.from_leg..=s.to_leg {
+            let mut this = [0u16; 26];
+            let first = format::model::avail_key(s.flight, leg, s.day, 0);
+            let mut i = lower_bound(keys.len(), |j| keys[j].to_native(), first);
+            while let Some(k) = keys.get(i) {
+                let k = k.to_native();
+                if k >> 8 != first >> 8 {
+                    break;
+                }
+                let class = (k & 0xff) as u8;
+                if class.is_ascii_uppercase() {
+                    this[(class - b'A') as usize] =
+                        seats.get(i).map(|v| v.to_native()).unwrap_or(0);
+                }
+                i += 1;
+            }
+            for (a, t) in all.iter_mut().zip(this) {
+                *a = (*a).min(t);
+            }
+        }
+        self.0 = all;
+    }
+}
+
+/// The first position whose key is `>= key` in a sorted array of `n` keys: a few
+/// interpolation steps (keys are spread nearly evenly), then binary search.
+pub(crate) fn lower_bound(n: usize, at: impl Fn(usize) -> u64, key: u64) -> usize {
+    // Invariant: keys before `lo` are < key, keys from `hi` on are >= key.
+    let (mut lo, mut hi) = (0usize, n);
+    for _ in 0..3 {
+        if hi - lo <= 16 {
+            break;
+        }
+        let (klo, khi) = (at(lo), at(hi - 1));
+        if key <= klo {
+            return lo;
+        }
+        if key > khi {
+            return hi;
+        }
+        let frac = (key - klo) as f64 / (khi - klo) as f64;
+        let pos = (lo + (frac * (hi - 1 - lo) as f64) as usize).clamp(lo + 1, hi - 1);
+        if at(pos) < key {
+            lo = pos + 1;
+        } else {
+            hi = pos;
+        }
+    }
+    while lo < hi {
+        let m = lo + (hi - lo) / 2;
+        if at(m) < key {
+            lo = m + 1;
+        } else {
+            hi = m;
+        }
+    }
+    lo
+}
+
+/// Prices one component with seats looked up directly.
+pub(crate) fn comp_price(ctx: &Ctx<'_>, segs: &[DatedSeg]) -> CompOpts {
+    comp_price_with(ctx, segs, &mut |i, class| match segs.get(i) {
+        Some(s) => seg_seats(ctx, s, class),
+        None => 0,
+    })
+}
+
+/// Whether a fare's travel dates, days of week and advance purchase admit a component whose
+/// first departure is on local date `dl`.
+#[inline]
+fn date_ok(f: &ArchivedFare, dl: i32, weekday: u32, today: i32) -> bool {
+    f.first_day.to_native() <= dl
+        && dl <= f.last_day.to_native()
+        && (f.days_mask >> weekday) & 1 == 1
+        && i64::from(dl) - i64::from(today) >= i64::from(f.advance_purchase_days.to_native())
+}
+
+/// The cheapest valid companion fare (CHD = 1, INF = 2) of a (cabin, class, currency).
+#[allow(clippy::too_many_arguments)]
+fn companion(
+    all: &[ArchivedFare],
+    base: usize,
+    ptype: u8,
+    cabin: u8,
+    class: u8,
+    cur: &[u8; 3],
+    dl: i32,
+    wd: u32,
+    today: i32,
+) -> Option<(u32, i64)> {
+    let start = all
+        .partition_point(|f| (f.passenger_type, f.cabin, f.booking_class) < (ptype, cabin, class));
+    for (k, f) in all.iter().enumerate().skip(start) {
+        if (f.passenger_type, f.cabin, f.booking_class) != (ptype, cabin, class) {
+            break;
+        }
+        if &f.currency == cur && date_ok(f, dl, wd, today) {
+            return Some(((base + k) as u32, f.amount_minor.to_native()));
+        }
+    }
+    None
+}
+
+/// Prices one component: `segs` consecutive, all on one marketing carrier; `seats(i, c)`
+/// gives the fewest seats in class `c` over the legs of `segs[i]`.
+pub(crate) fn comp_price_with(
+    ctx: &Ctx<'_>,
+    segs: &[DatedSeg],
+    seats_of: &mut dyn FnMut(usize, u8) -> u16,
+) -> CompOpts {
+    let mut out = CompOpts::default();
+    let (Some(first), Some(last)) = (segs.first(), segs.last()) else {
+        return out;
+    };
+    let carrier = first.carrier;
+    if segs.iter().any(|s| s.carrier != carrier) {
+        return out;
+    }
+    let (s, e) = market_range(ctx, carrier, first.origin, last.dest);
+    let all = match ctx.fares.fares.get(s..e) {
+        Some(a) if !a.is_empty() => a,
+        _ => return out,
+    };
+    let f = ctx.filters;
+    let dl = first.dep_local.div_euclid(1440) as i32;
+    let wd = format::date::weekday(dl);
+    let seated = f.seated();
+    let adults = i64::from(f.adults);
+    let children = i64::from(f.children);
+    let infants = i64::from(f.infants);
+    if children == 0 && infants == 0 {
+        // Adults only: the party pays `adults` x the ADT amount, so in amount order the
+        // first valid fare of each currency is that currency's cheapest; seats are looked up
+        // only for fares that could still win.
+        let k = all.iter().take_while(|x| x.passenger_type == 0).count();
+        let order = ctx.prep.adt_by_amount.get(s..s + k).unwrap_or(&[]);
+        let mut done: [[u8; 3]; MAXCUR + 1] = [[0; 3]; MAXCUR + 1];
+        let mut n_done = 0usize;
+        let mut class_seats = [u16::MAX; 26];
+        for &gi in order {
+            let Some(fare) = ctx.fares.fares.get(gi as usize) else {
+                continue;
+            };
+            let cur = fare.currency;
+            if done[..n_done].contains(&cur)
+                || f.cabin.is_some_and(|c| c != fare.cabin)
+                || !date_ok(fare, dl, wd, ctx.today)
+            {
+                continue;
+            }
+            let class = fare.booking_class;
+            let left = if class.is_ascii_uppercase() {
+                let slot = &mut class_seats[(class - b'A') as usize];
+                if *slot == u16::MAX {
+                    *slot = (0..segs.len())
+                        .map(|i| seats_of(i, class))
+                        .min()
+                        .unwrap_or(0)
+                        .min(u16::MAX - 1);
+                }
+                *slot
+            } else {
+                (0..segs.len())
+                    .map(|i| seats_of(i, class))
+                    .min()
+                    .unwrap_or(0)
+            };
+            if left < seated {
+                continue;
+            }
+            out.offer(CompFare {
+                adt: gi,
+                chd: NONE,
+                inf: NONE,
+                total: adults.saturating_mul(fare.amount_minor.to_native()),
+                cur,
+                seats: left,
+            });
+            if n_done < done.len() {
+                done[n_done] = cur;
+                n_done += 1;
+            }
+        }
+        return out;
+    }
+    let mut i = 0;
+    while i < all.len() && all[i].passenger_type == 0 {
+        let (cabin, class) = (all[i].cabin, all[i].booking_class);
+        let mut j = i;
+        while j < all.len()
+            && all[j].passenger_type == 0
+            && all[j].cabin == cabin
+            && all[j].booking_class == class
+        {
+            j += 1;
+        }
+        if f.cabin.is_none_or(|c| c == cabin) {
+            let mut seats: Option<u16> = None;
+            let mut taken: [[u8; 3]; MAXCUR + 1] = [[0; 3]; MAXCUR + 1];
+            let mut n_taken = 0usize;
+            for (k, fare) in all[i..j].iter().enumerate() {
+                if !date_ok(fare, dl, wd, ctx.today) {
+                    continue;
+                }
+                let cur = fare.currency;
+                if taken[..n_taken].contains(&cur) {
+                    continue;
+                }
+                let left = *seats.get_or_insert_with(|| {
+                    let mut m = u16::MAX;
+                    for k in 0..segs.len() {
+                        m = m.min(seats_of(k, class));
+                        if m == 0 {
+                            break;
+                        }
+                    }
+                    m
+                });
+                if left < seated {
+                    break;
+                }
+                let amt = fare.amount_minor.to_native();
+                let (chd, chd_amt) = if children > 0 {
+                    companion(all, s, 1, cabin, class, &cur, dl, wd, ctx.today)
+                        .unwrap_or((NONE, amt))
+                } else {
+                    (NONE, 0)
+                };
+                let (inf, inf_amt) = if infants > 0 {
+                    companion(all, s, 2, cabin, class, &cur, dl, wd, ctx.today).unwrap_or((NONE, 0))
+                } else {
+                    (NONE, 0)
+                };
+                let total = adults
+                    .saturating_mul(amt)
+                    .saturating_add(children.saturating_mul(chd_amt))
+                    .saturating_add(infants.saturating_mul(inf_amt));
+                out.offer(CompFare {
+                    adt: (s + i + k) as u32,
+                    chd,
+                    inf,
+                    total,
+                    cur,
+                    seats: left,
+                });
+                if n_taken < taken.len() {
+                    taken[n_taken] = cur;
+                    n_taken += 1;
+                }
+            }
+        }
+        i = j;
+    }
+    out
+}
+
+/// The partitions of 1..=3 segments into consecutive components, fewest components first
+/// (on equal totals the first found wins).
+const PARTS: [&[&[(u8, u8)]]; 4] = [
+    &[],
+    &[&[(0, 0)]],
+    &[&[(0, 1)], &[(0, 0), (1, 1)]],
+    &[
+        &[(0, 2)],
+        &[(0, 0), (1, 2)],
+        &[(0, 1), (2, 2)],
+        &[(0, 0), (1, 1), (2, 2)],
+    ],
+];
+
+/// The cheapest construction per currency of an `n`-segment slice, given the component
+/// prices `comp[i][j]` (segments `i..=j`).
+pub fn price_slice(n: usize, comp: &[[CompOpts; 3]; 3]) -> Priced {
+    let refs = [
+        [&comp[0][0], &comp[0][1], &comp[0][2]],
+        [&comp[1][0], &comp[1][1], &comp[1][2]],
+        [&comp[2][0], &comp[2][1], &comp[2][2]],
+    ];
+    price_refs(n, &refs)
+}
+
+/// No fare.
+pub const EMPTY: CompOpts = CompOpts {
+    n: 0,
+    o: [CompFare {
+        adt: 0,
+        chd: 0,
+        inf: 0,
+        total: 0,
+        cur: [0; 3],
+        seats: 0,
+    }; MAXCUR],
+};
+
+/// [`price_slice`] over references (no copies of the component table).
+pub fn price_refs(n: usize, comp: &[[&CompOpts; 3]; 3]) -> Priced {
+    let mut out = Priced::default();
+    let Some(parts) = PARTS.get(n) else {
+        return out;
+    };
+    for part in parts.iter() {
+        let (i0, j0) = part[0];
+        for first in comp[i0 as usize][j0 as usize].opts() {
+            let cur = first.cur;
+            let mut c = Construction {
+                cur,
+                total: first.total,
+                n: 1,
+                comps: [CompRef::default(); 3],
+                seats: first.seats,
+            };
+            c.comps[0] = CompRef::new(i0, j0, first);
+            let mut ok = true;
+            for &(i, j) in part.iter().skip(1) {
+                match comp[i as usize][j as usize].get(&cur) {
+                    Some(f) => {
+                        c.comps[c.n as usize] = CompRef::new(i, j, f);
+                        c.n += 1;
+                        c.total = c.total.saturating_add(f.total);
+                        c.seats = c.seats.min(f.seats);
+                    }
+                    None => {
+                        ok = false;
+                        break;
+                    }
+                }
+            }
+            if ok {
+                offer(&mut out, c);
+            }
+        }
+    }
+    // Cheapest first; equal values keep their order of discovery.
+    let n = out.n as usize;
+    out.opts[..n].sort_by_key(|c| c.micros());
+    out
+}
+
+fn offer(p: &mut Priced, c: Construction) {
+    let n = p.n as usize;
+    if let Some(o) = p.opts[..n].iter_mut().find(|o| o.cur == c.cur) {
+        if c.total < o.total {
+            *o = c;
+        }
+        return;
+    }
+    if n < MAXCUR {
+        p.opts[n] = c;
+        p.n += 1;
+        return;
+    }
+    let mut worst = 0;
+    for i in 1..n {
+        if p.opts[i].micros() > p.opts[worst].micros() {
+            worst = i;
+        }
+    }
+    if c.micros() < p.opts[worst].micros() {
+        p.opts[worst] = c;
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn opts(list: &[(&[u8; 3], i64)]) -> CompOpts {
+        let mut o = CompOpts::default();
+        for (i, (cur, total)) in list.iter().enumerate() {
+            o.offer(CompFare {
+                adt: i as u32,
+                chd: NONE,
+                inf: NONE,
+                total: *total,
+                cur: **cur,
+                seats: 9,
+            });
+        }
+        o
+    }
+
+    #[test]
+    fn partitions_pick_the_cheapest_per_currency() {
+        let mut comp = [[CompOpts::default(); 3]; 3];
+        comp[0][0] = opts(&[(b"USD", 100), (b"EUR", 50)]);
+        comp[1][1] = opts(&[(b"USD", 100)]);
+        comp[2][2] = opts(&[(b"USD", 100), (b"EUR", 10)]);
+        comp[0][1] = opts(&[(b"USD", 150)]);
+        comp[1][2] = opts(&[(b"EUR", 70)]);
+        comp[0][2] = opts(&[(b"USD", 320)]);
+        let p = price_slice(3, &comp);
+        // EUR: 50 + 70 = 120 (0 | 1-2); USD: 150 + 100 = 250 (0-1 | 2).
+        assert_eq!(p.n, 2);
+        assert_eq!((p.opts[0].cur, p.opts[0].total), (*b"EUR", 120));
+        assert_eq!((p.opts[1].cur, p.opts[1].total), (*b"USD", 250));
+        assert_eq!(p.opts[1].comps().len(), 2);
+        assert_eq!((p.opts[1].comps()[0].from, p.opts[1].comps()[0].to), (0, 1));
+        // No construction without a common currency.
+        let mut comp = [[CompOpts::default(); 3]; 3];
+        comp[0][0] = opts(&[(b"USD", 1)]);
+        comp[1][1] = opts(&[(b"EUR", 1)]);
+        assert_eq!(price_slice(2, &comp).n, 0);
+    }
+
+    #[test]
+    fn interpolation_search_finds_every_key_and_no_other() {
+        let sets: Vec<Vec<u64>> = vec![
+            vec![],
+            vec![5],
+            (0..1000).map(|i| i * 7 + 3).collect(),
+            (0..1000).map(|i| i * i * i).collect(),
+            (0..200)
+                .map(|i| if i < 100 { i } else { 1 << 40 | i })
+                .collect(),
+        ];
+        for keys in sets {
+            for (i, &k) in keys.iter().enumerate() {
+                assert_eq!(interpolation_search(keys.len(), |j| keys[j], k), Some(i));
+                if !keys.contains(&(k + 1)) {
+                    assert_eq!(interpolation_search(keys.len(), |j| keys[j], k + 1), None);
+                }
+            }
+            assert_eq!(
+                interpolation_search(keys.len(), |j| keys[j], u64::MAX),
+                None
+            );
+        }
+    }
+
+    #[test]
+    fn cheaper_fares_replace_dearer_ones_of_the_same_currency() {
+        let o = opts(&[(b"USD", 100), (b"USD", 90), (b"USD", 95)]);
+        assert_eq!(o.n, 1);
+        assert_eq!(o.o[0].total, 90);
+        assert_eq!(micros(1, b"JPY"), 1_000_000);
+        assert_eq!(micros(1, b"USD"), 10_000);
+    }
+}

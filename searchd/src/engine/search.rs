@@ -1,0 +1,622 @@
+//! Assembling results: filtering, counting, ordering and the top `limit` of one-way and
+//! round-trip searches; offers.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+
+use format::Snapshot;
+use serde_json::{json, Value};
+
+use super::offer_id::{self, slice_key, OfferRef};
+use super::paths::{self, Buffers, SliceCand};
+use super::price::{micros, CompOpts, CompRef, Construction, Priced};
+use super::{prep, render, too_broad, Clock, Ctx, Slice};
+use crate::api::ApiError;
+use crate::overlay::Overlay;
+use crate::query::{Filters, SearchQuery, SortBy};
+
+/// The price of a whole itinerary: one currency, fare components over all its segments.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ItinPrice {
+    pub cur: [u8; 3],
+    pub total: i64,
+    pub n: u8,
+    /// Components; `from`/`to` index the itinerary's segments across slices.
+    pub comps: [CompRef; 6],
+    pub seats: u16,
+}
+
+impl ItinPrice {
+    pub fn comps(&self) -> &[CompRef] {
+        &self.comps[..self.n as usize]
+    }
+    pub fn micros(&self) -> i128 {
+        micros(self.total, &self.cur)
+    }
+
+    /// The price of a one-way itinerary with this construction.
+    pub fn from_parts_pub(c: &Construction) -> ItinPrice {
+        Self::from_parts(&[(c, 0)])
+    }
+
+    fn from_parts(parts: &[(&Construction, u8)]) -> ItinPrice {
+        let mut p = ItinPrice {
+            cur: parts.first().map(|c| c.0.cur).unwrap_or([0; 3]),
+            seats: u16::MAX,
+            ..Default::default()
+        };
+        for (c, offset) in parts {
+            p.total = p.total.saturating_add(c.total);
+            p.seats = p.seats.min(c.seats);
+            for comp in c.comps() {
+                if (p.n as usize) < p.comps.len() {
+                    p.comps[p.n as usize] = CompRef {
+                        from: comp.from + offset,
+                        to: comp.to + offset,
+                        ..*comp
+                    };
+                    p.n += 1;
+                }
+            }
+        }
+        p
+    }
+}
+
+/// A typed itinerary: one or two slices and its price (if it has a valid construction).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Itinerary {
+    pub slices: [Slice; 2],
+    pub n_slices: u8,
+    pub price: Option<ItinPrice>,
+}
+
+impl Itinerary {
+    pub fn slices(&self) -> &[Slice] {
+        &self.slices[..self.n_slices as usize]
+    }
+    pub fn duration(&self) -> i64 {
+        self.slices().iter().map(|s| s.duration()).sum()
+    }
+}
+
+/// The typed answer of a search.
+#[derive(Debug, Clone, Default)]
+pub struct SearchResult {
+    pub itineraries: Vec<Itinerary>,
+    /// Itineraries that matched (all of them, not only the returned ones).
+    pub total: u64,
+    /// The work budget ran out: the answer is incomplete and must not be served.
+    pub too_broad: bool,
+}
+
+fn passes_price(f: &Filters, priced_only: bool, p: Option<i128>) -> bool {
+    match (p, f.max_price_micros) {
+        (None, Some(_)) => false,
+        (None, None) => !priced_only,
+        (Some(v), Some(m)) => v <= m,
+        (Some(_), None) => true,
+    }
+}
+
+/// Per-thread buffers reused across queries (no allocation storms, no page faults from
+/// large vectors being mapped and unmapped on every query).
+#[derive(Default)]
+struct Scratch {
+    bufs: Buffers,
+    outs: Vec<SliceCand>,
+    ins: Vec<SliceCand>,
+}
+
+thread_local! {
+    static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::new(Scratch::default());
+}
+
+fn take_scratch() -> Scratch {
+    SCRATCH.with(|s| std::mem::take(&mut *s.borrow_mut()))
+}
+
+fn put_scratch(mut s: Scratch) {
+    // Keep at most ~8 MB of candidates per thread.
+    let max = (8 << 20) / std::mem::size_of::<SliceCand>().max(1);
+    for v in [&mut s.outs, &mut s.ins] {
+        v.clear();
+        if v.capacity() > max {
+            *v = Vec::new();
+        }
+    }
+    SCRATCH.with(|c| *c.borrow_mut() = s);
+}
+
+/// Runs a parsed search. Never panics; `too_broad` set when the work budget ran out.
+pub fn run_search(
+    snap: &Snapshot,
+    overlay: &Overlay,
+    clock: Clock,
+    q: &SearchQuery,
+) -> SearchResult {
+    let prep = prep::get(snap);
+    let ctx = Ctx::new(
+        snap,
+        overlay,
+        clock,
+        &q.filters,
+        &prep,
+        &[&q.origin, &q.destination],
+    );
+    let mut sc = take_scratch();
+    let Scratch { bufs, outs, ins } = &mut sc;
+    paths::slices(&ctx, &q.origin, &q.destination, q.date, bufs, outs);
+    let mut res = match q.return_date {
+        None => one_way(&ctx, q, outs),
+        Some(r) => {
+            if !ctx.exhausted() {
+                paths::slices(&ctx, &q.destination, &q.origin, r, bufs, ins);
+            }
+            round_trip(&ctx, q, outs, ins)
+        }
+    };
+    put_scratch(sc);
+    if ctx.exhausted() {
+        res.itineraries.clear();
+        res.too_broad = true;
+    }
+    res
+}
+
+fn primary_one(sort: SortBy, c: &SliceCand) -> (bool, i128) {
+    match sort {
+        SortBy::Price => match c.price.best() {
+            Some(p) => (false, p.micros()),
+            None => (true, 0),
+        },
+        SortBy::Duration => (false, i128::from(c.slice.duration())),
+        SortBy::Departure => (false, 0),
+    }
+}
+
+pub(crate) fn one_way(ctx: &Ctx<'_>, q: &SearchQuery, outs: &[SliceCand]) -> SearchResult {
+    // Sort small keys, not the candidates: (primary, departure) then the id on full ties.
+    let mut keyed: Vec<((bool, i128, i64), u32)> = outs
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| {
+            passes_price(
+                ctx.filters,
+                q.priced_only,
+                c.price.best().map(|p| p.micros()),
+            )
+        })
+        .map(|(i, c)| {
+            let (u, p) = primary_one(q.sort, c);
+            ((u, p, c.slice.dep_utc()), i as u32)
+        })
+        .collect();
+    let total = keyed.len() as u64;
+    let cmp = |a: &((bool, i128, i64), u32), b: &((bool, i128, i64), u32)| {
+        a.0.cmp(&b.0).then_with(|| {
+            let (x, y) = (&outs[a.1 as usize].slice, &outs[b.1 as usize].slice);
+            slice_key(ctx, x.segs()).cmp(&slice_key(ctx, y.segs()))
+        })
+    };
+    if keyed.len() > q.limit {
+        keyed.select_nth_unstable_by(q.limit - 1, cmp);
+        keyed.truncate(q.limit);
+    }
+    keyed.sort_by(cmp);
+    let itineraries = keyed
+        .iter()
+        .map(|&(_, i)| {
+            let c = &outs[i as usize];
+            Itinerary {
+                slices: [c.slice, Slice::default()],
+                n_slices: 1,
+                price: c.price.best().map(|p| ItinPrice::from_parts(&[(p, 0)])),
+            }
+        })
+        .collect();
+    SearchResult {
+        itineraries,
+        total,
+        too_broad: false,
+    }
+}
+
+/// The best common-currency price of a pair: (outbound, inbound) constructions.
+fn pair_price<'p>(o: &'p Priced, i: &'p Priced) -> Option<(&'p Construction, &'p Construction)> {
+    let mut best: Option<(&Construction, &Construction, i128)> = None;
+    for a in o.opts() {
+        if let Some(b) = i.get(&a.cur) {
+            let v = a.micros() + b.micros();
+            if best.is_none_or(|x| v < x.2) {
+                best = Some((a, b, v));
+            }
+        }
+    }
+    best.map(|(a, b, _)| (a, b))
+}
+
+fn pair_micros(o: &Priced, i: &Priced) -> Option<i128> {
+    pair_price(o, i).map(|(a, b)| a.micros() + b.micros())
+}
+
+fn make_pair(o: &SliceCand, i: &SliceCand) -> Itinerary {
+    Itinerary {
+        slices: [o.slice, i.slice],
+        n_slices: 2,
+        price: pair_price(&o.price, &i.price)
+            .map(|(a, b)| ItinPrice::from_parts(&[(a, 0), (b, o.slice.n)])),
+    }
+}
+
+fn round_trip(
+    ctx: &Ctx<'_>,
+    q: &SearchQuery,
+    outs: &mut Vec<SliceCand>,
+    ins: &mut Vec<SliceCand>,
+) -> SearchResult {
+    let f = ctx.filters;
+    if q.priced_only || f.max_price_micros.is_some() {
+        // A slice without a price cannot be part of a priced pair.
+        outs.retain(|c| c.price.n > 0);
+        ins.retain(|c| c.price.n > 0);
+    }
+    // Order outbound by (departure, id) and inbound by id: ranks give cheap tie-breaks.
+    outs.sort_by_cached_key(|c| (c.slice.dep_utc(), slice_key(ctx, c.slice.segs())));
+    ins.sort_by_cached_key(|c| slice_key(ctx, c.slice.segs()));
+    let passes = |o: &SliceCand, i: &SliceCand| {
+        passes_price(f, q.priced_only, pair_micros(&o.price, &i.price))
+    };
+    let total = count_pairs(ctx, q, outs, ins);
+    let mut picked: Vec<(usize, usize)> = Vec::new();
+    let limit = q.limit;
+    match q.sort {
+        SortBy::Departure => {
+            'outer: for (oi, o) in outs.iter().enumerate() {
+                for (ii, i) in ins.iter().enumerate() {
+                    if !ctx.step(1) {
+                        break 'outer;
+                    }
+                    if passes(o, i) {
+                        picked.push((oi, ii));
+                        if picked.len() >= limit {
+                            break 'outer;
+                        }
+                    }
+                }
+            }
+        }
+        SortBy::Duration => {
+            let mut order: Vec<usize> = (0..ins.len()).collect();
+            order.sort_by_key(|&i| (ins[i].slice.duration(), i));
+            let keys: Vec<i128> = order
+                .iter()
+                .map(|&i| i128::from(ins[i].slice.duration()))
+                .collect();
+            let streams: Vec<(usize, i128, &[usize], &[i128])> = (0..outs.len())
+                .map(|o| {
+                    (
+                        o,
+                        i128::from(outs[o].slice.duration()),
+                        &order[..],
+                        &keys[..],
+                    )
+                })
+                .collect();
+            merge(ctx, &streams, limit, &mut picked, |o, i| {
+                passes(&outs[o], &ins[i])
+            });
+        }
+        SortBy::Price => {
+            // One stream per (outbound, currency) over the inbound slices of that currency,
+            // sorted by (price, id).
+            let mut curs: Vec<[u8; 3]> = ins
+                .iter()
+                .flat_map(|c| c.price.opts().iter().map(|p| p.cur))
+                .collect();
+            curs.sort_unstable();
+            curs.dedup();
+            let mut by_cur: Vec<(Vec<usize>, Vec<i128>)> = Vec::with_capacity(curs.len());
+            for cur in &curs {
+                let mut idx: Vec<(i128, usize)> = ins
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(n, c)| c.price.get(cur).map(|p| (p.micros(), n)))
+                    .collect();
+                idx.sort_unstable();
+                by_cur.push((
+                    idx.iter().map(|x| x.1).collect(),
+                    idx.iter().map(|x| x.0).collect(),
+                ));
+            }
+            let mut streams: Vec<(usize, i128, &[usize], &[i128])> = Vec::new();
+            let mut stream_cur: Vec<[u8; 3]> = Vec::new();
+            for (oi, o) in outs.iter().enumerate() {
+                for p in o.price.opts() {
+                    if let Ok(ci) = curs.binary_search(&p.cur) {
+                        streams.push((oi, p.micros(), &by_cur[ci].0[..], &by_cur[ci].1[..]));
+                        stream_cur.push(p.cur);
+                    }
+                }
+            }
+            // A pair is emitted by the stream of its best currency only.
+            merge_priced(ctx, &streams, &stream_cur, limit, &mut picked, |o, i| {
+                let best = pair_price(&outs[o].price, &ins[i].price);
+                (
+                    best.map(|(a, _)| a.cur),
+                    best.map(|(a, b)| a.micros() + b.micros()),
+                )
+            });
+            if picked.len() < limit && !q.priced_only && f.max_price_micros.is_none() {
+                'outer2: for (oi, o) in outs.iter().enumerate() {
+                    for (ii, i) in ins.iter().enumerate() {
+                        if !ctx.step(1) {
+                            break 'outer2;
+                        }
+                        if pair_price(&o.price, &i.price).is_none() {
+                            picked.push((oi, ii));
+                            if picked.len() >= limit {
+                                break 'outer2;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let itineraries = picked
+        .iter()
+        .map(|&(o, i)| make_pair(&outs[o], &ins[i]))
+        .collect();
+    SearchResult {
+        itineraries,
+        total,
+        too_broad: false,
+    }
+}
+
+/// Counts the pairs that pass without enumerating them when every slice has at most one
+/// currency (the usual case): per currency, a binary search per outbound slice.
+fn count_pairs(ctx: &Ctx<'_>, q: &SearchQuery, outs: &[SliceCand], ins: &[SliceCand]) -> u64 {
+    let f = ctx.filters;
+    if !q.priced_only && f.max_price_micros.is_none() {
+        return outs.len() as u64 * ins.len() as u64;
+    }
+    let simple = outs.iter().chain(ins.iter()).all(|c| c.price.n <= 1);
+    if simple {
+        let mut by: Vec<([u8; 3], i128)> = ins
+            .iter()
+            .filter_map(|c| c.price.best().map(|p| (p.cur, p.micros())))
+            .collect();
+        by.sort_unstable();
+        let mut total = 0u64;
+        for o in outs {
+            let Some(p) = o.price.best() else { continue };
+            let s = by.partition_point(|x| x.0 < p.cur);
+            let e = match f.max_price_micros {
+                Some(m) => {
+                    by.partition_point(|x| x.0 < p.cur || (x.0 == p.cur && p.micros() + x.1 <= m))
+                }
+                None => by.partition_point(|x| x.0 <= p.cur),
+            };
+            total += e.saturating_sub(s) as u64;
+        }
+        return total;
+    }
+    let mut total = 0u64;
+    for o in outs {
+        if !ctx.step(ins.len() as u64) {
+            return total;
+        }
+        for i in ins {
+            if passes_price(f, q.priced_only, pair_micros(&o.price, &i.price)) {
+                total += 1;
+            }
+        }
+    }
+    total
+}
+
+type Stream<'a> = (usize, i128, &'a [usize], &'a [i128]);
+
+/// K-way merge of streams (outbound `o`, its key, inbound indexes sorted by key) in the
+/// order (key sum, outbound position, inbound id rank), keeping pairs `ok` accepts.
+fn merge(
+    ctx: &Ctx<'_>,
+    streams: &[Stream<'_>],
+    limit: usize,
+    picked: &mut Vec<(usize, usize)>,
+    ok: impl Fn(usize, usize) -> bool,
+) {
+    let mut heap: BinaryHeap<Reverse<(i128, usize, usize, usize)>> = BinaryHeap::new();
+    for (si, s) in streams.iter().enumerate() {
+        if let (Some(&i), Some(&k)) = (s.2.first(), s.3.first()) {
+            heap.push(Reverse((s.1 + k, s.0, i, si)));
+        }
+    }
+    let mut pos = vec![0usize; streams.len()];
+    while let Some(Reverse((_, o, i, si))) = heap.pop() {
+        if !ctx.step(1) {
+            return;
+        }
+        if ok(o, i) {
+            picked.push((o, i));
+            if picked.len() >= limit {
+                return;
+            }
+        }
+        pos[si] += 1;
+        let s = &streams[si];
+        if let (Some(&ni), Some(&k)) = (s.2.get(pos[si]), s.3.get(pos[si])) {
+            heap.push(Reverse((s.1 + k, s.0, ni, si)));
+        }
+    }
+}
+
+/// Like [`merge`] for price streams: a pair is kept only from the stream of its best
+/// currency, and a stream ends once it passes `max_price`.
+fn merge_priced(
+    ctx: &Ctx<'_>,
+    streams: &[Stream<'_>],
+    stream_cur: &[[u8; 3]],
+    limit: usize,
+    picked: &mut Vec<(usize, usize)>,
+    best: impl Fn(usize, usize) -> (Option<[u8; 3]>, Option<i128>),
+) {
+    let max = ctx.filters.max_price_micros;
+    let mut heap: BinaryHeap<Reverse<(i128, usize, usize, usize)>> = BinaryHeap::new();
+    for (si, s) in streams.iter().enumerate() {
+        if let (Some(&i), Some(&k)) = (s.2.first(), s.3.first()) {
+            heap.push(Reverse((s.1 + k, s.0, i, si)));
+        }
+    }
+    let mut pos = vec![0usize; streams.len()];
+    while let Some(Reverse((v, o, i, si))) = heap.pop() {
+        if !ctx.step(1) {
+            return;
+        }
+        if max.is_some_and(|m| v > m) {
+            continue; // this stream only gets dearer
+        }
+        let (cur, _) = best(o, i);
+        if cur == Some(stream_cur[si]) {
+            picked.push((o, i));
+            if picked.len() >= limit {
+                return;
+            }
+        }
+        pos[si] += 1;
+        let s = &streams[si];
+        if let (Some(&ni), Some(&k)) = (s.2.get(pos[si]), s.3.get(pos[si])) {
+            heap.push(Reverse((s.1 + k, s.0, ni, si)));
+        }
+    }
+}
+
+/// `GET /v1/search`: `(data, meta)` with `data.itineraries` and `meta.count`/`meta.total`.
+pub fn search(
+    snap: &Snapshot,
+    overlay: &Overlay,
+    clock: Clock,
+    params: &[(String, String)],
+) -> Result<(Value, Value), ApiError> {
+    let q = crate::query::parse_search(snap, params)?;
+    let res = run_search(snap, overlay, clock, &q);
+    if res.too_broad {
+        return Err(too_broad());
+    }
+    let prep = prep::get(snap);
+    let ctx = Ctx::new(
+        snap,
+        overlay,
+        clock,
+        &q.filters,
+        &prep,
+        &[&q.origin, &q.destination],
+    );
+    let items: Vec<Value> = res
+        .itineraries
+        .iter()
+        .map(|it| render::itinerary(&ctx, it))
+        .collect();
+    let count = items.len();
+    Ok((
+        render::obj([("itineraries", Value::Array(items))]),
+        json!({ "count": count, "total": res.total }),
+    ))
+}
+
+/// An offer re-priced now.
+#[derive(Debug, Clone)]
+pub struct PricedOffer {
+    pub itinerary: Itinerary,
+    /// The id of the offer at its current price (equal to the given id when unchanged).
+    pub id: String,
+    pub price_changed: bool,
+}
+
+fn offer_filters(r: &OfferRef) -> Filters {
+    Filters {
+        adults: r.adults,
+        children: r.children,
+        infants: r.infants,
+        cabin: r.cabin,
+        ..Filters::default()
+    }
+}
+
+/// Resolves an offer's flights in `snap` (410 when any no longer operates, or when its
+/// segments no longer follow each other in time) and prices it against the live state.
+pub fn price_offer(
+    snap: &Snapshot,
+    overlay: &Overlay,
+    clock: Clock,
+    r: &OfferRef,
+) -> Result<PricedOffer, ApiError> {
+    let filters = offer_filters(r);
+    let prep = prep::get(snap);
+    let ctx = Ctx::new(snap, overlay, clock, &filters, &prep, &[]);
+    let mut it = Itinerary {
+        slices: [Slice::default(); 2],
+        n_slices: 0,
+        price: None,
+    };
+    let mut parts: Vec<Priced> = Vec::new();
+    for keys in r.slices.iter().take(2) {
+        let mut sl = Slice::default();
+        for k in keys.iter().take(3) {
+            let s = offer_id::resolve(&ctx, k)?;
+            if sl.n > 0 {
+                let prev = sl.segs[sl.n as usize - 1];
+                if prev.dest != s.origin || s.dep_utc < prev.arr_utc {
+                    return Err(ApiError::offer_expired(
+                        "the offer's connection no longer exists after a schedule change",
+                    ));
+                }
+            }
+            sl.segs[sl.n as usize] = s;
+            sl.n += 1;
+        }
+        let n = sl.n as usize;
+        let mut comp = [[CompOpts::default(); 3]; 3];
+        for (i, row) in comp.iter_mut().enumerate().take(n) {
+            for (j, cell) in row.iter_mut().enumerate().take(n).skip(i) {
+                *cell = super::price::comp_price(&ctx, &sl.segs[i..=j]);
+            }
+        }
+        parts.push(super::price::price_slice(n, &comp));
+        it.slices[it.n_slices as usize] = sl;
+        it.n_slices += 1;
+    }
+    it.price = match parts.as_slice() {
+        [a] => a.best().map(|p| ItinPrice::from_parts(&[(p, 0)])),
+        [a, b] => {
+            pair_price(a, b).map(|(x, y)| ItinPrice::from_parts(&[(x, 0), (y, it.slices[0].n)]))
+        }
+        _ => None,
+    };
+    let now = it.price.map(|p| (p.cur, p.total));
+    let id = offer_id::encode(&ctx, &it);
+    Ok(PricedOffer {
+        itinerary: it,
+        id,
+        price_changed: now != r.quoted,
+    })
+}
+
+/// `GET /v1/offers/{id}`: the itinerary re-priced now, with `price_changed`.
+pub fn offer(
+    snap: &Snapshot,
+    overlay: &Overlay,
+    clock: Clock,
+    id: &str,
+) -> Result<(Value, Value), ApiError> {
+    let r = offer_id::decode_offer(snap, id)?;
+    let p = price_offer(snap, overlay, clock, &r)?;
+    let filters = offer_filters(&r);
+    let prep = prep::get(snap);
+    let ctx = Ctx::new(snap, overlay, clock, &filters, &prep, &[]);
+    let mut data = render::itinerary(&ctx, &p.itinerary);
+    data["price_changed"] = Value::Bool(p.price_changed);
+    Ok((data, json!({})))
+}
