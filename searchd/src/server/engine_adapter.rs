@@ -1,0 +1,37 @@
+//! The seam between the HTTP layer and the search engine (`crate::engine`): each call gets
+//! the request's snapshot, its overlay, the service clock and the decoded query parameters,
+//! and returns the contract's `data` and the `meta` fields other than `request_id` (which
+//! the server adds).
+
+use format::Snapshot;
+use serde_json::Value;
+
+use crate::api::ApiError;
+use crate::overlay::Overlay;
+
+pub type EngineResult = Result<(Value, Value), ApiError>;
+
+/// `GET /v1/search`.
+pub fn search(
+    snap: &Snapshot,
+    overlay: &Overlay,
+    now_utc_min: i64,
+    params: &[(String, String)],
+) -> EngineResult {
+    crate::engine::search(snap, overlay, crate::engine::Clock { now_utc_min }, params)
+}
+
+/// `GET /v1/offers/{id}`.
+pub fn offer(snap: &Snapshot, overlay: &Overlay, now_utc_min: i64, id: &str) -> EngineResult {
+    crate::engine::offer(snap, overlay, crate::engine::Clock { now_utc_min }, id)
+}
+
+/// `GET /v1/calendar`.
+pub fn calendar(
+    snap: &Snapshot,
+    overlay: &Overlay,
+    now_utc_min: i64,
+    params: &[(String, String)],
+) -> EngineResult {
+    crate::engine::calendar(snap, overlay, crate::engine::Clock { now_utc_min }, params)
+}

@@ -1,0 +1,601 @@
+//! Routing and answering one request: envelopes, request ids, limits, metrics and the
+//! access log line.
+
+use std::convert::Infallible;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+
+use http_body_util::Full;
+use hyper::body::{Bytes, Incoming};
+use hyper::header::{HeaderMap, HeaderValue, ALLOW, AUTHORIZATION, CONTENT_TYPE, WWW_AUTHENTICATE};
+use hyper::{Method, Request, Response, StatusCode};
+use serde_json::{json, Value};
+
+use super::engine_adapter::{self, EngineResult};
+use super::params::{decode_component, decode_query};
+use super::state::{Loaded, ReloadError};
+use super::App;
+use crate::api::ApiError;
+
+pub type Body = Full<Bytes>;
+
+/// Header carrying the request id, in and out.
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+const MAX_REQUEST_ID_LEN: usize = 64;
+/// Longest request target written to the access log.
+const MAX_LOGGED_TARGET: usize = 1024;
+
+pub const OPENAPI_JSON: &str = include_str!("../../openapi.json");
+
+/// What a request asks for, decided from its method and path alone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route {
+    Search,
+    /// The raw (still percent-encoded) offer id segment.
+    Offer(String),
+    Calendar,
+    Places,
+    Healthz,
+    Readyz,
+    Metrics,
+    OpenApi,
+    AdminReload,
+    NotFound,
+    MethodNotAllowed(&'static str),
+}
+
+impl Route {
+    /// The `route` label of the metrics (a fixed set, whatever the path).
+    pub fn label(&self, path: &str) -> &'static str {
+        match self {
+            Route::Search => "search",
+            Route::Offer(_) => "offer",
+            Route::Calendar => "calendar",
+            Route::Places => "places",
+            Route::Healthz => "healthz",
+            Route::Readyz => "readyz",
+            Route::Metrics => "metrics",
+            Route::OpenApi => "openapi",
+            Route::AdminReload => "admin_reload",
+            Route::NotFound => "unmatched",
+            Route::MethodNotAllowed(_) => match route_of_path(path) {
+                Some((_, label)) => label,
+                None => "unmatched",
+            },
+        }
+    }
+}
+
+const GET_HEAD: &str = "GET, HEAD";
+
+/// The route a path names and the methods it takes.
+fn route_of_path(path: &str) -> Option<(&'static str, &'static str)> {
+    let (allow, label) = match path {
+        "/v1/search" => (GET_HEAD, "search"),
+        "/v1/calendar" => (GET_HEAD, "calendar"),
+        "/v1/places" => (GET_HEAD, "places"),
+        "/healthz" => (GET_HEAD, "healthz"),
+        "/readyz" => (GET_HEAD, "readyz"),
+        "/metrics" => (GET_HEAD, "metrics"),
+        "/openapi.json" => (GET_HEAD, "openapi"),
+        "/admin/reload" => ("POST", "admin_reload"),
+        p => match p.strip_prefix("/v1/offers/") {
+            Some(id) if !id.is_empty() && !id.contains('/') => (GET_HEAD, "offer"),
+            _ => return None,
+        },
+    };
+    Some((allow, label))
+}
+
+pub fn route(method: &Method, path: &str) -> Route {
+    let Some((allow, label)) = route_of_path(path) else {
+        return Route::NotFound;
+    };
+    let ok = if allow == GET_HEAD {
+        method == Method::GET || method == Method::HEAD
+    } else {
+        method == Method::POST
+    };
+    if !ok {
+        return Route::MethodNotAllowed(allow);
+    }
+    match label {
+        "search" => Route::Search,
+        "calendar" => Route::Calendar,
+        "places" => Route::Places,
+        "healthz" => Route::Healthz,
+        "readyz" => Route::Readyz,
+        "metrics" => Route::Metrics,
+        "openapi" => Route::OpenApi,
+        "admin_reload" => Route::AdminReload,
+        _ => Route::Offer(
+            path.strip_prefix("/v1/offers/")
+                .unwrap_or_default()
+                .to_string(),
+        ),
+    }
+}
+
+/// A sane incoming request id (1-64 of `[A-Za-z0-9_-]`), else none.
+pub fn incoming_request_id(headers: &HeaderMap) -> Option<String> {
+    let v = headers.get(REQUEST_ID_HEADER)?.to_str().ok()?;
+    let ok = !v.is_empty()
+        && v.len() <= MAX_REQUEST_ID_LEN
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    ok.then(|| v.to_string())
+}
+
+fn json_response(status: u16, body: &Value) -> Response<Body> {
+    let bytes = serde_json::to_vec(body).unwrap_or_else(|_| b"{}".to_vec());
+    let mut resp = Response::new(Full::new(Bytes::from(bytes)));
+    *resp.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    resp.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp
+}
+
+/// `{"data": ..., "meta": {..., "request_id": ...}}` with status 200.
+pub fn success(data: Value, meta: Value, request_id: &str) -> Response<Body> {
+    let mut meta = match meta {
+        Value::Object(m) => m,
+        Value::Null => serde_json::Map::new(),
+        other => {
+            let mut m = serde_json::Map::new();
+            m.insert("info".into(), other);
+            m
+        }
+    };
+    meta.insert("request_id".into(), Value::String(request_id.to_string()));
+    json_response(200, &json!({ "data": data, "meta": meta }))
+}
+
+/// `{"errors": [...], "meta": {"request_id": ...}}` with the error's status.
+pub fn failure(err: &ApiError, request_id: &str) -> Response<Body> {
+    json_response(
+        err.status,
+        &json!({ "errors": [err.to_json()], "meta": { "request_id": request_id } }),
+    )
+}
+
+fn internal(detail: impl Into<String>) -> ApiError {
+    ApiError::new(500, "internal_error", "Internal error", detail)
+}
+
+/// Counts a request in flight for as long as it lives (also on timeout or panic).
+struct InFlight<'a> {
+    app: &'a App,
+}
+
+impl<'a> InFlight<'a> {
+    fn new(app: &'a App) -> Self {
+        app.metrics
+            .requests_in_flight
+            .fetch_add(1, Ordering::Relaxed);
+        InFlight { app }
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.app
+            .metrics
+            .requests_in_flight
+            .fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// The service: answers one request, never fails (every problem is an HTTP answer).
+pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+    let started = Instant::now();
+    let _in_flight = InFlight::new(&app);
+    let request_id = incoming_request_id(req.headers()).unwrap_or_else(|| app.new_request_id());
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let target = req
+        .uri()
+        .path_and_query()
+        .map(|pq| pq.as_str())
+        .unwrap_or("/");
+    let target_len = target.len();
+    let logged_target: String = if target.len() > MAX_LOGGED_TARGET {
+        let mut end = MAX_LOGGED_TARGET;
+        while !target.is_char_boundary(end) {
+            end -= 1;
+        }
+        format!("{}...", &target[..end])
+    } else {
+        target.to_string()
+    };
+    let route = route(&method, &path);
+    let label = route.label(&path);
+
+    let mut resp = if target_len > app.config.limits.max_uri_bytes {
+        failure(
+            &ApiError::new(
+                414,
+                "uri_too_long",
+                "URI too long",
+                format!(
+                    "the request target is {target_len} bytes; at most {} are accepted",
+                    app.config.limits.max_uri_bytes
+                ),
+            ),
+            &request_id,
+        )
+    } else {
+        let limit = if route == Route::AdminReload {
+            app.config.limits.reload_timeout
+        } else {
+            app.config.limits.request_timeout
+        };
+        match tokio::time::timeout(limit, dispatch(&app, route, req, &request_id)).await {
+            Ok(resp) => resp,
+            Err(_) => {
+                app.metrics.request_timeouts.fetch_add(1, Ordering::Relaxed);
+                failure(
+                    &ApiError::new(
+                        503,
+                        "request_timeout",
+                        "Request timed out",
+                        format!(
+                            "the request was not answered within {} ms; try again or narrow it",
+                            limit.as_millis()
+                        ),
+                    ),
+                    &request_id,
+                )
+            }
+        }
+    };
+    if let Ok(v) = HeaderValue::from_str(&request_id) {
+        resp.headers_mut().insert(REQUEST_ID_HEADER, v);
+    }
+    let status = resp.status().as_u16();
+    let latency = started.elapsed();
+    app.metrics.observe(label, status, latency);
+    tracing::info!(
+        target: "searchd::access",
+        request_id = %request_id,
+        method = %method,
+        path = %logged_target,
+        route = label,
+        status,
+        latency_us = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX),
+        "request"
+    );
+    Ok(resp)
+}
+
+async fn dispatch(
+    app: &Arc<App>,
+    route: Route,
+    req: Request<Incoming>,
+    rid: &str,
+) -> Response<Body> {
+    let query = req.uri().query().unwrap_or("");
+    match route {
+        Route::NotFound => failure(
+            &ApiError::not_found(format!(
+                "no resource at {} (see /openapi.json)",
+                req.uri().path()
+            )),
+            rid,
+        ),
+        Route::MethodNotAllowed(allow) => {
+            let mut r = failure(
+                &ApiError::new(
+                    405,
+                    "method_not_allowed",
+                    "Method not allowed",
+                    format!("{} takes {allow}, not {}", req.uri().path(), req.method()),
+                ),
+                rid,
+            );
+            r.headers_mut()
+                .insert(ALLOW, HeaderValue::from_static(allow));
+            r
+        }
+        Route::Healthz => success(json!({ "status": "ok" }), Value::Null, rid),
+        Route::Readyz => readyz(app, rid),
+        Route::Metrics => metrics(app),
+        Route::OpenApi => {
+            let mut r = Response::new(Full::new(Bytes::from_static(OPENAPI_JSON.as_bytes())));
+            r.headers_mut()
+                .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            r
+        }
+        Route::AdminReload => admin_reload(app, req.headers(), rid).await,
+        Route::Places => {
+            let params = match decode_query(query) {
+                Ok(p) => p,
+                Err(e) => return failure(&e, rid),
+            };
+            let (q, limit) = match crate::places::parse_params(&params) {
+                Ok(v) => v,
+                Err(e) => return failure(&e, rid),
+            };
+            run(app, rid, move |loaded, _now| {
+                let data = loaded.places.search(&q, limit)?;
+                let count = data.as_array().map(Vec::len).unwrap_or(0);
+                Ok((data, json!({ "count": count })))
+            })
+            .await
+        }
+        Route::Search => {
+            let params = match decode_query(query) {
+                Ok(p) => p,
+                Err(e) => return failure(&e, rid),
+            };
+            run(app, rid, move |l, now| {
+                engine_adapter::search(&l.snap, &l.overlay, now, &params)
+            })
+            .await
+        }
+        Route::Calendar => {
+            let params = match decode_query(query) {
+                Ok(p) => p,
+                Err(e) => return failure(&e, rid),
+            };
+            run(app, rid, move |l, now| {
+                engine_adapter::calendar(&l.snap, &l.overlay, now, &params)
+            })
+            .await
+        }
+        Route::Offer(raw) => {
+            let id = match decode_component(&raw, false) {
+                Ok(id) => id,
+                Err(why) => {
+                    return failure(
+                        &ApiError::bad_parameter("id", format!("the offer id {why}")),
+                        rid,
+                    )
+                }
+            };
+            run(app, rid, move |l, now| {
+                engine_adapter::offer(&l.snap, &l.overlay, now, &id)
+            })
+            .await
+        }
+    }
+}
+
+/// Runs a snapshot-bound call on the blocking pool, at most `max_concurrent_work` at once,
+/// on the snapshot current when the request started.
+async fn run<F>(app: &Arc<App>, rid: &str, f: F) -> Response<Body>
+where
+    F: FnOnce(&Loaded, i64) -> EngineResult + Send + 'static,
+{
+    let loaded = app.snapshots.current();
+    let now = app.clock.now_utc_min();
+    let permit = match Arc::clone(&app.work).acquire_owned().await {
+        Ok(p) => p,
+        Err(_) => {
+            return failure(
+                &ApiError::new(
+                    503,
+                    "shutting_down",
+                    "Shutting down",
+                    "the server is stopping",
+                ),
+                rid,
+            )
+        }
+    };
+    let snapshot_id = loaded.id().to_string();
+    let joined = tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        f(&loaded, now)
+    })
+    .await;
+    match joined {
+        Ok(Ok((data, mut meta))) => {
+            if let Value::Object(m) = &mut meta {
+                m.entry("snapshot_id")
+                    .or_insert_with(|| Value::String(snapshot_id));
+            }
+            success(data, meta, rid)
+        }
+        Ok(Err(e)) => {
+            if e.status >= 500 {
+                tracing::error!(request_id = %rid, error = %e, "request failed");
+            }
+            failure(&e, rid)
+        }
+        Err(join) => {
+            tracing::error!(request_id = %rid, error = %join, "request handler panicked");
+            failure(&internal("the request could not be answered"), rid)
+        }
+    }
+}
+
+fn readyz(app: &App, rid: &str) -> Response<Body> {
+    if app.draining.load(Ordering::Relaxed) {
+        return failure(
+            &ApiError::new(
+                503,
+                "shutting_down",
+                "Shutting down",
+                "the server is draining",
+            ),
+            rid,
+        );
+    }
+    let l = app.snapshots.current();
+    let m = &l.snap.manifest;
+    success(
+        json!({
+            "status": "ready",
+            "snapshot_id": m.snapshot_id,
+            "generation": l.generation,
+            "created_at": m.created_at,
+            "loaded_at": format::date::format_utc_seconds(l.loaded_at_unix),
+            "first_date": m.first_date,
+            "last_date": m.last_date,
+            "clock_utc": format::date::format_utc_minutes(app.clock.now_utc_min()),
+        }),
+        Value::Null,
+        rid,
+    )
+}
+
+fn metrics(app: &App) -> Response<Body> {
+    let l = app.snapshots.current();
+    let gauges = super::metrics::SnapshotGauges {
+        generation: l.generation,
+        snapshot_id: &l.snap.manifest.snapshot_id,
+        created_at: &l.snap.manifest.created_at,
+        loaded_at_unix: l.loaded_at_unix,
+        overlay_entries: l.overlay.len(),
+        places: l.places.len(),
+    };
+    let text = app.metrics.render(Some(&gauges), app.started.elapsed());
+    let mut r = Response::new(Full::new(Bytes::from(text)));
+    r.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    r
+}
+
+/// Compares without an early exit on the first differing byte.
+fn same_secret(a: &[u8], b: &[u8]) -> bool {
+    let mut diff = a.len() ^ b.len();
+    for (i, x) in a.iter().enumerate() {
+        diff |= usize::from(x ^ b.get(i).copied().unwrap_or(!x));
+    }
+    diff == 0
+}
+
+async fn admin_reload(app: &Arc<App>, headers: &HeaderMap, rid: &str) -> Response<Body> {
+    let Some(expected) = app.config.admin_token.as_deref() else {
+        return failure(
+            &ApiError::new(
+                403,
+                "forbidden",
+                "Forbidden",
+                "the admin endpoint is disabled: start searchd with --admin-token or SEARCHD_ADMIN_TOKEN",
+            ),
+            rid,
+        );
+    };
+    let given = headers
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            let (scheme, token) = v.trim().split_once(' ')?;
+            scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+        });
+    let Some(given) = given else {
+        let mut r = failure(
+            &ApiError::new(
+                401,
+                "unauthorized",
+                "Unauthorized",
+                "send `Authorization: Bearer <admin token>`",
+            ),
+            rid,
+        );
+        r.headers_mut().insert(
+            WWW_AUTHENTICATE,
+            HeaderValue::from_static("Bearer realm=\"searchd-admin\""),
+        );
+        return r;
+    };
+    if !same_secret(given.as_bytes(), expected.as_bytes()) {
+        return failure(
+            &ApiError::new(
+                403,
+                "forbidden",
+                "Forbidden",
+                "the admin token is not valid",
+            ),
+            rid,
+        );
+    }
+    match app.snapshots.reload("admin", true).await {
+        Ok(o) => success(
+            json!({
+                "snapshot_id": o.snapshot_id,
+                "generation": o.generation,
+                "changed": o.changed,
+            }),
+            Value::Null,
+            rid,
+        ),
+        Err(ReloadError::Rejected(m)) => failure(
+            &ApiError::new(
+                409,
+                "snapshot_rejected",
+                "Snapshot rejected",
+                format!("refused the new snapshot: {m}; the previous one keeps serving"),
+            ),
+            rid,
+        ),
+        Err(ReloadError::Failed(m)) => failure(
+            &ApiError::new(
+                500,
+                "snapshot_load_failed",
+                "Snapshot load failed",
+                format!("failed to load the new snapshot: {m}; the previous one keeps serving"),
+            ),
+            rid,
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_and_methods() {
+        assert_eq!(route(&Method::GET, "/v1/places"), Route::Places);
+        assert_eq!(route(&Method::HEAD, "/healthz"), Route::Healthz);
+        assert_eq!(
+            route(&Method::GET, "/v1/offers/abc"),
+            Route::Offer("abc".into())
+        );
+        assert_eq!(route(&Method::GET, "/v1/offers/"), Route::NotFound);
+        assert_eq!(route(&Method::GET, "/v1/offers/a/b"), Route::NotFound);
+        assert_eq!(route(&Method::GET, "/v1/places/"), Route::NotFound);
+        assert_eq!(
+            route(&Method::POST, "/v1/search"),
+            Route::MethodNotAllowed("GET, HEAD")
+        );
+        assert_eq!(
+            route(&Method::GET, "/admin/reload"),
+            Route::MethodNotAllowed("POST")
+        );
+        assert_eq!(
+            route(&Method::DELETE, "/v1/offers/x").label("/v1/offers/x"),
+            "offer"
+        );
+        assert_eq!(route(&Method::GET, "/nope").label("/nope"), "unmatched");
+    }
+
+    #[test]
+    fn request_ids_are_checked() {
+        let mut h = HeaderMap::new();
+        assert_eq!(incoming_request_id(&h), None);
+        h.insert(REQUEST_ID_HEADER, HeaderValue::from_static("abc-123_X"));
+        assert_eq!(incoming_request_id(&h).as_deref(), Some("abc-123_X"));
+        h.insert(REQUEST_ID_HEADER, HeaderValue::from_static("has space"));
+        assert_eq!(incoming_request_id(&h), None);
+        let long = "a".repeat(65);
+        h.insert(
+            REQUEST_ID_HEADER,
+            HeaderValue::from_str(&long).expect("header"),
+        );
+        assert_eq!(incoming_request_id(&h), None);
+    }
+
+    #[test]
+    fn secrets_compare_whole() {
+        assert!(same_secret(b"token", b"token"));
+        assert!(!same_secret(b"token", b"tokem"));
+        assert!(!same_secret(b"token", b"token2"));
+        assert!(!same_secret(b"", b"x"));
+    }
+}

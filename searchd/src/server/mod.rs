@@ -1,0 +1,375 @@
+//! The HTTP server: tokio + hyper 1 (HTTP/1.1 keep-alive and cleartext HTTP/2 on one
+//! port), limits on connections and requests, the snapshot hot swap and graceful shutdown.
+//!
+//! - `config`: command line to a checked [`Config`].
+//! - `http`: routing, envelopes, request ids, the access log.
+//! - `state`: the served snapshot, its reload and the watcher of the snapshot link.
+//! - `metrics`: Prometheus text exposition.
+//! - `params`: strict query string decoding.
+//! - `engine_adapter`: the calls into the search engine.
+
+pub mod config;
+mod engine_adapter;
+pub mod http;
+pub mod metrics;
+pub mod params;
+pub mod state;
+
+use std::net::SocketAddr;
+use std::pin::pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context as _;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{watch, Semaphore};
+
+pub use config::{Cli, Config, UsageError};
+use metrics::Metrics;
+use state::SnapshotCell;
+
+/// The service clock: real time shifted so that it read `--now` at start.
+#[derive(Debug, Clone, Copy)]
+pub struct ServiceClock {
+    offset_ms: i64,
+}
+
+fn unix_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+impl ServiceClock {
+    /// Starts at `start_ms` (Unix milliseconds), or is the real clock.
+    pub fn new(start_ms: Option<i64>) -> ServiceClock {
+        ServiceClock {
+            offset_ms: start_ms.map(|s| s - unix_ms()).unwrap_or(0),
+        }
+    }
+
+    pub fn now_ms(&self) -> i64 {
+        unix_ms() + self.offset_ms
+    }
+
+    /// Minutes since the Unix epoch, UTC (the engine's unit).
+    pub fn now_utc_min(&self) -> i64 {
+        self.now_ms().div_euclid(60_000)
+    }
+}
+
+/// State shared by every connection and request.
+pub struct App {
+    pub config: Config,
+    pub snapshots: Arc<SnapshotCell>,
+    pub metrics: Arc<Metrics>,
+    pub clock: ServiceClock,
+    /// Permits for engine calls running at once.
+    pub work: Arc<Semaphore>,
+    /// Set when shutdown starts (`/readyz` answers 503).
+    pub draining: AtomicBool,
+    pub started: Instant,
+    request_seq: AtomicU64,
+    request_seed: u64,
+}
+
+impl App {
+    /// A new request id: 16 hex digits, unique within this process and unlikely to repeat
+    /// across processes.
+    pub fn new_request_id(&self) -> String {
+        let n = self.request_seq.fetch_add(1, Ordering::Relaxed);
+        request_id(self.request_seed, n)
+    }
+}
+
+/// The `n`-th request id of a process seeded with `seed`.
+fn request_id(seed: u64, n: u64) -> String {
+    let mut buf = [0u8; 16];
+    buf[..8].copy_from_slice(&seed.to_le_bytes());
+    buf[8..].copy_from_slice(&n.to_le_bytes());
+    format!("{:016x}", xxhash_rust::xxh3::xxh3_64(&buf))
+}
+
+/// Tracks when a connection last had a request in flight, to close idle ones.
+struct Activity {
+    active: AtomicU64,
+    last_ms: AtomicU64,
+    origin: Instant,
+}
+
+impl Activity {
+    fn new() -> Activity {
+        Activity {
+            active: AtomicU64::new(0),
+            last_ms: AtomicU64::new(0),
+            origin: Instant::now(),
+        }
+    }
+
+    fn touch(&self) {
+        let ms = self.origin.elapsed().as_millis() as u64;
+        self.last_ms.store(ms, Ordering::Relaxed);
+    }
+
+    fn idle_for(&self) -> Option<Duration> {
+        if self.active.load(Ordering::Relaxed) > 0 {
+            return None;
+        }
+        let now = self.origin.elapsed().as_millis() as u64;
+        Some(Duration::from_millis(
+            now.saturating_sub(self.last_ms.load(Ordering::Relaxed)),
+        ))
+    }
+}
+
+struct ActiveGuard(Arc<Activity>);
+
+impl ActiveGuard {
+    fn new(a: &Arc<Activity>) -> ActiveGuard {
+        a.active.fetch_add(1, Ordering::Relaxed);
+        a.touch();
+        ActiveGuard(Arc::clone(a))
+    }
+}
+
+impl Drop for ActiveGuard {
+    fn drop(&mut self) {
+        self.0.touch();
+        self.0.active.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+fn http_builder(limits: &config::Limits) -> auto::Builder<TokioExecutor> {
+    let mut b = auto::Builder::new(TokioExecutor::new());
+    b.http1()
+        .timer(TokioTimer::new())
+        .keep_alive(true)
+        .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size(limits.max_header_bytes)
+        .max_headers(limits.max_headers);
+    b.http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(limits.max_h2_streams)
+        .max_header_list_size(limits.max_header_bytes as u32)
+        .keep_alive_interval(Some(Duration::from_secs(30)))
+        .keep_alive_timeout(Duration::from_secs(10));
+    b
+}
+
+/// Serves one accepted connection until it closes, the server shuts down or it idles out.
+async fn serve_connection(
+    app: Arc<App>,
+    http: Arc<auto::Builder<TokioExecutor>>,
+    stream: TcpStream,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let activity = Arc::new(Activity::new());
+    let svc = {
+        let app = Arc::clone(&app);
+        let activity = Arc::clone(&activity);
+        service_fn(move |req| {
+            let guard = ActiveGuard::new(&activity);
+            let app = Arc::clone(&app);
+            async move {
+                let r = http::handle(app, req).await;
+                drop(guard);
+                r
+            }
+        })
+    };
+    let mut conn = pin!(http.serve_connection(TokioIo::new(stream), svc));
+    let idle_timeout = app.config.limits.idle_timeout;
+    let mut tick = tokio::time::interval(Duration::from_secs(1).min(idle_timeout));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut closing = false;
+    loop {
+        tokio::select! {
+            res = conn.as_mut() => {
+                if let Err(e) = res {
+                    tracing::debug!(error = %e, "connection ended with an error");
+                }
+                break;
+            }
+            _ = shutdown.wait_for(|s| *s), if !closing => {
+                closing = true;
+                conn.as_mut().graceful_shutdown();
+            }
+            _ = tick.tick(), if !closing => {
+                if activity.idle_for().is_some_and(|d| d >= idle_timeout) {
+                    closing = true;
+                    conn.as_mut().graceful_shutdown();
+                }
+            }
+        }
+    }
+}
+
+async fn shutdown_signal() -> anyhow::Result<&'static str> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).context("failed to listen for SIGTERM")?;
+    let mut int = signal(SignalKind::interrupt()).context("failed to listen for SIGINT")?;
+    Ok(tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    })
+}
+
+/// Loads the snapshot, binds, serves until SIGTERM/SIGINT, drains, returns.
+pub async fn serve(config: Config) -> anyhow::Result<()> {
+    let metrics = Arc::new(Metrics::new());
+    let path = config.snapshot.clone();
+    let first = tokio::task::spawn_blocking(move || state::load(&path, 1))
+        .await
+        .context("failed to run the snapshot loader")?
+        .map_err(|e| anyhow::anyhow!("{}", e.message()))
+        .with_context(|| format!("failed to load --snapshot {}", config.snapshot.display()))?;
+    tracing::info!(
+        snapshot_id = %first.id(),
+        dir = %first.snap.dir.display(),
+        created_at = %first.snap.manifest.created_at,
+        "snapshot loaded"
+    );
+    if let Some(q) = &config.quic {
+        tracing::warn!(
+            bookd = %q.bookd,
+            name = %q.name,
+            "--bookd-quic is accepted but the invalidation subscription is not implemented yet; seats come from the snapshot"
+        );
+    }
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("failed to bind --listen {}", config.listen))?;
+    let local: SocketAddr = listener
+        .local_addr()
+        .context("failed to read the bound address")?;
+
+    let snapshots = Arc::new(SnapshotCell::new(
+        config.snapshot.clone(),
+        first,
+        Arc::clone(&metrics),
+    ));
+    let limits = config.limits.clone();
+    let app = Arc::new(App {
+        clock: ServiceClock::new(config.now_ms),
+        work: Arc::new(Semaphore::new(limits.max_concurrent_work)),
+        draining: AtomicBool::new(false),
+        started: Instant::now(),
+        request_seq: AtomicU64::new(0),
+        request_seed: (unix_ms() as u64) ^ (u64::from(std::process::id()) << 40),
+        config,
+        snapshots: Arc::clone(&snapshots),
+        metrics: Arc::clone(&metrics),
+    });
+    let http = Arc::new(http_builder(&limits));
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let watcher =
+        tokio::spawn(Arc::clone(&snapshots).watch(limits.watch_interval, stop_rx.clone()));
+    let conns = Arc::new(Semaphore::new(limits.max_connections));
+
+    tracing::info!(
+        addr = %local,
+        max_connections = limits.max_connections,
+        clock_utc = %format::date::format_utc_minutes(app.clock.now_utc_min()),
+        "listening"
+    );
+
+    let mut signal = pin!(shutdown_signal());
+    let reason = loop {
+        let accepted = tokio::select! {
+            sig = signal.as_mut() => break sig?,
+            a = listener.accept() => a,
+        };
+        let (stream, peer) = match accepted {
+            Ok(x) => x,
+            Err(e) => {
+                // Out of descriptors and the like: back off instead of spinning.
+                tracing::warn!(error = %e, "failed to accept a connection");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = Arc::clone(&conns).try_acquire_owned() else {
+            metrics.connections_refused.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(peer = %peer, limit = limits.max_connections, "connection limit reached; closing a new connection");
+            drop(stream);
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        metrics.connections_accepted.fetch_add(1, Ordering::Relaxed);
+        metrics.connections_active.fetch_add(1, Ordering::Relaxed);
+        let app = Arc::clone(&app);
+        let http = Arc::clone(&http);
+        let rx = stop_rx.clone();
+        let m = Arc::clone(&metrics);
+        tokio::spawn(async move {
+            serve_connection(app, http, stream, rx).await;
+            m.connections_active.fetch_sub(1, Ordering::Relaxed);
+            drop(permit);
+        });
+    };
+
+    // Stop accepting, let in-flight requests finish, close idle connections.
+    tracing::info!(signal = reason, "shutting down: draining connections");
+    app.draining.store(true, Ordering::Relaxed);
+    drop(listener);
+    let _ = stop_tx.send(true);
+    let all = u32::try_from(limits.max_connections).unwrap_or(u32::MAX);
+    let drained = tokio::select! {
+        r = tokio::time::timeout(limits.shutdown_timeout, conns.acquire_many(all)) => r.is_ok(),
+        _ = shutdown_signal() => false,
+    };
+    // A reload in progress is abandoned (its snapshot is never served).
+    watcher.abort();
+    if drained {
+        tracing::info!("drained; exiting");
+    } else {
+        tracing::warn!(
+            open = metrics.connections_active.load(Ordering::Relaxed),
+            "shutdown timeout or second signal: closing the remaining connections"
+        );
+    }
+    Ok(())
+}
+
+/// Builds the runtime and serves `config` (blocking until shutdown).
+pub fn run(config: Config) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("searchd")
+        .max_blocking_threads(64)
+        .build()
+        .context("failed to start the async runtime")?;
+    let result = rt.block_on(serve(config));
+    // Blocking work still running (a long engine call) must not hold the exit.
+    rt.shutdown_timeout(Duration::from_secs(1));
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn service_clock_starts_at_now_and_runs() {
+        let start = 1_356_998_400_000; // 2013-01-01T00:00:00Z
+        let c = ServiceClock::new(Some(start));
+        let t = c.now_ms();
+        assert!((start..start + 5_000).contains(&t), "{t}");
+        assert_eq!(c.now_utc_min(), start / 60_000);
+        let real = ServiceClock::new(None);
+        assert!((real.now_ms() - unix_ms()).abs() < 5_000);
+    }
+
+    #[test]
+    fn request_ids_are_unique_hex() {
+        let ids: std::collections::HashSet<String> =
+            (0..1000u64).map(|n| request_id(42, n)).collect();
+        assert!(ids.iter().all(|id| id.len() == 16));
+        assert_eq!(ids.len(), 1000);
+    }
+}

@@ -1,0 +1,279 @@
+//! The served snapshot and its hot swap.
+//!
+//! The snapshot in service is an `Arc<Loaded>` behind a lock held only to clone or replace
+//! the `Arc`: a request clones it once and uses that snapshot for its whole life, so
+//! requests in flight during a swap finish on the old one, whose files stay mapped until the
+//! last of them drops it. New snapshots are opened and validated on a blocking thread before
+//! the swap; a broken one is refused and the old one keeps serving.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, RwLock};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use format::Snapshot;
+use tokio::sync::{watch, Mutex};
+
+use super::metrics::Metrics;
+use crate::overlay::Overlay;
+use crate::places::PlacesIndex;
+
+/// A snapshot in service with what is derived from it once.
+pub struct Loaded {
+    pub snap: Snapshot,
+    pub places: PlacesIndex,
+    /// Live seat counts over this snapshot (their keys are this snapshot's positions, so a
+    /// new snapshot starts with an empty overlay).
+    pub overlay: Overlay,
+    /// 1 for the snapshot loaded at start, +1 per swap.
+    pub generation: u64,
+    pub loaded_at_unix: i64,
+}
+
+impl Loaded {
+    pub fn id(&self) -> &str {
+        &self.snap.manifest.snapshot_id
+    }
+}
+
+/// Why a new snapshot was not swapped in.
+#[derive(Debug, Clone)]
+pub enum ReloadError {
+    /// The new snapshot is missing, damaged or inconsistent (409).
+    Rejected(String),
+    /// It could not be read for another reason (500).
+    Failed(String),
+}
+
+impl ReloadError {
+    pub fn message(&self) -> &str {
+        match self {
+            ReloadError::Rejected(m) | ReloadError::Failed(m) => m,
+        }
+    }
+}
+
+/// What a reload did.
+#[derive(Debug, Clone)]
+pub struct ReloadOutcome {
+    /// False when the path still names the generation being served.
+    pub changed: bool,
+    pub snapshot_id: String,
+    pub generation: u64,
+    pub dir: PathBuf,
+}
+
+struct ReloadState {
+    /// The generation directory last tried (loaded or refused), so the watcher does not
+    /// retry a broken one every tick.
+    last_tried: PathBuf,
+}
+
+/// The served snapshot, swappable.
+pub struct SnapshotCell {
+    path: PathBuf,
+    current: RwLock<Arc<Loaded>>,
+    reload: Mutex<ReloadState>,
+    metrics: Arc<Metrics>,
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// Opens and validates the snapshot at `dir` (blocking: reads and checksums every file).
+/// Error messages name the file at fault.
+pub fn load(dir: &Path, generation: u64) -> Result<Loaded, ReloadError> {
+    if let Err(e) = std::fs::metadata(dir) {
+        let msg = format!("{}: {e}", dir.display());
+        return Err(if e.kind() == std::io::ErrorKind::NotFound {
+            ReloadError::Rejected(msg)
+        } else {
+            ReloadError::Failed(msg)
+        });
+    }
+    let snap = Snapshot::open(dir).map_err(|e| match e {
+        format::Error::Io { .. } => ReloadError::Failed(e.to_string()),
+        other => ReloadError::Rejected(other.to_string()),
+    })?;
+    let places = PlacesIndex::open(&snap).map_err(ReloadError::Rejected)?;
+    // Built here, on the loading thread, so the first query on a new snapshot does not pay.
+    crate::engine::prepare(&snap);
+    Ok(Loaded {
+        snap,
+        places,
+        overlay: Overlay::new(),
+        generation,
+        loaded_at_unix: unix_now(),
+    })
+}
+
+impl SnapshotCell {
+    /// Wraps the snapshot loaded at start (`path` is where new ones are looked for).
+    pub fn new(path: PathBuf, first: Loaded, metrics: Arc<Metrics>) -> SnapshotCell {
+        let last_tried = first.snap.dir.clone();
+        SnapshotCell {
+            path,
+            current: RwLock::new(Arc::new(first)),
+            reload: Mutex::new(ReloadState { last_tried }),
+            metrics,
+        }
+    }
+
+    /// The snapshot to use for one request.
+    pub fn current(&self) -> Arc<Loaded> {
+        match self.current.read() {
+            Ok(g) => Arc::clone(&g),
+            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
+        }
+    }
+
+    fn swap(&self, new: Arc<Loaded>) {
+        let old = {
+            let mut g = match self.current.write() {
+                Ok(g) => g,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+            std::mem::replace(&mut *g, new)
+        };
+        // The old snapshot is unmapped when its last request finishes; never under the lock.
+        drop(old);
+    }
+
+    /// Resolves the snapshot path to its generation directory (blocking).
+    fn resolve(path: &Path) -> Result<PathBuf, ReloadError> {
+        std::fs::canonicalize(path).map_err(|e| {
+            let msg = format!(
+                "failed to resolve the snapshot path {}: {e}",
+                path.display()
+            );
+            if e.kind() == std::io::ErrorKind::NotFound {
+                ReloadError::Rejected(msg)
+            } else {
+                ReloadError::Failed(msg)
+            }
+        })
+    }
+
+    /// Loads the snapshot the path names now and swaps it in, unless it is the one being
+    /// served. `force` retries a generation the watcher already refused.
+    pub async fn reload(
+        &self,
+        trigger: &'static str,
+        force: bool,
+    ) -> Result<ReloadOutcome, ReloadError> {
+        let mut state = self.reload.lock().await;
+        let path = self.path.clone();
+        let resolved = tokio::task::spawn_blocking(move || Self::resolve(&path))
+            .await
+            .map_err(|e| {
+                ReloadError::Failed(format!("failed to resolve the snapshot path: {e}"))
+            })?;
+        let dir = match resolved {
+            Ok(d) => d,
+            Err(e) => {
+                self.metrics.reload_failures.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(trigger, error = e.message(), "snapshot reload failed");
+                return Err(e);
+            }
+        };
+        let cur = self.current();
+        if dir == cur.snap.dir || (!force && dir == state.last_tried) {
+            return Ok(ReloadOutcome {
+                changed: false,
+                snapshot_id: cur.id().to_string(),
+                generation: cur.generation,
+                dir: cur.snap.dir.clone(),
+            });
+        }
+        state.last_tried = dir.clone();
+        let generation = cur.generation + 1;
+        drop(cur);
+        let started = std::time::Instant::now();
+        let d = dir.clone();
+        let loaded = tokio::task::spawn_blocking(move || load(&d, generation))
+            .await
+            .map_err(|e| ReloadError::Failed(format!("snapshot loader stopped: {e}")))
+            .and_then(|r| r);
+        match loaded {
+            Ok(new) => {
+                let outcome = ReloadOutcome {
+                    changed: true,
+                    snapshot_id: new.id().to_string(),
+                    generation,
+                    dir: dir.clone(),
+                };
+                self.swap(Arc::new(new));
+                self.metrics.reloads.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(
+                    trigger,
+                    snapshot_id = %outcome.snapshot_id,
+                    generation,
+                    dir = %dir.display(),
+                    load_ms = started.elapsed().as_millis() as u64,
+                    "snapshot swapped in"
+                );
+                Ok(outcome)
+            }
+            Err(e) => {
+                self.metrics.reload_failures.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(
+                    trigger,
+                    dir = %dir.display(),
+                    error = e.message(),
+                    "snapshot refused; the previous one keeps serving"
+                );
+                Err(e)
+            }
+        }
+    }
+
+    /// Polls the snapshot path every `interval` until `stop` turns true, loading each new
+    /// generation published there.
+    pub async fn watch(
+        self: Arc<Self>,
+        interval: std::time::Duration,
+        mut stop: watch::Receiver<bool>,
+    ) {
+        let mut tick = tokio::time::interval(interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut resolve_failed = false;
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = stop.wait_for(|s| *s) => return,
+            }
+            let path = self.path.clone();
+            let dir = match tokio::task::spawn_blocking(move || Self::resolve(&path)).await {
+                Ok(Ok(d)) => {
+                    resolve_failed = false;
+                    d
+                }
+                Ok(Err(e)) => {
+                    // Log once per outage, not every tick.
+                    if !resolve_failed {
+                        tracing::warn!(
+                            error = e.message(),
+                            "snapshot path unreadable; still serving the loaded snapshot"
+                        );
+                        resolve_failed = true;
+                    }
+                    continue;
+                }
+                Err(_) => continue,
+            };
+            let known = {
+                let st = self.reload.lock().await;
+                dir == st.last_tried
+            };
+            if known || dir == self.current().snap.dir {
+                continue;
+            }
+            // Errors are logged and counted by `reload`.
+            let _ = self.reload("watch", false).await;
+        }
+    }
+}

@@ -1,0 +1,1268 @@
+//! The invalidation subscriber: keeps this node's live seat overlay equal to bookd's
+//! inventory over QUIC (protocol in `format::wire`, publisher in `bookd::quic`).
+//!
+//! - Connects to bookd (`--bookd-quic ADDR`) with this node's certificate
+//!   (`D/NAME.crt`, `D/NAME.key`), trusting only the cluster CA (`D/ca.crt`); bookd must
+//!   present the certificate named `bookd`.
+//! - Sends `Subscribe` with the last sequence number it applied (0 after a start: the overlay
+//!   lives in memory, so a restarted node gets a full state).
+//! - Keeps bookd's state keyed by leg (`LegKey`: carrier, flight number, local date, origin,
+//!   booking class), independent of snapshot positions, and projects it into the overlay of
+//!   the snapshot in service (`avail_key` through `carrier_id`, `airport_id`, `find_leg`).
+//!   Entries the snapshot has no leg for are kept (a later snapshot may have it) and counted.
+//!   When a new snapshot is swapped in, the whole state is projected into its overlay, so a
+//!   new snapshot never resurrects seats bookd sold; an entry leaves the overlay only when
+//!   bookd's full state no longer has it.
+//! - `Updates` must follow what was applied (`from_seq <= last + 1`); a gap closes the
+//!   connection and resubscribes at once (bookd replays the missing range). A `FullState`
+//!   replaces the state atomically when its last chunk arrives.
+//! - A connection that fails, or goes silent longer than `silence_timeout`, is retried with
+//!   exponential backoff and jitter. A malformed, oversized or unknown-version frame is
+//!   refused (counted, logged) and the connection closed.
+//! - `SubscriberStatus` tells `/readyz` whether the node is in sync and `/metrics` its last
+//!   applied seq, lag, reconnects and refused frames.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasher, Hasher};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use format::wire::{self, Entry, FullState, LegKey, Message, Subscribe, Updates};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use tokio::sync::watch;
+
+use crate::overlay::Overlay;
+
+/// Application close codes (the same numbers as bookd's `quic::codes`).
+pub mod codes {
+    pub const SHUTDOWN: u32 = 0;
+    pub const PROTOCOL: u32 = 1;
+    pub const RESYNC: u32 = 4;
+}
+
+/// A snapshot in service with its overlay, as the subscriber writes to it.
+pub trait LiveView: Send + Sync + 'static {
+    /// Changes whenever another snapshot is swapped in.
+    fn generation(&self) -> u64;
+    /// The overlay key of a leg class in this snapshot, if the snapshot has that leg.
+    fn resolve(&self, key: &LegKey) -> Option<u64>;
+    fn overlay(&self) -> &Overlay;
+}
+
+/// Where the subscriber finds the snapshot in service.
+pub trait OverlayTarget: Send + Sync + 'static {
+    type View: LiveView;
+    fn current(&self) -> Arc<Self::View>;
+}
+
+/// The overlay key of `key` in a snapshot: `None` when the snapshot has no such carrier,
+/// airport or dated leg. `key.carrier` is space padded, as in the snapshot.
+pub fn resolve_leg(snap: &format::Snapshot, key: &LegKey) -> Option<u64> {
+    let network = snap.network.get();
+    let carrier = network.carrier_id(&key.carrier)?;
+    let origin = snap.places.get().airport_id(&key.origin)?;
+    let (flight, leg, day) = network.find_leg(carrier, key.flight_number, origin, key.date)?;
+    Some(format::model::avail_key(
+        flight,
+        leg,
+        day,
+        key.booking_class,
+    ))
+}
+
+impl LiveView for crate::server::state::Loaded {
+    fn generation(&self) -> u64 {
+        self.generation
+    }
+    fn resolve(&self, key: &LegKey) -> Option<u64> {
+        resolve_leg(&self.snap, key)
+    }
+    fn overlay(&self) -> &Overlay {
+        &self.overlay
+    }
+}
+
+impl OverlayTarget for crate::server::state::SnapshotCell {
+    type View = crate::server::state::Loaded;
+    fn current(&self) -> Arc<Self::View> {
+        crate::server::state::SnapshotCell::current(self)
+    }
+}
+
+/// Subscriber settings; `SubscriberConfig::new` gives the defaults.
+#[derive(Debug, Clone)]
+pub struct SubscriberConfig {
+    /// bookd's QUIC address (`host:port`), resolved at every connection attempt.
+    pub bookd: String,
+    pub cluster_dir: PathBuf,
+    /// This node's name (its certificate is `D/NAME.crt`).
+    pub name: String,
+    /// The name bookd's certificate must carry.
+    pub server_name: String,
+    /// No frame for this long (bookd heartbeats every 500 ms by default): reconnect.
+    pub silence_timeout: Duration,
+    pub connect_timeout: Duration,
+    pub backoff_min: Duration,
+    pub backoff_max: Duration,
+    /// Most leg classes held (a full state over this is refused).
+    pub max_state_entries: usize,
+    /// How often the snapshot in service is checked for a swap.
+    pub refresh_interval: Duration,
+}
+
+impl SubscriberConfig {
+    pub fn new(
+        bookd: impl Into<String>,
+        cluster_dir: impl Into<PathBuf>,
+        name: impl Into<String>,
+    ) -> Self {
+        SubscriberConfig {
+            bookd: bookd.into(),
+            cluster_dir: cluster_dir.into(),
+            name: name.into(),
+            server_name: "bookd".to_string(),
+            silence_timeout: Duration::from_secs(3),
+            connect_timeout: Duration::from_secs(5),
+            backoff_min: Duration::from_millis(100),
+            backoff_max: Duration::from_secs(5),
+            max_state_entries: 20_000_000,
+            refresh_interval: Duration::from_millis(50),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SubscriberError {
+    #[error("--name {0:?}: must be 1 to 64 characters of a-z, 0-9 and -")]
+    InvalidName(String),
+    #[error("{path}: {why}")]
+    File { path: PathBuf, why: String },
+    #[error("TLS configuration: {0}")]
+    Tls(String),
+}
+
+/// Counters and state for `/readyz` and `/metrics`.
+#[derive(Debug, Default)]
+pub struct SubscriberStatus {
+    pub connected: AtomicBool,
+    /// The state has a base (a full state or a replay) on the current connection.
+    pub synced: AtomicBool,
+    pub last_applied_seq: AtomicU64,
+    /// bookd's newest seq as last heard (heartbeats and updates).
+    pub bookd_seq: AtomicU64,
+    /// Unix ms of the last frame from bookd.
+    pub last_frame_unix_ms: AtomicU64,
+    pub reconnects: AtomicU64,
+    pub frames_refused: AtomicU64,
+    pub gaps: AtomicU64,
+    pub full_states: AtomicU64,
+    pub entries_applied: AtomicU64,
+    pub state_entries: AtomicU64,
+    /// State entries the snapshot in service has no leg for.
+    pub unmapped_entries: AtomicU64,
+    pub snapshots_published: AtomicU64,
+    silence_ms: AtomicU64,
+}
+
+fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+impl SubscriberStatus {
+    /// Connected, with a base state, and heard from bookd within the silence timeout.
+    pub fn in_sync(&self) -> bool {
+        let silence = self.silence_ms.load(Ordering::Relaxed).max(1);
+        self.connected.load(Ordering::Relaxed)
+            && self.synced.load(Ordering::Relaxed)
+            && unix_ms().saturating_sub(self.last_frame_unix_ms.load(Ordering::Relaxed)) <= silence
+    }
+
+    /// bookd's newest seq minus the last one applied here.
+    pub fn lag_seq(&self) -> u64 {
+        self.bookd_seq
+            .load(Ordering::Relaxed)
+            .saturating_sub(self.last_applied_seq.load(Ordering::Relaxed))
+    }
+
+    /// Milliseconds since the last frame from bookd (0 when none yet).
+    pub fn since_last_frame_ms(&self) -> u64 {
+        let last = self.last_frame_unix_ms.load(Ordering::Relaxed);
+        if last == 0 {
+            0
+        } else {
+            unix_ms().saturating_sub(last)
+        }
+    }
+
+    /// Prometheus text lines (`searchd_invalidation_*`).
+    pub fn render_prometheus(&self) -> String {
+        let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let rows: [(&str, &str, &str, u64); 14] = [
+            (
+                "searchd_invalidation_connected",
+                "gauge",
+                "1 when connected to bookd",
+                u64::from(self.connected.load(Ordering::Relaxed)),
+            ),
+            (
+                "searchd_invalidation_in_sync",
+                "gauge",
+                "1 when the overlay follows bookd",
+                u64::from(self.in_sync()),
+            ),
+            (
+                "searchd_invalidation_last_applied_seq",
+                "gauge",
+                "last outbox seq applied",
+                g(&self.last_applied_seq),
+            ),
+            (
+                "searchd_invalidation_bookd_seq",
+                "gauge",
+                "newest outbox seq heard from bookd",
+                g(&self.bookd_seq),
+            ),
+            (
+                "searchd_invalidation_lag_seq",
+                "gauge",
+                "bookd seq minus last applied seq",
+                self.lag_seq(),
+            ),
+            (
+                "searchd_invalidation_since_last_frame_ms",
+                "gauge",
+                "milliseconds since the last frame from bookd",
+                self.since_last_frame_ms(),
+            ),
+            (
+                "searchd_invalidation_reconnects_total",
+                "counter",
+                "reconnections to bookd",
+                g(&self.reconnects),
+            ),
+            (
+                "searchd_invalidation_frames_refused_total",
+                "counter",
+                "malformed, oversized or unexpected frames refused",
+                g(&self.frames_refused),
+            ),
+            (
+                "searchd_invalidation_gaps_total",
+                "counter",
+                "sequence gaps detected (each triggers a resync)",
+                g(&self.gaps),
+            ),
+            (
+                "searchd_invalidation_full_states_total",
+                "counter",
+                "full states applied",
+                g(&self.full_states),
+            ),
+            (
+                "searchd_invalidation_entries_applied_total",
+                "counter",
+                "seat entries applied",
+                g(&self.entries_applied),
+            ),
+            (
+                "searchd_invalidation_state_entries",
+                "gauge",
+                "leg classes held from bookd",
+                g(&self.state_entries),
+            ),
+            (
+                "searchd_invalidation_unmapped_entries",
+                "gauge",
+                "held leg classes the snapshot in service has no leg for",
+                g(&self.unmapped_entries),
+            ),
+            (
+                "searchd_invalidation_snapshots_published_total",
+                "counter",
+                "snapshot publications announced by bookd",
+                g(&self.snapshots_published),
+            ),
+        ];
+        let mut out = String::new();
+        for (name, kind, help, v) in rows {
+            out.push_str(&format!(
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}\n"
+            ));
+        }
+        out
+    }
+}
+
+/// What a message asks of the connection.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Step {
+    Continue,
+    /// A gap: resubscribe (bookd replays from the last applied seq).
+    Resync,
+}
+
+/// A refused message (the connection is closed).
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("{0}")]
+pub struct Refused(pub String);
+
+/// bookd's state as this node holds it, projected into the snapshot in service.
+struct State {
+    entries: HashMap<LegKey, (u16, u64)>,
+    last_applied: u64,
+    snapshot_id: String,
+    /// Generation of the view whose overlay holds the projection.
+    projected: Option<u64>,
+    unmapped: u64,
+}
+
+/// A full state being received (per connection).
+pub struct Pending {
+    as_of: u64,
+    snapshot_id: String,
+    total: u32,
+    next: u32,
+    entries: Vec<Entry>,
+}
+
+/// The message-applying core, independent of the network (unit-testable).
+pub struct Core<T: OverlayTarget> {
+    target: Arc<T>,
+    state: Mutex<State>,
+    status: Arc<SubscriberStatus>,
+    max_state_entries: usize,
+    published: watch::Sender<Option<String>>,
+}
+
+impl<T: OverlayTarget> Core<T> {
+    pub fn new(target: Arc<T>, max_state_entries: usize) -> Self {
+        let (published, _) = watch::channel(None);
+        Core {
+            target,
+            state: Mutex::new(State {
+                entries: HashMap::new(),
+                last_applied: 0,
+                snapshot_id: String::new(),
+                projected: None,
+                unmapped: 0,
+            }),
+            status: Arc::new(SubscriberStatus::default()),
+            max_state_entries,
+            published,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        match self.state.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        }
+    }
+
+    pub fn status(&self) -> Arc<SubscriberStatus> {
+        self.status.clone()
+    }
+
+    /// The subscription to send: last applied seq and snapshot id.
+    pub fn subscribe(&self, node: &str) -> Subscribe {
+        let st = self.lock();
+        Subscribe {
+            node: node.to_string(),
+            last_applied_seq: st.last_applied,
+            snapshot_id: st.snapshot_id.clone(),
+        }
+    }
+
+    /// bookd's state as held here: leg class -> (seats, seq).
+    pub fn entries(&self) -> HashMap<LegKey, (u16, u64)> {
+        self.lock().entries.clone()
+    }
+
+    pub fn last_applied(&self) -> u64 {
+        self.lock().last_applied
+    }
+
+    /// Projects the whole state into `view`'s overlay (one atomic replace).
+    fn project_all(&self, st: &mut State, view: &T::View) {
+        let mut map = HashMap::with_capacity(st.entries.len());
+        let mut unmapped = 0u64;
+        for (k, &(seats, _)) in &st.entries {
+            match view.resolve(k) {
+                Some(key) => {
+                    map.insert(key, seats);
+                }
+                None => unmapped += 1,
+            }
+        }
+        view.overlay().replace(map);
+        st.unmapped = unmapped;
+        self.status
+            .unmapped_entries
+            .store(unmapped, Ordering::Relaxed);
+        self.status
+            .state_entries
+            .store(st.entries.len() as u64, Ordering::Relaxed);
+    }
+
+    /// Fills `view`'s overlay with the whole state: call it on a freshly loaded snapshot
+    /// before swapping it in, so it never serves without bookd's figures.
+    pub fn fill(&self, view: &T::View) {
+        let mut st = self.lock();
+        self.project_all(&mut st, view);
+    }
+
+    /// Re-projects when another snapshot is in service; returns whether it did.
+    pub fn refresh(&self) -> bool {
+        let view = self.target.current();
+        let mut st = self.lock();
+        if st.projected == Some(view.generation()) {
+            return false;
+        }
+        self.project_all(&mut st, &view);
+        st.projected = Some(view.generation());
+        true
+    }
+
+    /// Applies one message from bookd.
+    pub fn handle(&self, msg: Message, pending: &mut Option<Pending>) -> Result<Step, Refused> {
+        self.status
+            .last_frame_unix_ms
+            .store(unix_ms(), Ordering::Relaxed);
+        if pending.is_some() && !matches!(msg, Message::FullState(_)) {
+            return Err(Refused(format!(
+                "{} in the middle of a full state",
+                msg.kind()
+            )));
+        }
+        match msg {
+            Message::Subscribe(_) => Err(Refused("subscribe from bookd".into())),
+            Message::Heartbeat { seq, .. } => {
+                self.status.bookd_seq.fetch_max(seq, Ordering::Relaxed);
+                self.status.synced.store(true, Ordering::Relaxed);
+                Ok(Step::Continue)
+            }
+            Message::SnapshotPublished { snapshot_id } => {
+                self.status
+                    .snapshots_published
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::info!(snapshot_id = %snapshot_id, "bookd published a snapshot");
+                self.published.send_replace(Some(snapshot_id));
+                Ok(Step::Continue)
+            }
+            Message::Updates(u) => self.apply_updates(u),
+            Message::FullState(f) => self.full_state_chunk(f, pending),
+        }
+    }
+
+    fn apply_updates(&self, u: Updates) -> Result<Step, Refused> {
+        self.status.bookd_seq.fetch_max(u.to_seq, Ordering::Relaxed);
+        let view = self.target.current();
+        let mut st = self.lock();
+        if u.from_seq > st.last_applied.saturating_add(1) {
+            self.status.gaps.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(
+                last_applied = st.last_applied,
+                from_seq = u.from_seq,
+                "gap in the invalidation stream; resyncing"
+            );
+            return Ok(Step::Resync);
+        }
+        if u.to_seq <= st.last_applied {
+            return Ok(Step::Continue);
+        }
+        let last = st.last_applied;
+        let mut changed: Vec<(LegKey, u16)> = Vec::with_capacity(u.entries.len());
+        for e in u.entries.iter().filter(|e| e.seq > last) {
+            let newer = match st.entries.get(&e.key) {
+                Some(&(_, seq)) => e.seq >= seq,
+                None => true,
+            };
+            if newer {
+                if st.entries.len() >= self.max_state_entries && !st.entries.contains_key(&e.key) {
+                    return Err(Refused(format!(
+                        "state over the limit of {} entries",
+                        self.max_state_entries
+                    )));
+                }
+                st.entries.insert(e.key, (e.seats, e.seq));
+                changed.push((e.key, e.seats));
+            }
+        }
+        st.last_applied = u.to_seq;
+        self.status
+            .last_applied_seq
+            .store(u.to_seq, Ordering::Relaxed);
+        self.status
+            .entries_applied
+            .fetch_add(changed.len() as u64, Ordering::Relaxed);
+        if st.projected != Some(view.generation()) {
+            self.project_all(&mut st, &view);
+            st.projected = Some(view.generation());
+        } else {
+            let mut pairs = Vec::with_capacity(changed.len());
+            let mut unmapped = 0u64;
+            for (k, seats) in &changed {
+                match view.resolve(k) {
+                    Some(key) => pairs.push((key, *seats)),
+                    None => unmapped += 1,
+                }
+            }
+            if !pairs.is_empty() {
+                view.overlay().apply(&pairs);
+            }
+            if unmapped > 0 {
+                // Approximate between full projections (a key may be counted twice).
+                st.unmapped = st
+                    .unmapped
+                    .saturating_add(unmapped)
+                    .min(st.entries.len() as u64);
+                self.status
+                    .unmapped_entries
+                    .store(st.unmapped, Ordering::Relaxed);
+            }
+            self.status
+                .state_entries
+                .store(st.entries.len() as u64, Ordering::Relaxed);
+        }
+        Ok(Step::Continue)
+    }
+
+    fn full_state_chunk(
+        &self,
+        f: FullState,
+        pending: &mut Option<Pending>,
+    ) -> Result<Step, Refused> {
+        match pending {
+            None => {
+                if f.chunk != 0 {
+                    return Err(Refused(format!("full state starts at chunk {}", f.chunk)));
+                }
+                *pending = Some(Pending {
+                    as_of: f.as_of_seq,
+                    snapshot_id: f.snapshot_id.clone(),
+                    total: f.total_chunks,
+                    next: 0,
+                    entries: Vec::new(),
+                });
+            }
+            Some(p) => {
+                if f.as_of_seq != p.as_of
+                    || f.total_chunks != p.total
+                    || f.snapshot_id != p.snapshot_id
+                {
+                    return Err(Refused("full state chunks disagree".into()));
+                }
+            }
+        }
+        let Some(p) = pending.as_mut() else {
+            return Err(Refused("no full state in progress".into()));
+        };
+        if f.chunk != p.next {
+            return Err(Refused(format!(
+                "full state chunk {} when {} was due",
+                f.chunk, p.next
+            )));
+        }
+        if p.entries.len() + f.entries.len() > self.max_state_entries {
+            return Err(Refused(format!(
+                "full state over the limit of {} entries",
+                self.max_state_entries
+            )));
+        }
+        p.entries.extend_from_slice(&f.entries);
+        p.next += 1;
+        if p.next < p.total {
+            return Ok(Step::Continue);
+        }
+        let Some(done) = pending.take() else {
+            return Err(Refused("no full state in progress".into()));
+        };
+        let mut map = HashMap::with_capacity(done.entries.len());
+        for e in &done.entries {
+            let keep = match map.get(&e.key) {
+                Some(&(_, seq)) => e.seq >= seq,
+                None => true,
+            };
+            if keep {
+                map.insert(e.key, (e.seats, e.seq));
+            }
+        }
+        let view = self.target.current();
+        let mut st = self.lock();
+        st.entries = map;
+        st.last_applied = done.as_of;
+        st.snapshot_id = done.snapshot_id;
+        self.project_all(&mut st, &view);
+        st.projected = Some(view.generation());
+        self.status
+            .last_applied_seq
+            .store(done.as_of, Ordering::Relaxed);
+        self.status
+            .bookd_seq
+            .fetch_max(done.as_of, Ordering::Relaxed);
+        self.status.full_states.fetch_add(1, Ordering::Relaxed);
+        self.status
+            .entries_applied
+            .fetch_add(done.entries.len() as u64, Ordering::Relaxed);
+        tracing::info!(
+            as_of_seq = done.as_of,
+            entries = st.entries.len(),
+            unmapped = st.unmapped,
+            "applied a full state"
+        );
+        Ok(Step::Continue)
+    }
+}
+
+/// A running subscriber.
+pub struct SubscriberHandle<T: OverlayTarget> {
+    core: Arc<Core<T>>,
+    paused: watch::Sender<bool>,
+    kick: Arc<tokio::sync::Notify>,
+}
+
+impl<T: OverlayTarget> Clone for SubscriberHandle<T> {
+    fn clone(&self) -> Self {
+        SubscriberHandle {
+            core: self.core.clone(),
+            paused: self.paused.clone(),
+            kick: self.kick.clone(),
+        }
+    }
+}
+
+impl<T: OverlayTarget> SubscriberHandle<T> {
+    pub fn status(&self) -> Arc<SubscriberStatus> {
+        self.core.status()
+    }
+
+    /// bookd's state as held here: leg class -> (seats, seq).
+    pub fn entries(&self) -> HashMap<LegKey, (u16, u64)> {
+        self.core.entries()
+    }
+
+    pub fn last_applied(&self) -> u64 {
+        self.core.last_applied()
+    }
+
+    /// Fills a freshly loaded snapshot's overlay before it is swapped in.
+    pub fn fill(&self, view: &T::View) {
+        self.core.fill(view)
+    }
+
+    /// Snapshot ids bookd announces (`SnapshotPublished`): reload on change.
+    pub fn published_snapshots(&self) -> watch::Receiver<Option<String>> {
+        self.core.published.subscribe()
+    }
+
+    /// Re-projects into the snapshot in service now (call right after a swap; the
+    /// subscriber also checks every `refresh_interval`).
+    pub fn refresh(&self) -> bool {
+        self.core.refresh()
+    }
+
+    /// Stops reading from bookd (tests: a stalled node). The connection stays open.
+    #[doc(hidden)]
+    pub fn set_paused(&self, paused: bool) {
+        self.paused.send_replace(paused);
+    }
+
+    /// Drops the current connection (tests: link loss); the subscriber reconnects.
+    #[doc(hidden)]
+    pub fn drop_connection(&self) {
+        self.kick.notify_waiters();
+    }
+}
+
+fn validate_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !name.starts_with('-')
+        && !name.ends_with('-')
+}
+
+fn read_pem(path: &Path) -> Result<Vec<u8>, SubscriberError> {
+    let file = |why: String| SubscriberError::File {
+        path: path.to_path_buf(),
+        why,
+    };
+    let md = std::fs::metadata(path).map_err(|e| file(format!("cannot read: {e}")))?;
+    if md.len() > 64 * 1024 {
+        return Err(file(format!(
+            "{} bytes is too large for a PEM file",
+            md.len()
+        )));
+    }
+    std::fs::read(path).map_err(|e| file(format!("cannot read: {e}")))
+}
+
+/// The QUIC client configuration: this node's certificate, the cluster CA as the only root.
+pub fn client_config(config: &SubscriberConfig) -> Result<quinn::ClientConfig, SubscriberError> {
+    if !validate_name(&config.name) {
+        return Err(SubscriberError::InvalidName(
+            config.name.chars().take(80).collect(),
+        ));
+    }
+    let dir = &config.cluster_dir;
+    let ca_path = dir.join("ca.crt");
+    let crt_path = dir.join(format!("{}.crt", config.name));
+    let key_path = dir.join(format!("{}.key", config.name));
+    let ca = CertificateDer::from_pem_slice(&read_pem(&ca_path)?).map_err(|e| {
+        SubscriberError::File {
+            path: ca_path.clone(),
+            why: format!("no PEM certificate: {e}"),
+        }
+    })?;
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&read_pem(&crt_path)?)
+        .collect::<Result<_, _>>()
+        .map_err(|e| SubscriberError::File {
+            path: crt_path.clone(),
+            why: format!("unreadable PEM certificate: {e}"),
+        })?;
+    if chain.is_empty() {
+        return Err(SubscriberError::File {
+            path: crt_path,
+            why: "no certificate in the file".into(),
+        });
+    }
+    let key = PrivateKeyDer::from_pem_slice(&read_pem(&key_path)?).map_err(|e| {
+        SubscriberError::File {
+            path: key_path.clone(),
+            why: format!("no PEM private key: {e}"),
+        }
+    })?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca).map_err(|e| SubscriberError::File {
+        path: ca_path,
+        why: e.to_string(),
+    })?;
+    let mut tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| SubscriberError::Tls(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_client_auth_cert(chain, key)
+        .map_err(|e| SubscriberError::Tls(format!("{}: {e}", crt_path.display())))?;
+    tls.alpn_protocols = vec![wire::ALPN.to_vec()];
+    let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls)
+        .map_err(|e| SubscriberError::Tls(e.to_string()))?;
+    let mut cc = quinn::ClientConfig::new(Arc::new(crypto));
+    let mut transport = quinn::TransportConfig::default();
+    transport
+        .keep_alive_interval(Some(Duration::from_secs(1)))
+        .max_concurrent_bidi_streams(0u32.into())
+        .max_concurrent_uni_streams(0u32.into());
+    if let Ok(t) =
+        quinn::IdleTimeout::try_from(config.silence_timeout.max(Duration::from_secs(2)) * 2)
+    {
+        transport.max_idle_timeout(Some(t));
+    }
+    cc.transport_config(Arc::new(transport));
+    Ok(cc)
+}
+
+/// Starts the subscriber; it runs until `shutdown` turns true. Fails at once (naming the
+/// file or parameter) when the certificates cannot be loaded.
+pub fn spawn<T: OverlayTarget>(
+    config: SubscriberConfig,
+    target: Arc<T>,
+    shutdown: watch::Receiver<bool>,
+) -> Result<(SubscriberHandle<T>, tokio::task::JoinHandle<()>), SubscriberError> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let client = client_config(&config)?;
+    let core = Arc::new(Core::new(target, config.max_state_entries));
+    core.status
+        .silence_ms
+        .store(config.silence_timeout.as_millis() as u64, Ordering::Relaxed);
+    let (paused, _) = watch::channel(false);
+    let handle = SubscriberHandle {
+        core,
+        paused,
+        kick: Arc::new(tokio::sync::Notify::new()),
+    };
+    let h = handle.clone();
+    let task = tokio::spawn(async move { run(config, client, h, shutdown).await });
+    Ok((handle, task))
+}
+
+/// Why a session ended.
+#[derive(Debug)]
+enum Ended {
+    Shutdown,
+    /// A gap: resubscribe at once.
+    Resync,
+    /// Connection failed or lost; `healthy` when it had synced (resets the backoff).
+    Lost {
+        why: String,
+        healthy: bool,
+    },
+}
+
+fn jitter_seed() -> u64 {
+    std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish()
+}
+
+async fn run<T: OverlayTarget>(
+    config: SubscriberConfig,
+    client: quinn::ClientConfig,
+    handle: SubscriberHandle<T>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let status = handle.status();
+    let mut attempt: u32 = 0;
+    let mut rng = jitter_seed() | 1;
+    // Projects into swapped-in snapshots even while disconnected.
+    let core = handle.core.clone();
+    let refresh_every = config.refresh_interval.max(Duration::from_millis(5));
+    let mut refresh_stop = shutdown.clone();
+    let refresher = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(refresh_every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => { core.refresh(); }
+                _ = stopped(&mut refresh_stop) => return,
+            }
+        }
+    });
+    loop {
+        if *shutdown.borrow() {
+            break;
+        }
+        let ended = session(&config, &client, &handle, &mut shutdown).await;
+        status.connected.store(false, Ordering::Relaxed);
+        status.synced.store(false, Ordering::Relaxed);
+        let delay = match ended {
+            Ended::Shutdown => break,
+            Ended::Resync => {
+                attempt = 0;
+                Duration::from_millis(5)
+            }
+            Ended::Lost { why, healthy } => {
+                if healthy {
+                    attempt = 0;
+                }
+                let base = config
+                    .backoff_min
+                    .saturating_mul(1u32 << attempt.min(16))
+                    .min(config.backoff_max);
+                attempt = attempt.saturating_add(1);
+                // xorshift jitter: 50% to 100% of the delay.
+                rng ^= rng << 13;
+                rng ^= rng >> 7;
+                rng ^= rng << 17;
+                let frac = 0.5 + (rng % 1000) as f64 / 2000.0;
+                let d = base.mul_f64(frac);
+                tracing::warn!(bookd = %config.bookd, error = %why, retry_in_ms = d.as_millis() as u64, "invalidation channel down; retrying");
+                d
+            }
+        };
+        status.reconnects.fetch_add(1, Ordering::Relaxed);
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = stopped(&mut shutdown) => break,
+        }
+    }
+    refresher.abort();
+}
+
+async fn stopped(rx: &mut watch::Receiver<bool>) {
+    let _ = rx.wait_for(|s| *s).await.map(|_| ());
+}
+
+async fn resolve(addr: &str) -> Result<SocketAddr, String> {
+    let mut addrs = tokio::net::lookup_host(addr)
+        .await
+        .map_err(|e| format!("--bookd-quic {addr}: {e}"))?;
+    addrs
+        .next()
+        .ok_or_else(|| format!("--bookd-quic {addr}: no address"))
+}
+
+async fn session<T: OverlayTarget>(
+    config: &SubscriberConfig,
+    client: &quinn::ClientConfig,
+    handle: &SubscriberHandle<T>,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Ended {
+    let lost = |why: String| Ended::Lost {
+        why,
+        healthy: false,
+    };
+    let addr = match resolve(&config.bookd).await {
+        Ok(a) => a,
+        Err(e) => return lost(e),
+    };
+    let bind: SocketAddr = if addr.is_ipv4() {
+        SocketAddr::from(([0, 0, 0, 0], 0))
+    } else {
+        SocketAddr::from(([0u16; 8], 0))
+    };
+    let mut endpoint = match quinn::Endpoint::client(bind) {
+        Ok(e) => e,
+        Err(e) => return lost(format!("cannot open a UDP socket: {e}")),
+    };
+    endpoint.set_default_client_config(client.clone());
+    let ended = connected_session(config, &endpoint, addr, handle, shutdown).await;
+    endpoint.close(codes::SHUTDOWN.into(), b"");
+    // Bounded: never wait long for the peer to acknowledge the close.
+    let _ = tokio::time::timeout(Duration::from_millis(200), endpoint.wait_idle()).await;
+    ended
+}
+
+async fn connected_session<T: OverlayTarget>(
+    config: &SubscriberConfig,
+    endpoint: &quinn::Endpoint,
+    addr: SocketAddr,
+    handle: &SubscriberHandle<T>,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Ended {
+    let lost = |why: String| Ended::Lost {
+        why,
+        healthy: false,
+    };
+    let status = handle.status();
+    let core = &handle.core;
+    let connecting = match endpoint.connect(addr, &config.server_name) {
+        Ok(c) => c,
+        Err(e) => return lost(format!("connect to {addr}: {e}")),
+    };
+    let conn = match tokio::time::timeout(config.connect_timeout, connecting).await {
+        Ok(Ok(c)) => c,
+        Ok(Err(e)) => return lost(format!("connect to {addr}: {e}")),
+        Err(_) => return lost(format!("connect to {addr}: timed out")),
+    };
+    let (mut send, mut recv) =
+        match tokio::time::timeout(config.connect_timeout, conn.open_bi()).await {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => return lost(format!("open stream: {e}")),
+            Err(_) => return lost("open stream: timed out".into()),
+        };
+    let sub = core.subscribe(&config.name);
+    let frame = match wire::encode_frame(&Message::Subscribe(sub.clone())) {
+        Ok(f) => f,
+        Err(e) => return lost(format!("cannot encode subscribe: {e}")),
+    };
+    if let Err(e) = send.write_all(&frame).await {
+        return lost(format!("send subscribe: {e}"));
+    }
+    status.connected.store(true, Ordering::Relaxed);
+    tracing::info!(bookd = %addr, node = %config.name, last_applied_seq = sub.last_applied_seq, "subscribed to bookd");
+
+    let mut pending: Option<Pending> = None;
+    let mut buf = Vec::new();
+    let mut paused = handle.paused.subscribe();
+    let healthy = |s: &SubscriberStatus| s.synced.load(Ordering::Relaxed);
+    loop {
+        // A paused reader (tests) stops taking frames; bookd must cope.
+        if *paused.borrow() {
+            tokio::select! {
+                _ = paused.wait_for(|p| !*p) => {}
+                _ = stopped(shutdown) => {
+                    conn.close(codes::SHUTDOWN.into(), b"node shutting down");
+                    return Ended::Shutdown;
+                }
+            }
+            continue;
+        }
+        let read = tokio::select! {
+            r = tokio::time::timeout(config.silence_timeout, read_frame(&mut recv, &mut buf)) => r,
+            _ = stopped(shutdown) => {
+                conn.close(codes::SHUTDOWN.into(), b"node shutting down");
+                return Ended::Shutdown;
+            }
+            _ = handle.kick.notified() => {
+                conn.close(codes::SHUTDOWN.into(), b"dropped");
+                return Ended::Lost { why: "connection dropped on request".into(), healthy: healthy(&status) };
+            }
+            _ = paused.changed() => continue,
+        };
+        let msg = match read {
+            Err(_) => {
+                conn.close(codes::SHUTDOWN.into(), b"silent");
+                return Ended::Lost {
+                    why: format!(
+                        "no frame from bookd for {} ms",
+                        config.silence_timeout.as_millis()
+                    ),
+                    healthy: healthy(&status),
+                };
+            }
+            Ok(Ok(Some(m))) => m,
+            Ok(Ok(None)) => {
+                return Ended::Lost {
+                    why: "bookd closed the stream".into(),
+                    healthy: healthy(&status),
+                }
+            }
+            Ok(Err(ReadError::Stream(e))) => {
+                return Ended::Lost {
+                    why: e,
+                    healthy: healthy(&status),
+                }
+            }
+            Ok(Err(ReadError::Wire(e))) => {
+                status.frames_refused.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(bookd = %addr, error = %e, "refused a frame from bookd; closing the connection");
+                conn.close(codes::PROTOCOL.into(), b"bad frame");
+                return Ended::Lost {
+                    why: format!("refused a frame: {e}"),
+                    healthy: false,
+                };
+            }
+        };
+        match core.handle(msg, &mut pending) {
+            Ok(Step::Continue) => {}
+            Ok(Step::Resync) => {
+                conn.close(codes::RESYNC.into(), b"gap");
+                return Ended::Resync;
+            }
+            Err(Refused(why)) => {
+                status.frames_refused.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(bookd = %addr, error = %why, "refused a message from bookd; closing the connection");
+                conn.close(codes::PROTOCOL.into(), b"bad message");
+                return Ended::Lost {
+                    why: format!("refused a message: {why}"),
+                    healthy: false,
+                };
+            }
+        }
+    }
+}
+
+enum ReadError {
+    Stream(String),
+    Wire(wire::WireError),
+}
+
+async fn read_frame(
+    recv: &mut quinn::RecvStream,
+    buf: &mut Vec<u8>,
+) -> Result<Option<Message>, ReadError> {
+    let mut prefix = [0u8; 4];
+    match recv.read_exact(&mut prefix).await {
+        Ok(()) => {}
+        Err(quinn::ReadExactError::FinishedEarly(0)) => return Ok(None),
+        Err(quinn::ReadExactError::FinishedEarly(n)) => {
+            return Err(ReadError::Wire(wire::WireError::Truncated { len: n }))
+        }
+        Err(quinn::ReadExactError::ReadError(e)) => return Err(ReadError::Stream(e.to_string())),
+    }
+    let len = wire::frame_len(prefix).map_err(ReadError::Wire)?;
+    buf.clear();
+    buf.resize(len, 0);
+    match recv.read_exact(buf).await {
+        Ok(()) => {}
+        Err(quinn::ReadExactError::FinishedEarly(n)) => {
+            return Err(ReadError::Wire(wire::WireError::Truncated { len: n }))
+        }
+        Err(quinn::ReadExactError::ReadError(e)) => return Err(ReadError::Stream(e.to_string())),
+    }
+    wire::decode_payload(buf).map(Some).map_err(ReadError::Wire)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct View {
+        generation: u64,
+        overlay: Overlay,
+    }
+
+    impl LiveView for View {
+        fn generation(&self) -> u64 {
+            self.generation
+        }
+        fn resolve(&self, key: &LegKey) -> Option<u64> {
+            if key.carrier == *b"ZZ " {
+                return None;
+            }
+            Some((u64::from(key.flight_number) << 16) | u64::from(key.booking_class))
+        }
+        fn overlay(&self) -> &Overlay {
+            &self.overlay
+        }
+    }
+
+    struct Target(Mutex<Arc<View>>);
+
+    impl OverlayTarget for Target {
+        type View = View;
+        fn current(&self) -> Arc<View> {
+            match self.0.lock() {
+                Ok(g) => g.clone(),
+                Err(p) => p.into_inner().clone(),
+            }
+        }
+    }
+
+    fn target(generation: u64) -> Arc<Target> {
+        Arc::new(Target(Mutex::new(Arc::new(View {
+            generation,
+            overlay: Overlay::new(),
+        }))))
+    }
+
+    fn key(carrier: &[u8; 3], n: u16, class: u8) -> LegKey {
+        LegKey {
+            carrier: *carrier,
+            flight_number: n,
+            date: 20_000,
+            origin: *b"LHR",
+            booking_class: class,
+        }
+    }
+
+    fn e(k: LegKey, seats: u16, seq: u64) -> Entry {
+        Entry { key: k, seats, seq }
+    }
+
+    fn updates(from: u64, to: u64, entries: Vec<Entry>) -> Message {
+        Message::Updates(Updates {
+            from_seq: from,
+            to_seq: to,
+            entries,
+        })
+    }
+
+    #[test]
+    fn updates_apply_in_order_idempotently_and_gaps_resync() {
+        let t = target(1);
+        let core = Core::new(t.clone(), 1000);
+        let mut p = None;
+        let a = key(b"BA ", 1, b'Y');
+        let b = key(b"BA ", 2, b'Y');
+        assert_eq!(
+            core.handle(updates(1, 3, vec![e(a, 5, 1), e(b, 7, 3)]), &mut p),
+            Ok(Step::Continue)
+        );
+        // The same batch again changes nothing.
+        assert_eq!(
+            core.handle(updates(1, 3, vec![e(a, 5, 1), e(b, 7, 3)]), &mut p),
+            Ok(Step::Continue)
+        );
+        // Overlapping batch: only entries after the last applied seq count.
+        assert_eq!(
+            core.handle(updates(2, 4, vec![e(a, 9, 2), e(a, 4, 4)]), &mut p),
+            Ok(Step::Continue)
+        );
+        let view = t.current();
+        assert_eq!(view.overlay.seats((1 << 16) | u64::from(b'Y')), Some(4));
+        assert_eq!(view.overlay.seats((2 << 16) | u64::from(b'Y')), Some(7));
+        assert_eq!(core.last_applied(), 4);
+        // A gap.
+        assert_eq!(core.handle(updates(6, 8, vec![]), &mut p), Ok(Step::Resync));
+        assert_eq!(core.last_applied(), 4);
+        assert_eq!(core.status().gaps.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn full_state_replaces_atomically_and_unmapped_are_kept() {
+        let t = target(1);
+        let core = Core::new(t.clone(), 1000);
+        let mut p = None;
+        let a = key(b"BA ", 1, b'Y');
+        let z = key(b"ZZ ", 1, b'Y');
+        core.handle(updates(1, 1, vec![e(a, 5, 1)]), &mut p)
+            .expect("applies");
+        let chunk = |c, entries| {
+            Message::FullState(FullState {
+                as_of_seq: 10,
+                snapshot_id: "s1".into(),
+                chunk: c,
+                total_chunks: 2,
+                entries,
+            })
+        };
+        let b = key(b"BA ", 2, b'Y');
+        core.handle(chunk(0, vec![e(b, 3, 9)]), &mut p)
+            .expect("chunk 0");
+        // Not applied until the last chunk.
+        assert_eq!(
+            t.current().overlay.seats((1 << 16) | u64::from(b'Y')),
+            Some(5)
+        );
+        // Anything but the next chunk is refused mid full state.
+        let mut p2 = None;
+        let core2 = Core::new(target(1), 1000);
+        core2.handle(chunk(0, vec![]), &mut p2).expect("chunk 0");
+        assert!(core2.handle(updates(11, 11, vec![]), &mut p2).is_err());
+        core.handle(chunk(1, vec![e(z, 1, 8)]), &mut p)
+            .expect("chunk 1");
+        let view = t.current();
+        assert_eq!(
+            view.overlay.seats((1 << 16) | u64::from(b'Y')),
+            None,
+            "a is gone"
+        );
+        assert_eq!(view.overlay.seats((2 << 16) | u64::from(b'Y')), Some(3));
+        assert_eq!(view.overlay.len(), 1);
+        assert_eq!(core.entries().len(), 2, "the unmapped entry is kept");
+        assert_eq!(core.status().unmapped_entries.load(Ordering::Relaxed), 1);
+        let sub = core.subscribe("n1");
+        assert_eq!((sub.last_applied_seq, sub.snapshot_id.as_str()), (10, "s1"));
+    }
+
+    #[test]
+    fn a_new_snapshot_gets_the_whole_state() {
+        let t = target(1);
+        let core = Core::new(t.clone(), 1000);
+        let mut p = None;
+        let a = key(b"BA ", 1, b'Y');
+        core.handle(updates(1, 1, vec![e(a, 0, 1)]), &mut p)
+            .expect("applies");
+        let fresh = Arc::new(View {
+            generation: 2,
+            overlay: Overlay::new(),
+        });
+        core.fill(&fresh);
+        assert_eq!(fresh.overlay.seats((1 << 16) | u64::from(b'Y')), Some(0));
+        match t.0.lock() {
+            Ok(mut g) => *g = fresh.clone(),
+            Err(_) => panic!("lock"),
+        }
+        assert!(core.refresh());
+        assert!(!core.refresh());
+        let b = key(b"BA ", 2, b'Y');
+        core.handle(updates(2, 2, vec![e(b, 2, 2)]), &mut p)
+            .expect("applies");
+        assert_eq!(fresh.overlay.len(), 2);
+    }
+
+    #[test]
+    fn the_state_limit_is_enforced() {
+        let core = Core::new(target(1), 2);
+        let mut p = None;
+        let es: Vec<Entry> = (1..=3)
+            .map(|i| e(key(b"BA ", i as u16, b'Y'), 1, i))
+            .collect();
+        assert!(core.handle(updates(1, 3, es), &mut p).is_err());
+    }
+
+    #[test]
+    fn names_are_checked_before_files() {
+        let cfg = SubscriberConfig::new("127.0.0.1:1", "/nonexistent", "Bad_Name");
+        assert!(matches!(
+            client_config(&cfg),
+            Err(SubscriberError::InvalidName(_))
+        ));
+        let cfg = SubscriberConfig::new("127.0.0.1:1", "/nonexistent", "n1");
+        match client_config(&cfg) {
+            Err(SubscriberError::File { path, .. }) => assert!(path.ends_with("ca.crt")),
+            other => panic!("expected a missing file, got {:?}", other.err()),
+        }
+    }
+}
