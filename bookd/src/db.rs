@@ -1,0 +1,96 @@
+//! Connection pool and versioned migrations.
+
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use tokio_postgres::NoTls;
+
+use crate::error::{Error, Result};
+
+/// `(version, name, sql)`, applied in order, each in one transaction.
+pub const MIGRATIONS: &[(i32, &str, &str)] = &[
+    (1, "init", include_str!("../migrations/0001_init.sql")),
+    (
+        2,
+        "outbox_head",
+        include_str!("../migrations/0002_outbox_head.sql"),
+    ),
+];
+
+pub fn pool(config: tokio_postgres::Config, size: usize) -> Result<Pool> {
+    let mgr = Manager::from_config(
+        config,
+        NoTls,
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    Pool::builder(mgr)
+        .max_size(size)
+        .wait_timeout(Some(Duration::from_secs(10)))
+        .create_timeout(Some(Duration::from_secs(10)))
+        .recycle_timeout(Some(Duration::from_secs(5)))
+        .runtime(deadpool_postgres::Runtime::Tokio1)
+        .build()
+        .map_err(|e| Error::Pool(e.to_string()))
+}
+
+/// Parses `--database-url`: a libpq URL (`postgresql://u@h1:5432,h2:5432/db?...`) or a
+/// key=value string; several hosts are allowed (libpq tries them in order).
+pub fn parse_url(url: &str) -> Result<tokio_postgres::Config> {
+    let mut c: tokio_postgres::Config = url
+        .parse()
+        .map_err(|e| Error::Config(format!("--database-url: {e}")))?;
+    if c.get_application_name().is_none() {
+        c.application_name("bookd");
+    }
+    if c.get_connect_timeout().is_none() {
+        c.connect_timeout(Duration::from_secs(5));
+    }
+    Ok(c)
+}
+
+/// Applies every migration not yet recorded in `schema_migrations`, under an advisory
+/// lock so that concurrent starters do not race.
+pub async fn migrate(pool: &Pool) -> Result<Vec<i32>> {
+    let mut client = pool.get().await?;
+    client
+        .execute("SELECT pg_advisory_lock(7357001)", &[])
+        .await?;
+    let result = async {
+        client
+            .batch_execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations (
+                     version    integer PRIMARY KEY,
+                     name       text NOT NULL,
+                     applied_at timestamptz NOT NULL DEFAULT now())",
+            )
+            .await?;
+        let mut applied = Vec::new();
+        for (version, name, sql) in MIGRATIONS {
+            let tx = client.transaction().await?;
+            let done = tx
+                .query_opt(
+                    "SELECT 1 FROM schema_migrations WHERE version = $1",
+                    &[version],
+                )
+                .await?;
+            if done.is_none() {
+                tx.batch_execute(sql).await?;
+                tx.execute(
+                    "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
+                    &[version, name],
+                )
+                .await?;
+                applied.push(*version);
+            }
+            tx.commit().await?;
+        }
+        Ok::<_, Error>(applied)
+    }
+    .await;
+    let _ = client
+        .execute("SELECT pg_advisory_unlock(7357001)", &[])
+        .await;
+    result
+}

@@ -1,0 +1,446 @@
+//! The payment gateway and the airline: traits, simulated implementations, and the
+//! resilience around every call (timeout, retries with exponential backoff and full jitter
+//! for idempotent calls only, a circuit breaker per dependency).
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use deadpool_postgres::Pool;
+
+use crate::offers::LegRef;
+use crate::util::{hex, random_unit, sha256};
+
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExtError {
+    /// A business refusal (card declined): final, not a failure of the dependency.
+    Declined(String),
+    /// The dependency failed (5xx, connection error).
+    Unavailable(String),
+    /// No answer in time.
+    Timeout,
+    /// The circuit breaker is open: the call was not made.
+    CircuitOpen,
+}
+
+impl ExtError {
+    fn counts_as_failure(&self) -> bool {
+        matches!(self, ExtError::Unavailable(_) | ExtError::Timeout)
+    }
+}
+
+pub struct ChargeRequest<'a> {
+    pub idempotency_key: &'a str,
+    pub amount_minor: i64,
+    pub currency: &'a str,
+    pub token: &'a str,
+}
+
+pub trait PaymentGateway: Send + Sync {
+    /// Charges once per idempotency key (a retry returns the first charge's reference).
+    fn charge<'a>(&'a self, req: ChargeRequest<'a>) -> BoxFuture<'a, Result<String, ExtError>>;
+    /// The reference of the charge made with this key, if any.
+    fn lookup<'a>(
+        &'a self,
+        idempotency_key: &'a str,
+    ) -> BoxFuture<'a, Result<Option<String>, ExtError>>;
+    /// Refunds the charge made with `charge_key` (idempotent per `idempotency_key`); no
+    /// charge = nothing to refund (`Ok(None)`).
+    fn refund<'a>(
+        &'a self,
+        idempotency_key: &'a str,
+        charge_key: &'a str,
+        amount_minor: i64,
+        currency: &'a str,
+    ) -> BoxFuture<'a, Result<Option<String>, ExtError>>;
+}
+
+pub trait Airline: Send + Sync {
+    /// Confirms the booking once per idempotency key; returns the booking reference.
+    fn confirm<'a>(
+        &'a self,
+        idempotency_key: &'a str,
+        legs: &'a [LegRef],
+        passengers: u32,
+    ) -> BoxFuture<'a, Result<String, ExtError>>;
+    /// Cancels the booking made with this key (idempotent; no booking = nothing to do).
+    fn cancel<'a>(&'a self, idempotency_key: &'a str) -> BoxFuture<'a, Result<(), ExtError>>;
+}
+
+/// Knobs of the simulated dependencies.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SimConfig {
+    /// Probability in [0, 1] that a call fails with a 5xx.
+    pub failure_rate: f64,
+    /// Added latency per call.
+    pub latency: Duration,
+}
+
+impl SimConfig {
+    async fn before_call(&self) -> Result<(), ExtError> {
+        if !self.latency.is_zero() {
+            tokio::time::sleep(self.latency).await;
+        }
+        if self.failure_rate > 0.0 && random_unit() < self.failure_rate {
+            return Err(ExtError::Unavailable("simulated failure".into()));
+        }
+        Ok(())
+    }
+}
+
+fn reference(prefix: &str, key: &str) -> String {
+    format!("{prefix}_{}", &hex(&sha256(key.as_bytes()))[..16])
+}
+
+/// The simulated card gateway. Test tokens: `tok_ok` (and any other `tok_...`) charges,
+/// `tok_decline` is declined, `tok_error` fails with a gateway error, `tok_slow` never
+/// answers. Its ledger (table `sim_gateway_ledger`) stands for the gateway's own state.
+pub struct SimGateway {
+    pub pool: Pool,
+    pub config: SimConfig,
+}
+
+fn db_err(e: impl std::fmt::Display) -> ExtError {
+    ExtError::Unavailable(format!("gateway storage: {e}"))
+}
+
+impl PaymentGateway for SimGateway {
+    fn charge<'a>(&'a self, req: ChargeRequest<'a>) -> BoxFuture<'a, Result<String, ExtError>> {
+        Box::pin(async move {
+            self.config.before_call().await?;
+            match req.token {
+                "tok_decline" => return Err(ExtError::Declined("card declined".into())),
+                "tok_error" => return Err(ExtError::Unavailable("gateway error".into())),
+                "tok_slow" => {
+                    tokio::time::sleep(Duration::from_secs(3600)).await;
+                    return Err(ExtError::Timeout);
+                }
+                _ => {}
+            }
+            let r = reference("ch", req.idempotency_key);
+            let client = self.pool.get().await.map_err(db_err)?;
+            client
+                .execute(
+                    "INSERT INTO sim_gateway_ledger (idempotency_key, kind, amount_minor, currency, reference)
+                     VALUES ($1, 'charge', $2, $3, $4) ON CONFLICT (idempotency_key) DO NOTHING",
+                    &[&req.idempotency_key, &req.amount_minor, &req.currency, &r],
+                )
+                .await
+                .map_err(db_err)?;
+            Ok(r)
+        })
+    }
+
+    fn lookup<'a>(
+        &'a self,
+        idempotency_key: &'a str,
+    ) -> BoxFuture<'a, Result<Option<String>, ExtError>> {
+        Box::pin(async move {
+            let client = self.pool.get().await.map_err(db_err)?;
+            let row = client
+                .query_opt(
+                    "SELECT reference FROM sim_gateway_ledger WHERE idempotency_key = $1",
+                    &[&idempotency_key],
+                )
+                .await
+                .map_err(db_err)?;
+            Ok(row.map(|r| r.get(0)))
+        })
+    }
+
+    fn refund<'a>(
+        &'a self,
+        idempotency_key: &'a str,
+        charge_key: &'a str,
+        amount_minor: i64,
+        currency: &'a str,
+    ) -> BoxFuture<'a, Result<Option<String>, ExtError>> {
+        Box::pin(async move {
+            self.config.before_call().await?;
+            let client = self.pool.get().await.map_err(db_err)?;
+            let charged = client
+                .query_opt(
+                    "SELECT 1 FROM sim_gateway_ledger WHERE idempotency_key = $1 AND kind = 'charge'",
+                    &[&charge_key],
+                )
+                .await
+                .map_err(db_err)?;
+            if charged.is_none() {
+                return Ok(None);
+            }
+            let r = reference("re", idempotency_key);
+            client
+                .execute(
+                    "INSERT INTO sim_gateway_ledger (idempotency_key, kind, amount_minor, currency, reference)
+                     VALUES ($1, 'refund', $2, $3, $4) ON CONFLICT (idempotency_key) DO NOTHING",
+                    &[&idempotency_key, &amount_minor, &currency, &r],
+                )
+                .await
+                .map_err(db_err)?;
+            Ok(Some(r))
+        })
+    }
+}
+
+/// The simulated airline (table `sim_airline_bookings`).
+pub struct SimAirline {
+    pub pool: Pool,
+    pub config: SimConfig,
+}
+
+impl Airline for SimAirline {
+    fn confirm<'a>(
+        &'a self,
+        idempotency_key: &'a str,
+        _legs: &'a [LegRef],
+        _passengers: u32,
+    ) -> BoxFuture<'a, Result<String, ExtError>> {
+        Box::pin(async move {
+            self.config.before_call().await?;
+            let h = sha256(idempotency_key.as_bytes());
+            const A: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+            let locator: String = h[..6]
+                .iter()
+                .map(|b| A[(b & 31) as usize] as char)
+                .collect();
+            let client = self.pool.get().await.map_err(db_err)?;
+            client
+                .execute(
+                    "INSERT INTO sim_airline_bookings (idempotency_key, locator) VALUES ($1, $2)
+                     ON CONFLICT (idempotency_key) DO NOTHING",
+                    &[&idempotency_key, &locator],
+                )
+                .await
+                .map_err(db_err)?;
+            Ok(locator)
+        })
+    }
+
+    fn cancel<'a>(&'a self, idempotency_key: &'a str) -> BoxFuture<'a, Result<(), ExtError>> {
+        Box::pin(async move {
+            let client = self.pool.get().await.map_err(db_err)?;
+            client
+                .execute(
+                    "UPDATE sim_airline_bookings SET cancelled = true WHERE idempotency_key = $1",
+                    &[&idempotency_key],
+                )
+                .await
+                .map_err(db_err)?;
+            Ok(())
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Closed { failures: u32 },
+    Open { until: Instant },
+    HalfOpen { trial: bool },
+}
+
+/// A circuit breaker: opens after `threshold` consecutive failures, stays open for
+/// `open_for`, then lets one trial call through (half-open): success closes it, failure
+/// opens it again.
+pub struct Breaker {
+    pub name: &'static str,
+    threshold: u32,
+    open_for: Duration,
+    state: Mutex<State>,
+}
+
+impl Breaker {
+    pub fn new(name: &'static str, threshold: u32, open_for: Duration) -> Breaker {
+        Breaker {
+            name,
+            threshold: threshold.max(1),
+            open_for,
+            state: Mutex::new(State::Closed { failures: 0 }),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        match self.state.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        }
+    }
+
+    /// Whether a call may go out now.
+    pub fn allow(&self) -> bool {
+        let mut s = self.lock();
+        match *s {
+            State::Closed { .. } => true,
+            State::Open { until } if Instant::now() >= until => {
+                *s = State::HalfOpen { trial: true };
+                true
+            }
+            State::Open { .. } => false,
+            State::HalfOpen { trial: false } => {
+                *s = State::HalfOpen { trial: true };
+                true
+            }
+            State::HalfOpen { trial: true } => false,
+        }
+    }
+
+    /// Whether calls are refused right now (without taking a half-open trial).
+    pub fn is_open(&self) -> bool {
+        matches!(*self.lock(), State::Open { until } if Instant::now() < until)
+    }
+
+    pub fn success(&self) {
+        *self.lock() = State::Closed { failures: 0 };
+    }
+
+    pub fn failure(&self) {
+        let mut s = self.lock();
+        *s = match *s {
+            State::Closed { failures } if failures + 1 < self.threshold => State::Closed {
+                failures: failures + 1,
+            },
+            _ => State::Open {
+                until: Instant::now() + self.open_for,
+            },
+        };
+        if matches!(*s, State::Open { .. }) {
+            tracing::warn!(dependency = self.name, "circuit breaker open");
+        }
+    }
+
+    /// 0 closed, 1 open, 2 half-open (for /metrics).
+    pub fn state_code(&self) -> u8 {
+        match *self.lock() {
+            State::Closed { .. } => 0,
+            State::Open { .. } => 1,
+            State::HalfOpen { .. } => 2,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    pub timeout: Duration,
+    pub max_attempts: u32,
+    pub base_backoff: Duration,
+    pub max_backoff: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            timeout: Duration::from_secs(2),
+            max_attempts: 3,
+            base_backoff: Duration::from_millis(50),
+            max_backoff: Duration::from_secs(1),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// Full jitter: uniform in [0, min(max, base * 2^attempt)].
+    pub fn backoff(&self, attempt: u32) -> Duration {
+        let cap = self
+            .base_backoff
+            .saturating_mul(1u32 << attempt.min(16))
+            .min(self.max_backoff);
+        cap.mul_f64(random_unit())
+    }
+}
+
+/// Calls `f` through `breaker` with a timeout per attempt; retries failures (not
+/// declines) with backoff when `idempotent`.
+pub async fn call<T, F, Fut>(
+    breaker: &Breaker,
+    policy: &RetryPolicy,
+    idempotent: bool,
+    f: F,
+) -> Result<T, ExtError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, ExtError>>,
+{
+    call_inner(breaker, policy, idempotent, true, f).await
+}
+
+/// Like [`call`] for read-only status queries (e.g. "was this key charged?"): their
+/// success says nothing about the operation that failed, so it does not close the
+/// breaker; their failures count.
+pub async fn probe<T, F, Fut>(breaker: &Breaker, policy: &RetryPolicy, f: F) -> Result<T, ExtError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, ExtError>>,
+{
+    call_inner(breaker, policy, true, false, f).await
+}
+
+async fn call_inner<T, F, Fut>(
+    breaker: &Breaker,
+    policy: &RetryPolicy,
+    idempotent: bool,
+    record_success: bool,
+    mut f: F,
+) -> Result<T, ExtError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, ExtError>>,
+{
+    let mut attempt = 0;
+    loop {
+        if !breaker.allow() {
+            return Err(ExtError::CircuitOpen);
+        }
+        let err = match tokio::time::timeout(policy.timeout, f()).await {
+            Ok(Ok(v)) => {
+                if record_success {
+                    breaker.success();
+                }
+                return Ok(v);
+            }
+            Ok(Err(e)) if !e.counts_as_failure() => {
+                breaker.success();
+                return Err(e);
+            }
+            Ok(Err(e)) => e,
+            Err(_) => ExtError::Timeout,
+        };
+        breaker.failure();
+        attempt += 1;
+        if !idempotent || attempt >= policy.max_attempts {
+            return Err(err);
+        }
+        tokio::time::sleep(policy.backoff(attempt - 1)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn breaker_cycles_closed_open_half_open() {
+        let b = Breaker::new("t", 2, Duration::from_millis(30));
+        assert!(b.allow());
+        b.failure();
+        assert_eq!(b.state_code(), 0);
+        b.failure();
+        assert_eq!(b.state_code(), 1);
+        assert!(!b.allow());
+        std::thread::sleep(Duration::from_millis(40));
+        assert!(b.allow());
+        assert_eq!(b.state_code(), 2);
+        assert!(!b.allow(), "one trial at a time");
+        b.success();
+        assert_eq!(b.state_code(), 0);
+    }
+
+    #[test]
+    fn backoff_is_bounded() {
+        let p = RetryPolicy::default();
+        for a in 0..20 {
+            assert!(p.backoff(a) <= p.max_backoff);
+        }
+    }
+}

@@ -1,0 +1,293 @@
+//! bookd: holds, orders, payments and cancellations on PostgreSQL, never selling a seat
+//! twice. See `bookd/openapi.json`.
+
+// Contract errors (`ApiError`) are values sent to clients, built off the hot path.
+#![allow(clippy::result_large_err)]
+
+pub mod api;
+pub mod crypto;
+pub mod db;
+pub mod error;
+pub mod external;
+pub mod http;
+pub mod keys;
+pub mod metrics;
+pub mod offers;
+pub mod outbox_feed;
+pub mod pg;
+pub mod service;
+pub mod util;
+pub mod validate;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use error::{Error, Result};
+
+/// Where the database is: the embedded cluster under a state directory, or a URL.
+pub enum Database {
+    Embedded(pg::Embedded),
+    External,
+}
+
+/// Opens the database of a command: `--database-url` when given, else the embedded
+/// cluster of `state_dir` (`attach`: use a running bookd's cluster if there is one).
+pub fn open_database(
+    state_dir: &std::path::Path,
+    url: Option<&str>,
+    attach: bool,
+) -> Result<(Database, tokio_postgres::Config)> {
+    match url {
+        Some(u) => Ok((Database::External, db::parse_url(u)?)),
+        None => {
+            let e = if attach {
+                pg::Embedded::attach_or_start(state_dir)?
+            } else {
+                pg::Embedded::start(state_dir)?
+            };
+            let cfg = e.layout.pg_config();
+            Ok((Database::Embedded(e), cfg))
+        }
+    }
+}
+
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    pub snapshot: PathBuf,
+    pub state_dir: PathBuf,
+    pub database_url: Option<String>,
+    pub now_ms: Option<i64>,
+    pub data_key_file: Option<PathBuf>,
+    pub pool_size: usize,
+    pub hold_ttl: Duration,
+    pub sweep_interval: Duration,
+    pub rate: http::RateLimit,
+    pub payment: external::SimConfig,
+    pub airline: external::SimConfig,
+    pub payment_policy: external::RetryPolicy,
+    pub airline_policy: external::RetryPolicy,
+    pub breaker_threshold: u32,
+    pub breaker_open_for: Duration,
+    /// Accept `leg:` test offer ids instead of searchd engine ids (tests only).
+    pub test_offer_ids: bool,
+    /// `--quic-listen`: push invalidations to searchd nodes (with `quic_cluster_dir`).
+    pub quic_listen: Option<SocketAddr>,
+    /// `--cluster-dir`: the cluster CA and bookd's certificate (`bookd.crt`, `bookd.key`).
+    pub cluster_dir: Option<PathBuf>,
+    /// How often the outbox head is polled for changes made by another process.
+    pub outbox_poll: Duration,
+    pub outbox_retention: outbox_feed::Retention,
+}
+
+/// Runs the server until SIGINT/SIGTERM; stops the embedded cluster on the way out.
+pub fn run_server(cfg: ServerConfig) -> Result<()> {
+    let snapshot = Arc::new(format::Snapshot::open(&cfg.snapshot)?);
+    std::fs::create_dir_all(&cfg.state_dir).map_err(|e| Error::io("create", &cfg.state_dir, e))?;
+    let key = crypto::DataKey::load_or_create(cfg.data_key_file.as_deref(), &cfg.state_dir)?;
+    let (database, pg_cfg) = open_database(&cfg.state_dir, cfg.database_url.as_deref(), false)?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Other(format!("cannot start the runtime: {e}")))?;
+    let result = rt.block_on(serve(cfg, snapshot, key, pg_cfg));
+    rt.shutdown_timeout(Duration::from_secs(5));
+    drop(database); // stops the embedded cluster (after every connection closed)
+    result
+}
+
+async fn serve(
+    cfg: ServerConfig,
+    snapshot: Arc<format::Snapshot>,
+    key: crypto::DataKey,
+    pg_cfg: tokio_postgres::Config,
+) -> Result<()> {
+    let pool = db::pool(pg_cfg, cfg.pool_size)?;
+    let applied = db::migrate(&pool).await?;
+    if !applied.is_empty() {
+        tracing::info!(?applied, "migrations applied");
+    }
+    let clock = match cfg.now_ms {
+        Some(ms) => util::Clock::starting_at(ms),
+        None => util::Clock::system(),
+    };
+    let metrics = Arc::new(metrics::Metrics::default());
+    let head = {
+        let client = pool.get().await?;
+        outbox_feed::read_head(&client).await?
+    };
+    let outbox_seq = outbox_feed::SeqSignal::new(head);
+    let svc = Arc::new(service::Service {
+        pool: pool.clone(),
+        clock,
+        // Offers are searchd engine ids; the `leg:` adapter prices from an id's own text,
+        // so it is only ever on when a test asks for it.
+        resolver: if cfg.test_offer_ids {
+            tracing::warn!("accepting test offer ids (--test-offer-ids): never in production");
+            Arc::new(offers::LegOfferResolver {
+                snapshot: snapshot.clone(),
+            }) as Arc<dyn offers::OfferResolver>
+        } else {
+            Arc::new(offers::EngineOfferResolver {
+                snapshot: snapshot.clone(),
+                overlay: searchd::overlay::Overlay::new(),
+            })
+        },
+        capacity: Arc::new(offers::SnapshotCapacity {
+            snapshot: snapshot.clone(),
+        }),
+        key,
+        gateway: Arc::new(external::SimGateway {
+            pool: pool.clone(),
+            config: cfg.payment,
+        }),
+        airline: Arc::new(external::SimAirline {
+            pool: pool.clone(),
+            config: cfg.airline,
+        }),
+        pay_breaker: external::Breaker::new(
+            "payment_gateway",
+            cfg.breaker_threshold,
+            cfg.breaker_open_for,
+        ),
+        air_breaker: external::Breaker::new("airline", cfg.breaker_threshold, cfg.breaker_open_for),
+        cfg: service::Config {
+            hold_ttl: cfg.hold_ttl,
+            sweep_interval: cfg.sweep_interval,
+            payment_policy: cfg.payment_policy,
+            airline_policy: cfg.airline_policy,
+        },
+        metrics,
+        outbox_seq: outbox_seq.clone(),
+    });
+    // Recovery before serving: every saga left in flight is finished or compensated.
+    match svc.recover(true).await {
+        Ok(n) if n > 0 => tracing::info!(orders = n, "recovered in-flight sagas"),
+        Ok(_) => {}
+        Err(e) => return Err(Error::Other(format!("recovery failed: {e}"))),
+    }
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    // The invalidation publisher (before serving: a bad certificate fails the start).
+    let publisher = match (cfg.quic_listen, &cfg.cluster_dir) {
+        (Some(listen), Some(dir)) => {
+            let (feed, poller) =
+                outbox_feed::PgFeed::start(pool.clone(), outbox_seq, cfg.outbox_poll, rx.clone());
+            let mut pc = quic::PublisherConfig::new(listen, dir.clone());
+            pc.snapshot_id = snapshot.manifest.snapshot_id.clone();
+            let p = quic::Publisher::start(pc, feed)
+                .await
+                .map_err(|e| Error::Config(format!("--quic-listen {listen}: {e}")))?;
+            if let Some(a) = p.local_addr() {
+                tracing::info!(addr = %a, "quic listening");
+            }
+            Some((p, poller))
+        }
+        _ => None,
+    };
+    let listener = tokio::net::TcpListener::bind(cfg.listen)
+        .await
+        .map_err(|e| Error::Config(format!("--listen {}: {e}", cfg.listen)))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| Error::Config(format!("--listen: {e}")))?;
+    tracing::info!(addr = %addr, "listening");
+
+    let bg_svc = svc.clone();
+    let mut bg_rx = rx.clone();
+    let retention = cfg.outbox_retention;
+    let background = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(bg_svc.cfg.sweep_interval);
+        let mut last_recovery = std::time::Instant::now();
+        let mut last_prune: Option<std::time::Instant> = None;
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = bg_rx.changed() => break,
+            }
+            if let Err(e) = bg_svc.sweep_expired().await {
+                tracing::warn!(error = %e, "hold sweeper");
+            }
+            if last_recovery.elapsed() >= Duration::from_secs(2) {
+                last_recovery = std::time::Instant::now();
+                if let Err(e) = bg_svc.recover(false).await {
+                    tracing::warn!(error = %e, "background recovery");
+                }
+            }
+            if last_prune.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
+                last_prune = Some(std::time::Instant::now());
+                match outbox_feed::prune(&bg_svc.pool, &retention).await {
+                    Ok(n) if n > 0 => tracing::debug!(rows = n, "outbox pruned"),
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "outbox pruning"),
+                }
+            }
+        }
+    });
+    let mut app = http::App::new(svc.clone(), cfg.rate);
+    app.quic_stats = publisher.as_ref().map(|(p, _)| p.stats());
+    let app = Arc::new(app);
+    let server = tokio::spawn(http::serve(app, listener, rx));
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    let _ = tx.send(true);
+    let _ = server.await;
+    let _ = background.await;
+    if let Some((p, poller)) = publisher {
+        p.shutdown().await;
+        let _ = poller.await;
+    }
+    pool.close();
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let term = signal(SignalKind::terminate());
+    let int = signal(SignalKind::interrupt());
+    match (term, int) {
+        (Ok(mut t), Ok(mut i)) => {
+            tokio::select! {
+                _ = t.recv() => {}
+                _ = i.recv() => {}
+            }
+        }
+        _ => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+/// `bookd keys create|revoke`.
+pub fn run_keys(
+    state_dir: &std::path::Path,
+    url: Option<&str>,
+    create: bool,
+    name: &str,
+) -> Result<Option<String>> {
+    let (database, cfg) = open_database(state_dir, url, true)?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Other(format!("cannot start the runtime: {e}")))?;
+    let out = rt.block_on(async {
+        let pool = db::pool(cfg, 2)?;
+        db::migrate(&pool).await?;
+        let r = if create {
+            keys::create(&pool, name).await.map(Some)
+        } else if keys::revoke(&pool, name).await? {
+            Ok(None)
+        } else {
+            Err(Error::Config(format!(
+                "--name: no active key named {name:?}"
+            )))
+        };
+        pool.close();
+        r
+    });
+    drop(rt);
+    drop(database);
+    out
+}
+pub mod certs;
+pub mod quic;

@@ -1,0 +1,303 @@
+//! `bookd`: the booking service and its key management commands.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "bookd",
+    version,
+    about = "Booking API: holds, orders, payments, cancellations"
+)]
+#[command(args_conflicts_with_subcommands = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    serve: ServeArgs,
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// Address to serve HTTP on, e.g. 127.0.0.1:8081.
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// Snapshot directory (offers and seat capacities).
+    #[arg(long)]
+    snapshot: Option<PathBuf>,
+    /// State directory: embedded PostgreSQL cluster, data key.
+    #[arg(long, default_value = "./state")]
+    state_dir: PathBuf,
+    /// Use this PostgreSQL (libpq URL or key=value; several hosts allowed) instead of the
+    /// embedded cluster.
+    #[arg(long)]
+    database_url: Option<String>,
+    /// Start the service clock at this RFC 3339 instant.
+    #[arg(long)]
+    now: Option<String>,
+    /// UDP address to push seat invalidations to searchd nodes over QUIC (mutual TLS),
+    /// e.g. 127.0.0.1:8091.
+    #[arg(long, requires = "cluster_dir")]
+    quic_listen: Option<SocketAddr>,
+    /// Cluster directory of --quic-listen: the cluster CA and bookd's certificate
+    /// (made by `bookd certs init`).
+    #[arg(long, requires = "quic_listen")]
+    cluster_dir: Option<PathBuf>,
+    /// Milliseconds between polls of the outbox for changes made by another process.
+    #[arg(long, default_value_t = 200)]
+    outbox_poll_ms: u64,
+    /// Outbox retention: rows more than this many sequence numbers old are pruned.
+    #[arg(long, default_value_t = 1_000_000)]
+    outbox_retention_seqs: u64,
+    /// Outbox retention: rows older than this many seconds are pruned.
+    #[arg(long, default_value_t = 86_400)]
+    outbox_retention_secs: u64,
+    /// Key for passenger data at rest (64 hex characters); default STATE/data.key.
+    #[arg(long)]
+    data_key_file: Option<PathBuf>,
+    /// Accept `leg:CARRIER:NUMBER:DATE:ORIGIN:CLASS:PRICE` test offer ids instead of
+    /// searchd's (test suites only: the id sets its own price).
+    #[arg(long)]
+    test_offer_ids: bool,
+    /// Seconds a hold guarantees seats and price.
+    #[arg(long, default_value_t = 900)]
+    hold_ttl_secs: u64,
+    /// Milliseconds between expiry sweeps.
+    #[arg(long, default_value_t = 1000)]
+    sweep_interval_ms: u64,
+    /// Requests per second per API key (token refill rate).
+    #[arg(long, default_value_t = 50.0)]
+    rate_limit: f64,
+    /// Burst size per API key.
+    #[arg(long, default_value_t = 100.0)]
+    rate_burst: f64,
+    /// Database connections.
+    #[arg(long, default_value_t = 32)]
+    pool_size: usize,
+    /// Simulated payment gateway: failure probability per call.
+    #[arg(long, default_value_t = 0.0)]
+    sim_payment_failure_rate: f64,
+    /// Simulated payment gateway: latency per call, ms.
+    #[arg(long, default_value_t = 0)]
+    sim_payment_latency_ms: u64,
+    /// Simulated airline: failure probability per call.
+    #[arg(long, default_value_t = 0.0)]
+    sim_airline_failure_rate: f64,
+    /// Simulated airline: latency per call, ms.
+    #[arg(long, default_value_t = 0)]
+    sim_airline_latency_ms: u64,
+    /// Timeout per payment gateway call, ms.
+    #[arg(long, default_value_t = 2000)]
+    payment_timeout_ms: u64,
+    /// Timeout per airline call, ms.
+    #[arg(long, default_value_t = 2000)]
+    airline_timeout_ms: u64,
+    /// Attempts per idempotent external call.
+    #[arg(long, default_value_t = 3)]
+    max_attempts: u32,
+    /// Consecutive failures that open a circuit breaker.
+    #[arg(long, default_value_t = 5)]
+    breaker_threshold: u32,
+    /// Seconds a circuit breaker stays open before a trial call.
+    #[arg(long, default_value_t = 10)]
+    breaker_open_secs: u64,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// API keys.
+    Keys {
+        #[command(subcommand)]
+        action: KeysAction,
+    },
+    /// Certificates of the invalidation channel's cluster.
+    Certs {
+        #[command(subcommand)]
+        action: CertsAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum CertsAction {
+    /// Make the cluster CA (D/ca.crt, D/ca.key) and bookd's own certificate
+    /// (D/bookd.crt, D/bookd.key); refuses a directory that already has a CA.
+    Init {
+        #[arg(long)]
+        cluster_dir: PathBuf,
+    },
+    /// Issue a node's certificate (D/NAME.crt, D/NAME.key) signed by the cluster CA;
+    /// issuing an existing name again replaces (rotates) it.
+    Issue {
+        #[arg(long)]
+        cluster_dir: PathBuf,
+        /// Node name: 1 to 64 characters of a-z, 0-9 and - (not "ca").
+        #[arg(long)]
+        name: String,
+    },
+}
+
+/// A bad parameter value found after parsing: exit code 2.
+#[derive(Debug)]
+struct Usage(String);
+
+impl std::fmt::Display for Usage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Usage {}
+
+#[derive(Subcommand)]
+enum KeysAction {
+    /// Create a key; prints it (and nothing else) on stdout.
+    Create(KeyArgs),
+    /// Revoke the active key with this name.
+    Revoke(KeyArgs),
+}
+
+#[derive(clap::Args)]
+struct KeyArgs {
+    #[arg(long)]
+    name: String,
+    #[arg(long, default_value = "./state")]
+    state_dir: PathBuf,
+    #[arg(long)]
+    database_url: Option<String>,
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("BOOKD_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Some(Command::Certs { action }) => {
+            let written = match action {
+                CertsAction::Init { cluster_dir } => bookd::certs::init(&cluster_dir)?,
+                CertsAction::Issue { cluster_dir, name } => {
+                    if let Err(e) = bookd::certs::validate_name(&name) {
+                        return Err(Usage(format!("--name: {e}")).into());
+                    }
+                    bookd::certs::issue(&cluster_dir, &name)?
+                }
+            };
+            for f in written.files {
+                println!("{}", f.display());
+            }
+            Ok(())
+        }
+        Some(Command::Keys { action }) => {
+            let (create, a) = match action {
+                KeysAction::Create(a) => (true, a),
+                KeysAction::Revoke(a) => (false, a),
+            };
+            let out = bookd::run_keys(&a.state_dir, a.database_url.as_deref(), create, &a.name)?;
+            if let Some(key) = out {
+                println!("{key}");
+            }
+            Ok(())
+        }
+        None => {
+            let s = cli.serve;
+            let listen = s.listen.context("--listen is required")?;
+            let snapshot = s.snapshot.context("--snapshot is required")?;
+            let now_ms = match &s.now {
+                Some(t) => Some(
+                    bookd::util::Clock::parse_rfc3339(t)
+                        .with_context(|| format!("--now: {t:?} is not an RFC 3339 instant"))?,
+                ),
+                None => None,
+            };
+            for (name, v) in [
+                ("--sim-payment-failure-rate", s.sim_payment_failure_rate),
+                ("--sim-airline-failure-rate", s.sim_airline_failure_rate),
+            ] {
+                anyhow::ensure!(
+                    (0.0..=1.0).contains(&v),
+                    "{name}: a probability from 0 to 1"
+                );
+            }
+            anyhow::ensure!(
+                s.rate_limit > 0.0 && s.rate_burst >= 1.0,
+                "--rate-limit/--rate-burst: positive"
+            );
+            let policy = |ms: u64| bookd::external::RetryPolicy {
+                timeout: Duration::from_millis(ms.max(1)),
+                max_attempts: s.max_attempts.max(1),
+                ..Default::default()
+            };
+            bookd::run_server(bookd::ServerConfig {
+                listen,
+                snapshot,
+                state_dir: s.state_dir,
+                database_url: s.database_url,
+                now_ms,
+                data_key_file: s.data_key_file,
+                test_offer_ids: s.test_offer_ids,
+                pool_size: s.pool_size.max(2),
+                hold_ttl: Duration::from_secs(s.hold_ttl_secs.max(1)),
+                sweep_interval: Duration::from_millis(s.sweep_interval_ms.max(10)),
+                rate: bookd::http::RateLimit {
+                    rate: s.rate_limit,
+                    burst: s.rate_burst,
+                },
+                payment: bookd::external::SimConfig {
+                    failure_rate: s.sim_payment_failure_rate,
+                    latency: Duration::from_millis(s.sim_payment_latency_ms),
+                },
+                airline: bookd::external::SimConfig {
+                    failure_rate: s.sim_airline_failure_rate,
+                    latency: Duration::from_millis(s.sim_airline_latency_ms),
+                },
+                payment_policy: policy(s.payment_timeout_ms),
+                airline_policy: policy(s.airline_timeout_ms),
+                breaker_threshold: s.breaker_threshold,
+                breaker_open_for: Duration::from_secs(s.breaker_open_secs),
+                quic_listen: s.quic_listen,
+                cluster_dir: s.cluster_dir,
+                outbox_poll: Duration::from_millis(s.outbox_poll_ms.clamp(10, 60_000)),
+                outbox_retention: bookd::outbox_feed::Retention {
+                    keep_seqs: s.outbox_retention_seqs.max(1),
+                    keep_age: Duration::from_secs(s.outbox_retention_secs.max(1)),
+                    ..Default::default()
+                },
+            })?;
+            Ok(())
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() { 2 } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    init_logging();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("bookd: {e:#}");
+            if e.downcast_ref::<Usage>().is_some() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+    }
+}

@@ -1,0 +1,155 @@
+//! Prometheus text metrics (counters and a latency histogram, no dependencies).
+
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+const BUCKETS_MS: [f64; 10] = [
+    1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 250.0, 1000.0, 5000.0,
+];
+
+#[derive(Default)]
+pub struct Histogram {
+    buckets: [AtomicU64; 10],
+    count: AtomicU64,
+    sum_us: AtomicU64,
+}
+
+impl Histogram {
+    pub fn observe_ms(&self, ms: f64) {
+        for (i, b) in BUCKETS_MS.iter().enumerate() {
+            if ms <= *b {
+                self.buckets[i].fetch_add(1, Relaxed);
+            }
+        }
+        self.count.fetch_add(1, Relaxed);
+        self.sum_us.fetch_add((ms * 1000.0) as u64, Relaxed);
+    }
+
+    fn render(&self, out: &mut String, name: &str, help: &str) {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+        for (i, b) in BUCKETS_MS.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "{name}_bucket{{le=\"{}\"}} {}",
+                b / 1000.0,
+                self.buckets[i].load(Relaxed)
+            );
+        }
+        let c = self.count.load(Relaxed);
+        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {c}");
+        let _ = writeln!(
+            out,
+            "{name}_sum {}",
+            self.sum_us.load(Relaxed) as f64 / 1_000_000.0
+        );
+        let _ = writeln!(out, "{name}_count {c}");
+    }
+}
+
+#[derive(Default)]
+pub struct Metrics {
+    pub requests: [AtomicU64; 6],
+    pub holds_created: AtomicU64,
+    pub holds_expired: AtomicU64,
+    pub orders_confirmed: AtomicU64,
+    pub orders_failed: AtomicU64,
+    pub orders_cancelled: AtomicU64,
+    pub seats_unavailable: AtomicU64,
+    pub sagas_recovered: AtomicU64,
+    pub idempotent_replays: AtomicU64,
+    pub rate_limited: AtomicU64,
+    pub hold_latency: Histogram,
+    pub order_latency: Histogram,
+}
+
+impl Metrics {
+    pub fn count_status(&self, status: u16) {
+        let i = (status / 100).clamp(1, 5) as usize;
+        self.requests[i].fetch_add(1, Relaxed);
+    }
+
+    pub fn render(&self, breakers: &[(&str, u8)]) -> String {
+        let mut o = String::new();
+        let _ = writeln!(
+            o,
+            "# HELP bookd_http_requests_total HTTP responses by status class\n# TYPE bookd_http_requests_total counter"
+        );
+        for (i, class) in ["", "1xx", "2xx", "3xx", "4xx", "5xx"]
+            .iter()
+            .enumerate()
+            .skip(1)
+        {
+            let _ = writeln!(
+                o,
+                "bookd_http_requests_total{{class=\"{class}\"}} {}",
+                self.requests[i].load(Relaxed)
+            );
+        }
+        let counters: [(&str, &AtomicU64, &str); 9] = [
+            (
+                "bookd_holds_created_total",
+                &self.holds_created,
+                "Holds created",
+            ),
+            (
+                "bookd_holds_expired_total",
+                &self.holds_expired,
+                "Holds released by the sweeper",
+            ),
+            (
+                "bookd_orders_confirmed_total",
+                &self.orders_confirmed,
+                "Orders confirmed",
+            ),
+            (
+                "bookd_orders_failed_total",
+                &self.orders_failed,
+                "Orders failed and compensated",
+            ),
+            (
+                "bookd_orders_cancelled_total",
+                &self.orders_cancelled,
+                "Orders cancelled",
+            ),
+            (
+                "bookd_seats_unavailable_total",
+                &self.seats_unavailable,
+                "Requests refused for lack of seats",
+            ),
+            (
+                "bookd_sagas_recovered_total",
+                &self.sagas_recovered,
+                "Sagas resumed or compensated by recovery",
+            ),
+            (
+                "bookd_idempotent_replays_total",
+                &self.idempotent_replays,
+                "Stored responses replayed",
+            ),
+            (
+                "bookd_rate_limited_total",
+                &self.rate_limited,
+                "Requests refused by the rate limit",
+            ),
+        ];
+        for (name, v, help) in counters {
+            let _ = writeln!(
+                o,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
+                v.load(Relaxed)
+            );
+        }
+        self.hold_latency
+            .render(&mut o, "bookd_hold_seconds", "POST /v1/holds latency");
+        self.order_latency
+            .render(&mut o, "bookd_order_seconds", "POST /v1/orders latency");
+        let _ = writeln!(
+            o,
+            "# HELP bookd_circuit_state Circuit breaker state (0 closed, 1 open, 2 half-open)\n# TYPE bookd_circuit_state gauge"
+        );
+        for (name, s) in breakers {
+            let _ = writeln!(o, "bookd_circuit_state{{dependency=\"{name}\"}} {s}");
+        }
+        o
+    }
+}

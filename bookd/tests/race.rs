@@ -1,0 +1,189 @@
+//! Never selling a seat twice: 64 concurrent clients against the last seats of a class.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::json;
+
+const FAST: &[&str] = &[
+    "--rate-limit",
+    "1000000",
+    "--rate-burst",
+    "1000000",
+    "--pool-size",
+    "40",
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 8)]
+async fn sixty_four_clients_last_ten_seats() {
+    if !pg_available() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let b = Arc::new(Bookd::new(tmp.path(), FAST));
+    let key = Arc::new(b.new_key("race"));
+    for round in 0..5u32 {
+        let day = 10 + round;
+        let mut tasks = Vec::new();
+        for _ in 0..64 {
+            let (b, key) = (b.clone(), key.clone());
+            // Alternate instant orders and holds: both compete for the same 10 Y seats.
+            tasks.push(tokio::spawn(async move {
+                let mut results = Vec::new();
+                for attempt in 0..3 {
+                    let r = if attempt % 2 == 0 {
+                        b.call(
+                            "POST",
+                            "/v1/orders",
+                            Some(&key),
+                            None,
+                            Some(&order_body(&offer(day, "Y", 1), 1, "tok_ok")),
+                        )
+                        .await
+                    } else {
+                        b.call(
+                            "POST",
+                            "/v1/holds",
+                            Some(&key),
+                            None,
+                            Some(&hold_body(&offer(day, "Y", 1), 1)),
+                        )
+                        .await
+                    };
+                    results.push((r.status, r.code().to_string()));
+                }
+                results
+            }));
+        }
+        let mut ok = 0;
+        let mut refused = 0;
+        for t in tasks {
+            for (status, code) in t.await.unwrap() {
+                match status {
+                    201 => ok += 1,
+                    409 => {
+                        assert_eq!(code, "seats_unavailable");
+                        refused += 1
+                    }
+                    s => panic!("unexpected status {s} {code}"),
+                }
+            }
+        }
+        assert_eq!(
+            ok, 10,
+            "round {round}: exactly the 10 seats are sold or held"
+        );
+        assert_eq!(refused, 64 * 3 - 10);
+    }
+    let db = b.db().await;
+    check_consistency(&db).await;
+    let over: i64 = db
+        .query_one(
+            "SELECT count(*) FROM inventory WHERE sold + held > capacity",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(over, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 8)]
+async fn race_with_cancellations_and_expiries() {
+    if !pg_available() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let mut args = FAST.to_vec();
+    args.extend(["--hold-ttl-secs", "1"]);
+    let b = Arc::new(Bookd::new(tmp.path(), &args));
+    let key = Arc::new(b.new_key("race"));
+    let day = 20;
+    let deadline = Instant::now() + Duration::from_secs(4);
+    let mut tasks = Vec::new();
+    for client in 0..64u64 {
+        let (b, key) = (b.clone(), key.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut mine: Vec<String> = Vec::new();
+            let mut n = client;
+            let mut stats = [0u32; 4];
+            while Instant::now() < deadline {
+                n = n.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                match (n >> 33) % 4 {
+                    0 => {
+                        let r = b.call("POST", "/v1/orders", Some(&key), None, Some(&order_body(&offer(day, "Y", 1), 1, "tok_ok"))).await;
+                        assert!(r.status == 201 || r.code() == "seats_unavailable", "{:?}", r.body);
+                        if r.status == 201 {
+                            mine.push(r.body["data"]["id"].as_str().unwrap().to_string());
+                            stats[0] += 1;
+                        }
+                    }
+                    1 => {
+                        // A hold left to expire.
+                        let r = b.call("POST", "/v1/holds", Some(&key), None, Some(&hold_body(&offer(day, "Y", 1), 1))).await;
+                        assert!(r.status == 201 || r.code() == "seats_unavailable", "{:?}", r.body);
+                        stats[1] += u32::from(r.status == 201);
+                    }
+                    2 => {
+                        // Hold, then order from it.
+                        let r = b.call("POST", "/v1/holds", Some(&key), None, Some(&hold_body(&offer(day, "Y", 1), 1))).await;
+                        if r.status == 201 {
+                            let h = r.body["data"]["id"].as_str().unwrap();
+                            let r = b.call("POST", "/v1/orders", Some(&key), None, Some(&json!({"hold_id": h, "payment": {"type": "card", "token": "tok_ok"}}))).await;
+                            assert!(r.status == 201 || r.code() == "offer_expired", "{:?}", r.body);
+                            if r.status == 201 {
+                                mine.push(r.body["data"]["id"].as_str().unwrap().to_string());
+                                stats[2] += 1;
+                            }
+                        }
+                    }
+                    _ => {
+                        if let Some(id) = mine.pop() {
+                            let r = b.call("POST", &format!("/v1/orders/{id}/cancel"), Some(&key), None, None).await;
+                            assert_eq!(r.status, 200, "{:?}", r.body);
+                            stats[3] += 1;
+                        }
+                    }
+                }
+            }
+            stats
+        }));
+    }
+    let mut totals = [0u32; 4];
+    for t in tasks {
+        let s = t.await.unwrap();
+        for i in 0..4 {
+            totals[i] += s[i];
+        }
+    }
+    eprintln!(
+        "instant orders {}, holds left {}, hold orders {}, cancellations {}",
+        totals[0], totals[1], totals[2], totals[3]
+    );
+    assert!(
+        totals[3] > 0 && totals[1] > 0,
+        "the mix exercised cancellations and expiries"
+    );
+    // Let every hold expire, then everything must agree.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let db = b.db().await;
+    check_consistency(&db).await;
+    let row = db.query_one("SELECT sold, held FROM inventory WHERE dep_date = $1::text::date AND booking_class = 'Y'", &[&date_of(day)]).await.unwrap();
+    let sold: i32 = row.get(0);
+    let held: i32 = row.get(1);
+    assert_eq!(held, 0);
+    let confirmed: i64 = db
+        .query_one(
+            "SELECT count(*) FROM orders WHERE status = 'confirmed'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(i64::from(sold), confirmed);
+    assert!(sold <= 10);
+}

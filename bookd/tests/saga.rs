@@ -1,0 +1,312 @@
+//! The booking saga under crashes (the process aborted after each step, then restarted)
+//! and under failing, slow and circuit-broken dependencies.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::*;
+
+/// Every order ends confirmed or fully compensated; one charge at most per order, and a
+/// refund for every charge of an order that was not kept; no seat leaks.
+async fn check_saga_invariants(db: &tokio_postgres::Client) {
+    let rows = db
+        .query("SELECT id, status, saga_step FROM orders", &[])
+        .await
+        .unwrap();
+    for r in &rows {
+        let id: String = r.get(0);
+        let status: String = r.get(1);
+        let step: String = r.get(2);
+        assert!(
+            matches!(
+                (status.as_str(), step.as_str()),
+                ("confirmed", "confirmed") | ("failed", "compensated") | ("cancelled", "cancelled")
+            ),
+            "order {id} left in {status}/{step}"
+        );
+        let charges: i64 = db
+            .query_one(
+                "SELECT count(*) FROM sim_gateway_ledger WHERE idempotency_key = $1",
+                &[&format!("chg_{id}")],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert!(charges <= 1, "double charge of {id}");
+        let refunds: i64 = db
+            .query_one(
+                "SELECT count(*) FROM sim_gateway_ledger WHERE idempotency_key = $1",
+                &[&format!("ref_{id}")],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if status == "failed" {
+            assert_eq!(refunds, charges, "a failed order keeps no money: {id}");
+        }
+        if status == "confirmed" {
+            assert_eq!(
+                (charges, refunds),
+                (1, 0),
+                "a confirmed order is paid once: {id}"
+            );
+        }
+    }
+    check_consistency(db).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn crash_after_each_step_then_recover() {
+    if !pg_available() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let mut b = Bookd::new(tmp.path(), &[]);
+    let key = b.new_key("saga");
+    // (failpoint, expected status of the retry after recovery)
+    let steps = [
+        ("seats_held", 502),
+        ("payment_charged_unrecorded", 201),
+        ("payment_recorded", 201),
+        ("airline_confirmed_unrecorded", 201),
+        ("confirmed", 201),
+    ];
+    for (i, (fp, expected)) in steps.iter().enumerate() {
+        b.stop();
+        b.set_failpoint(Some(fp));
+        b.start();
+        let body = order_body(&offer(50 + i as u32, "M", 2), 2, "tok_ok");
+        let idem = format!("crash-{fp}");
+        let r = b
+            .try_call("POST", "/v1/orders", Some(&key), Some(&idem), Some(&body))
+            .await;
+        assert!(r.is_none(), "{fp}: the process aborted mid-request");
+        let st = b.wait_exit();
+        assert!(!st.success(), "{fp}: aborted");
+        // Restart without the failpoint: recovery settles the saga before serving.
+        b.set_failpoint(None);
+        b.start();
+        let r = b
+            .call("POST", "/v1/orders", Some(&key), Some(&idem), Some(&body))
+            .await;
+        assert_eq!(r.status, *expected, "{fp}: {:?}", r.body);
+        if *expected == 502 {
+            assert_eq!(r.code(), "order_not_created");
+        } else {
+            assert_eq!(r.body["data"]["status"], "confirmed");
+        }
+        let db = b.db().await;
+        check_saga_invariants(&db).await;
+        let row = db
+            .query_one("SELECT sold, held FROM inventory WHERE dep_date = $1::text::date AND booking_class = 'M'", &[&date_of(50 + i as u32)])
+            .await
+            .unwrap();
+        let (sold, held): (i32, i32) = (row.get(0), row.get(1));
+        assert_eq!(held, 0, "{fp}: no seat stays held");
+        assert_eq!(sold, if *expected == 201 { 2 } else { 0 }, "{fp}");
+    }
+    // A crash during a cancellation's refund: recovery finishes the refund.
+    let r = b
+        .call(
+            "POST",
+            "/v1/orders",
+            Some(&key),
+            None,
+            Some(&order_body(&offer(60, "Y", 1), 1, "tok_ok")),
+        )
+        .await;
+    assert_eq!(r.status, 201);
+    let id = r.body["data"]["id"].as_str().unwrap().to_string();
+    let r = b
+        .call(
+            "POST",
+            &format!("/v1/orders/{id}/cancel"),
+            Some(&key),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    let db = b.db().await;
+    check_saga_invariants(&db).await;
+    let refunds: i64 = db
+        .query_one(
+            "SELECT count(*) FROM sim_gateway_ledger WHERE idempotency_key = $1",
+            &[&format!("ref_{id}")],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(refunds, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn gateway_errors_timeouts_and_open_circuit() {
+    if !pg_available() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let b = Bookd::new(
+        tmp.path(),
+        &[
+            "--payment-timeout-ms",
+            "200",
+            "--max-attempts",
+            "2",
+            "--breaker-threshold",
+            "4",
+            "--breaker-open-secs",
+            "2",
+        ],
+    );
+    let key = b.new_key("saga");
+    // tok_error: the gateway fails; nothing kept.
+    let r = b
+        .call(
+            "POST",
+            "/v1/orders",
+            Some(&key),
+            None,
+            Some(&order_body(&offer(1, "M", 3), 3, "tok_error")),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.code()),
+        (502, "order_not_created"),
+        "{:?}",
+        r.body
+    );
+    // tok_slow: the gateway times out; nothing kept. (2 attempts each: the breaker opens
+    // after the 4th consecutive failure.)
+    let t = std::time::Instant::now();
+    let r = b
+        .call(
+            "POST",
+            "/v1/orders",
+            Some(&key),
+            None,
+            Some(&order_body(&offer(1, "M", 3), 3, "tok_slow")),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.code()),
+        (502, "order_not_created"),
+        "{:?}",
+        r.body
+    );
+    assert!(t.elapsed() < std::time::Duration::from_secs(5));
+    // The circuit is open now: a fast 503 with Retry-After, nothing reserved.
+    let r = b
+        .call(
+            "POST",
+            "/v1/orders",
+            Some(&key),
+            None,
+            Some(&order_body(&offer(1, "M", 3), 3, "tok_ok")),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.code()),
+        (503, "payment_unavailable"),
+        "{:?}",
+        r.body
+    );
+    assert!(r.headers.get("retry-after").is_some());
+    let m = b.call("GET", "/metrics", None, None, None).await;
+    assert!(m
+        .body
+        .as_str()
+        .unwrap()
+        .contains("bookd_circuit_state{dependency=\"payment_gateway\"} 1"));
+    // After the open period a trial call goes through and closes it.
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    let r = b
+        .call(
+            "POST",
+            "/v1/orders",
+            Some(&key),
+            None,
+            Some(&order_body(&offer(1, "M", 3), 3, "tok_ok")),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let db = b.db().await;
+    // The timed-out order's compensation could not reach the gateway while the circuit
+    // was open; the background recovery finishes it.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let n: i64 = db
+            .query_one(
+                "SELECT count(*) FROM orders WHERE saga_step = 'compensating'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if n == 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "compensation not finished"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    check_saga_invariants(&db).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn airline_failure_refunds_and_releases() {
+    if !pg_available() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let b = Bookd::new(
+        tmp.path(),
+        &[
+            "--sim-airline-failure-rate",
+            "1",
+            "--max-attempts",
+            "2",
+            "--breaker-threshold",
+            "100",
+        ],
+    );
+    let key = b.new_key("saga");
+    let r = b
+        .call(
+            "POST",
+            "/v1/orders",
+            Some(&key),
+            Some("air-1"),
+            Some(&order_body(&offer(2, "M", 3), 3, "tok_ok")),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.code()),
+        (502, "order_not_created"),
+        "{:?}",
+        r.body
+    );
+    let r2 = b
+        .call(
+            "POST",
+            "/v1/orders",
+            Some(&key),
+            Some("air-1"),
+            Some(&order_body(&offer(2, "M", 3), 3, "tok_ok")),
+        )
+        .await;
+    assert_eq!(r.body, r2.body);
+    let db = b.db().await;
+    check_saga_invariants(&db).await;
+    let refunds: i64 = db
+        .query_one(
+            "SELECT count(*) FROM sim_gateway_ledger WHERE kind = 'refund'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(refunds, 1, "the charge was refunded");
+}
