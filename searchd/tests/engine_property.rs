@@ -266,8 +266,8 @@ fn mct(c: &Case, a: &BSeg, b: &BSeg) -> i64 {
         (false, true) => 3,
         (false, false) => 4,
     };
-    let mut best: Option<((u8, u8, u8, usize), u16)> = None;
-    for (i, (s, ty, m, ac, dc)) in c.world.mct.iter().enumerate() {
+    let mut best: Option<((u8, u8, u8, u16), u16)> = None;
+    for (s, ty, m, ac, dc) in c.world.mct.iter() {
         let named = s != "*";
         if named && idx(s) != st {
             continue;
@@ -285,7 +285,7 @@ fn mct(c: &Case, a: &BSeg, b: &BSeg) -> i64 {
             named as u8,
             (!ac.is_empty()) as u8 + (!dc.is_empty()) as u8,
             (*ty != 0) as u8,
-            i,
+            *m,
         );
         if best.is_none_or(|(k, _)| key > k) {
             best = Some((key, *m));

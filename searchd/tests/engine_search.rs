@@ -321,10 +321,17 @@ fn mct_precedence() {
         min_gap(&[("BBB", 1, 80, "", ""), ("BBB", 0, 100, "XX", "")], "CCC"),
         100
     );
-    // Full tie: the later row wins.
+    // Full tie: the larger minutes wins, whatever the row order.
     assert_eq!(
         min_gap(
             &[("BBB", 0, 100, "XX", ""), ("BBB", 0, 110, "XX", "")],
+            "CCC"
+        ),
+        110
+    );
+    assert_eq!(
+        min_gap(
+            &[("BBB", 0, 110, "XX", ""), ("BBB", 0, 100, "XX", "")],
             "CCC"
         ),
         110

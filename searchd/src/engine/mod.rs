@@ -25,7 +25,7 @@
 //! - **MCT.** Station, type DD/DI/ID/II (domestic = both airports of the arriving segment's
 //!   last leg / departing segment's first leg in the same country), carriers (the flights'
 //!   marketing carriers). Most specific wins: named station over `*`, then more carriers given,
-//!   then exact type over `*`; on a full tie the later row in feed order wins. No matching row:
+//!   then exact type over `*`; on a full tie the larger minutes wins (a minimum is never undercut by row order). No matching row:
 //!   the table's default (60).
 //! - **Places.** `origin`/`destination` take airport or metro codes (case-insensitive); a
 //!   code that is both a metro and an airport means the metro's airports plus that airport.

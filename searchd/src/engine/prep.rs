@@ -261,7 +261,7 @@ impl Prepared {
 
     /// The minimum connection time of the most specific matching rule: a named station
     /// beats `*`; then more carriers given beats fewer; then an exact type beats `*`; on a
-    /// full tie the later rule in feed order wins. No rule: the table's default.
+    /// full tie the larger minutes wins. No rule: the table's default.
     pub fn mct(&self, rules: &[ArchivedMctRule], default: u16, q: &MctQuery) -> u16 {
         let st = q.station as usize;
         let named = match (self.mct_off.get(st), self.mct_off.get(st + 1)) {
@@ -299,9 +299,10 @@ fn best(rules: &[ArchivedMctRule], idx: &[u32], q: &MctQuery) -> Option<u16> {
             carriers += 1;
         }
         let spec = (carriers, u8::from(r.conn_type != CONN_ANY));
-        // `>=`: rules are visited in feed order, so a later rule wins a full tie.
-        if best.is_none_or(|(b, _)| spec >= b) {
-            best = Some((spec, r.minutes.to_native()));
+        let minutes = r.minutes.to_native();
+        // A full tie keeps the larger minutes: a minimum is never undercut by row order.
+        if best.is_none_or(|(b, bm)| spec > b || (spec == b && minutes > bm)) {
+            best = Some((spec, minutes));
         }
     }
     best.map(|b| b.1)
