@@ -430,3 +430,44 @@ impl ArchivedAvailability {
             .map(|s| s.to_native())
     }
 }
+
+/// The per-origin segment and market indexes of a `Network`, built from (origin, segment)
+/// pairs in any order. Returns (seg_offsets, segments, market_offsets, markets).
+pub fn segment_index(
+    n_airports: usize,
+    mut segs: Vec<(AirportId, SegmentRef)>,
+) -> (Vec<u32>, Vec<SegmentRef>, Vec<u32>, Vec<Market>) {
+    segs.sort_unstable_by_key(|(origin, s)| {
+        (*origin, s.dest, s.dep_local_min, s.flight, s.from_leg)
+    });
+    let mut seg_offsets = vec![0u32; n_airports + 1];
+    let mut market_offsets = vec![0u32; n_airports + 1];
+    let mut segments = Vec::with_capacity(segs.len());
+    let mut markets: Vec<Market> = Vec::new();
+    let mut i = 0;
+    for a in 0..n_airports {
+        seg_offsets[a] = segments.len() as u32;
+        market_offsets[a] = markets.len() as u32;
+        while i < segs.len() && segs[i].0 as usize == a {
+            let dest = segs[i].1.dest;
+            let start = segments.len() as u32;
+            while i < segs.len() && segs[i].0 as usize == a && segs[i].1.dest == dest {
+                segments.push(segs[i].1);
+                i += 1;
+            }
+            markets.push(Market {
+                dest,
+                start,
+                end: segments.len() as u32,
+            });
+        }
+    }
+    seg_offsets[n_airports] = segments.len() as u32;
+    market_offsets[n_airports] = markets.len() as u32;
+    debug_assert_eq!(
+        segments.len(),
+        i,
+        "segments from unknown origins were dropped"
+    );
+    (seg_offsets, segments, market_offsets, markets)
+}

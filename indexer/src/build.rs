@@ -16,8 +16,8 @@ use std::time::Instant;
 
 use format::manifest::Source;
 use format::model::{
-    self, Airport, Availability, Fare, Fares, Flight, Leg, Market, Mct, MctRule, Metro, Network,
-    Places, SegmentRef, TextRef,
+    self, Airport, Availability, Fare, Fares, Flight, Leg, Mct, MctRule, Metro, Network, Places,
+    SegmentRef, TextRef,
 };
 use format::snapshot::{AVAILABILITY, FARES, MCT, NETWORK, PLACES};
 use format::{Manifest, SnapshotWriter};
@@ -570,33 +570,7 @@ fn compile_network(
         });
     }
 
-    segs.par_sort_unstable_by_key(|(origin, s)| {
-        (*origin, s.dest, s.dep_local_min, s.flight, s.from_leg)
-    });
-    let mut seg_offsets = vec![0u32; n_airports + 1];
-    let mut markets = Vec::new();
-    let mut market_offsets = vec![0u32; n_airports + 1];
-    let mut segments = Vec::with_capacity(segs.len());
-    let mut i = 0;
-    for a in 0..n_airports {
-        seg_offsets[a] = segments.len() as u32;
-        market_offsets[a] = markets.len() as u32;
-        while i < segs.len() && segs[i].0 as usize == a {
-            let dest = segs[i].1.dest;
-            let start = segments.len() as u32;
-            while i < segs.len() && segs[i].0 as usize == a && segs[i].1.dest == dest {
-                segments.push(segs[i].1);
-                i += 1;
-            }
-            markets.push(Market {
-                dest,
-                start,
-                end: segments.len() as u32,
-            });
-        }
-    }
-    seg_offsets[n_airports] = segments.len() as u32;
-    market_offsets[n_airports] = markets.len() as u32;
+    let (seg_offsets, segments, market_offsets, markets) = model::segment_index(n_airports, segs);
 
     Ok(CompiledNetwork {
         network: Network {

@@ -6,8 +6,8 @@
 use std::path::Path;
 
 use format::model::{
-    self, Airport, Availability, Fare, Fares, Flight, Leg, Market, Mct, MctRule, Metro, Network,
-    Places, SegmentRef, TextRef,
+    self, Airport, Availability, Fare, Fares, Flight, Leg, Mct, MctRule, Metro, Network, Places,
+    SegmentRef, TextRef,
 };
 use format::{Manifest, Snapshot, SnapshotWriter};
 use searchd::engine::Clock;
@@ -375,31 +375,8 @@ pub fn write(w: &World, out: &Path) -> Snapshot {
         });
     }
     text.push_str("");
-    segs.sort_by_key(|(o, s)| (*o, s.dest, s.dep_local_min, s.flight, s.from_leg));
-    let mut seg_offsets = vec![0u32; n_air + 1];
-    let mut market_offsets = vec![0u32; n_air + 1];
-    let mut segments = Vec::new();
-    let mut markets = Vec::new();
-    let mut i = 0;
-    for a in 0..n_air {
-        seg_offsets[a] = segments.len() as u32;
-        market_offsets[a] = markets.len() as u32;
-        while i < segs.len() && segs[i].0 as usize == a {
-            let dest = segs[i].1.dest;
-            let start = segments.len() as u32;
-            while i < segs.len() && segs[i].0 as usize == a && segs[i].1.dest == dest {
-                segments.push(segs[i].1);
-                i += 1;
-            }
-            markets.push(Market {
-                dest,
-                start,
-                end: segments.len() as u32,
-            });
-        }
-    }
-    seg_offsets[n_air] = segments.len() as u32;
-    market_offsets[n_air] = markets.len() as u32;
+    let (seg_offsets, segments, market_offsets, markets) =
+        format::model::segment_index(n_air, segs);
     let network = Network {
         first_day,
         n_days,
