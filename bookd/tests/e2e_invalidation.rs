@@ -644,6 +644,25 @@ async fn a_sale_through_bookd_reaches_three_searchd_processes() {
         child: None,
         starts: 0,
     };
+    // A node started before bookd serves, but is not ready: its seats may be stale.
+    let early = Searchd::new(&searchd, tmp.path(), &snapshot, &b, "n1");
+    let r = early.get("/readyz").await.expect("readyz");
+    assert_eq!(r.status, 503, "{r:?}");
+    assert_eq!(r.body["errors"][0]["code"], "invalidations_not_in_sync");
+    assert!(
+        r.body["errors"][0]["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains(&b.quic.to_string())),
+        "the reason names bookd: {r:?}"
+    );
+    assert_eq!(r.body["meta"]["invalidations"]["in_sync"], false);
+    assert!(r.headers.contains_key("retry-after"));
+    let r = early
+        .get("/v1/search?origin=RUN&destination=MRU&date=2005-06-16")
+        .await
+        .expect("search");
+    assert_eq!(r.status, 200, "searches are answered meanwhile");
+
     b.start();
     let state = b.state.to_str().expect("utf8 path").to_string();
     let client = Client {
@@ -652,10 +671,10 @@ async fn a_sale_through_bookd_reaches_three_searchd_processes() {
             .trim()
             .to_string(),
     };
-    let mut nodes: Vec<Searchd> = ["n1", "n2", "n3"]
-        .iter()
-        .map(|n| Searchd::new(&searchd, tmp.path(), &snapshot, &b, n))
-        .collect();
+    let mut nodes = vec![early];
+    for n in ["n2", "n3"] {
+        nodes.push(Searchd::new(&searchd, tmp.path(), &snapshot, &b, n));
+    }
     for n in &nodes {
         n.wait_ready().await;
     }
@@ -856,4 +875,117 @@ async fn a_sale_through_bookd_reaches_three_searchd_processes() {
     }
     drop(nodes);
     b.stop();
+}
+
+/// bookd announces a snapshot (`SnapshotPublished`, from an in-process publisher here: the
+/// bookd binary does not reload snapshots yet): the searchd process loads it, and the seats
+/// bookd sold stay sold through the swap (the new snapshot's overlay is filled before it
+/// serves), checked by searches running all along.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_announced_snapshot_is_loaded_without_resurrecting_sold_seats() {
+    let searchd = searchd_bin();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let snapshot = fixture_snapshot(tmp.path());
+    let cluster = tmp.path().join("cluster");
+    bookd::certs::init(&cluster).expect("certs init");
+    bookd::certs::issue(&cluster, "n1").expect("certs issue");
+    // XX 102 RUN->MRU on 2005-06-16: class M (the cheapest with seats) sold out in bookd.
+    let sold = format::wire::LegKey {
+        carrier: *b"XX ",
+        flight_number: 102,
+        date: format::date::days_from_civil(2005, 6, 16),
+        origin: *b"RUN",
+        booking_class: b'M',
+    };
+    let feed = std::sync::Arc::new(bookd::quic::MemoryFeed::new(1_000));
+    feed.set(sold, 0);
+    let publisher = bookd::quic::Publisher::start(
+        bookd::quic::PublisherConfig::new("127.0.0.1:0".parse().expect("addr"), cluster.clone()),
+        feed.clone(),
+    )
+    .await
+    .expect("publisher starts");
+    let quic = publisher.local_addr().expect("publisher address");
+    let b = Bookd {
+        tmp: tmp.path().to_path_buf(),
+        snapshot: snapshot.clone(),
+        state: tmp.path().join("unused-state"),
+        cluster,
+        listen: "127.0.0.1:9".parse().expect("addr"),
+        quic,
+        child: None,
+        starts: 0,
+    };
+    let node = Searchd::new(&searchd, tmp.path(), &snapshot, &b, "n1");
+    node.wait_ready().await;
+    let q = Query {
+        origin: "RUN",
+        destination: "MRU",
+        date: "2005-06-16",
+    };
+    let class = |it: Option<Value>| it.as_ref().and_then(class_of);
+    assert_eq!(
+        class(node.find(&q, "XX102", 1).await).as_deref(),
+        Some("Y"),
+        "M is sold out: the next class"
+    );
+
+    // A new generation of the snapshot (its own availability still has M seats), announced.
+    let first_id = format::Snapshot::open(&snapshot)
+        .expect("snapshot")
+        .manifest
+        .snapshot_id
+        .clone();
+    fixture_snapshot(tmp.path());
+    let second_id = format::Snapshot::open(&snapshot)
+        .expect("snapshot")
+        .manifest
+        .snapshot_id
+        .clone();
+    publisher.publish_snapshot(&second_id);
+    let started = Instant::now();
+    let mut searches = 0u32;
+    loop {
+        assert_eq!(
+            class(node.find(&q, "XX102", 1).await).as_deref(),
+            Some("Y"),
+            "sold seats stay sold through the swap (search {searches})"
+        );
+        searches += 1;
+        let r = node.get("/readyz").await.expect("readyz");
+        if r.status == 200 && r.body["data"]["generation"] == 2 {
+            // Which reload loaded it: "bookd" (the announcement) or "watch" (the link poll).
+            let log =
+                std::fs::read_to_string(tmp.path().join("searchd-n1-1.log")).unwrap_or_default();
+            let trigger = log
+                .lines()
+                .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+                .find(|v| v["message"] == "snapshot swapped in")
+                .map(|v| v["trigger"].clone());
+            eprintln!(
+                "snapshot {first_id} -> {} after {:?} ({searches} searches meanwhile), trigger {trigger:?}",
+                r.body["data"]["snapshot_id"],
+                started.elapsed()
+            );
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the announced snapshot was not loaded: {r:?}"
+        );
+    }
+    // And the new snapshot keeps following bookd.
+    feed.set(sold, 2);
+    let started = Instant::now();
+    loop {
+        let it = node.find(&q, "XX102", 1).await;
+        if class(it.clone()).as_deref() == Some("M") {
+            assert_eq!(it.expect("offered")["seats_available"], 2);
+            break;
+        }
+        assert!(started.elapsed() < VISIBLE, "M is back on sale: {it:?}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    drop(node);
+    publisher.shutdown().await;
 }

@@ -674,10 +674,13 @@ impl<T: OverlayTarget> SubscriberHandle<T> {
         self.paused.send_replace(paused);
     }
 
-    /// Drops the current connection (tests: link loss); the subscriber reconnects.
+    /// Drops the current connection (tests: link loss); the subscriber reconnects. Never
+    /// lost: when the session is busy applying a frame (or is between connections) the
+    /// request is kept and drops the connection at its next wait (`notify_one` stores a
+    /// permit, where `notify_waiters` only wakes a session waiting at that instant).
     #[doc(hidden)]
     pub fn drop_connection(&self) {
-        self.kick.notify_waiters();
+        self.kick.notify_one();
     }
 }
 

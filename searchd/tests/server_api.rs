@@ -446,6 +446,38 @@ fn usage_errors_exit_2_and_failures_exit_1() {
 }
 
 #[test]
+fn bookd_quic_needs_readable_certificates_and_a_certificate_name() {
+    let snaps = SnapDir::new();
+    snaps.publish(0);
+    let snap = snaps.link();
+    let snap = snap.to_str().expect("utf8 path");
+    let cluster = snaps.dir.path().join("cluster");
+    std::fs::create_dir(&cluster).expect("cluster dir");
+    let cluster = cluster.to_str().expect("utf8 path");
+    let run = |name: &str| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_searchd"))
+            .args(["--snapshot", snap, "--listen", "127.0.0.1:0"])
+            .args(["--bookd-quic", "127.0.0.1:9", "--cluster-dir", cluster])
+            .arg(format!("--name={name}"))
+            .output()
+            .expect("run searchd");
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        let last = err.trim().lines().last().unwrap_or_default().to_string();
+        (out.status.code(), last, err)
+    };
+    // Node names follow `bookd certs issue` (DNS names): a usage error.
+    for bad in ["Node_1", "-n1", "n1-"] {
+        let (code, last, err) = run(bad);
+        assert_eq!(code, Some(2), "{bad}: {err}");
+        assert!(last.contains("--name"), "{bad}: {err}");
+    }
+    // No cluster CA: a failure naming the file.
+    let (code, last, err) = run("n1");
+    assert_eq!(code, Some(1), "{err}");
+    assert!(last.contains("ca.crt"), "{err}");
+}
+
+#[test]
 fn now_sets_the_service_clock() {
     let snaps = SnapDir::new();
     snaps.publish(0);

@@ -28,6 +28,9 @@ fn usage(msg: impl Into<String>) -> UsageError {
 /readyz, /metrics, /openapi.json; POST /admin/reload.\n\
 The snapshot path is watched: when a new generation is published there it is validated and \
 swapped in without failing a request (a broken one is refused and the old one keeps serving).\n\
+With --bookd-quic the node follows bookd's seat counts (a new snapshot is filled with them \
+before it serves, and a snapshot bookd announces is loaded at once); /metrics adds \
+searchd_invalidation_* (last applied seq, lag, reconnects, refused frames).\n\
 Logs: one JSON object per line on stderr (level from SEARCHD_LOG, default `info`).\n\
 Exit status: 0 on success (including shutdown on SIGTERM/SIGINT), 2 on bad usage, 1 on failure."
 )]
@@ -50,16 +53,20 @@ pub struct Cli {
     #[arg(long, value_name = "TOKEN")]
     pub admin_token: Option<String>,
 
-    /// bookd's QUIC invalidation address (with --cluster-dir and --name). Accepted and checked
-    /// now; the subscription itself is not implemented yet
+    /// Subscribe to bookd's seat invalidations over QUIC at ADDR (HOST:PORT, bookd's
+    /// --quic-listen; with --cluster-dir and --name): seats sold or released through bookd
+    /// replace the snapshot's figures within milliseconds, and /readyz answers 503 while the
+    /// node is not in sync
     #[arg(long, value_name = "ADDR")]
     pub bookd_quic: Option<String>,
 
-    /// Cluster directory holding ca.crt and NAME.crt/NAME.key (with --bookd-quic)
+    /// Cluster directory (made by `bookd certs init` and `bookd certs issue`) holding ca.crt
+    /// and this node's NAME.crt and NAME.key (with --bookd-quic)
     #[arg(long, value_name = "D")]
     pub cluster_dir: Option<PathBuf>,
 
-    /// This node's name in the cluster (with --bookd-quic)
+    /// This node's name in the cluster: its certificate's name, 1-64 characters of a-z 0-9
+    /// and -, not starting or ending with - (with --bookd-quic)
     #[arg(long, value_name = "NAME")]
     pub name: Option<String>,
 
@@ -76,7 +83,7 @@ pub struct Cli {
     pub shutdown_timeout: u64,
 }
 
-/// Group of options for bookd's invalidation channel (used by a later release).
+/// Group of options for bookd's invalidation channel (`--bookd-quic`).
 #[derive(Debug, Clone)]
 pub struct QuicConfig {
     pub bookd: String,
@@ -172,14 +179,17 @@ impl Config {
                 if cluster_dir.as_os_str().is_empty() {
                     return Err(usage("--cluster-dir: the path is empty"));
                 }
+                // The rule of `bookd certs issue` (node names are DNS names in certificates).
                 if name.is_empty()
                     || name.len() > 64
                     || !name
                         .bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                    || name.starts_with('-')
+                    || name.ends_with('-')
                 {
                     return Err(usage(format!(
-                        "--name: {name:?} must be 1-64 characters of A-Z a-z 0-9 - _"
+                        "--name: {name:?} must be 1-64 characters of a-z 0-9 and -, not starting or ending with -"
                     )));
                 }
                 Some(QuicConfig {
@@ -399,6 +409,21 @@ mod tests {
         ])
         .expect("group");
         assert_eq!(g.quic.map(|q| q.name), Some("node-1".to_string()));
+        for bad in ["Node-1", "node_1", "-n", "n-", ""] {
+            let e = cli(&[
+                "--snapshot",
+                "s",
+                "--listen",
+                "127.0.0.1:1",
+                "--bookd-quic",
+                "127.0.0.1:4433",
+                "--cluster-dir",
+                "c",
+                &format!("--name={bad}"),
+            ])
+            .expect_err("bad name");
+            assert!(e.contains("--name"), "{bad}: {e}");
+        }
         let e = cli(&[
             "--snapshot",
             "s",

@@ -8,7 +8,9 @@ use std::time::Instant;
 
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
-use hyper::header::{HeaderMap, HeaderValue, ALLOW, AUTHORIZATION, CONTENT_TYPE, WWW_AUTHENTICATE};
+use hyper::header::{
+    HeaderMap, HeaderValue, ALLOW, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE,
+};
 use hyper::{Method, Request, Response, StatusCode};
 use serde_json::{json, Value};
 
@@ -422,22 +424,70 @@ fn readyz(app: &App, rid: &str) -> Response<Body> {
             rid,
         );
     }
+    let invalidations = app.invalidations.as_ref().map(|inv| {
+        let st = &inv.status;
+        json!({
+            "bookd": inv.bookd,
+            "connected": st.connected.load(Ordering::Relaxed),
+            "in_sync": st.in_sync(),
+            "last_applied_seq": st.last_applied_seq.load(Ordering::Relaxed),
+            "bookd_seq": st.bookd_seq.load(Ordering::Relaxed),
+            "lag_seq": st.lag_seq(),
+            "since_last_frame_ms": st.since_last_frame_ms(),
+        })
+    });
+    if let Some(inv) = &app.invalidations {
+        if !inv.status.in_sync() {
+            let st = &inv.status;
+            let why = if !st.connected.load(Ordering::Relaxed) {
+                format!("not connected to bookd at {}", inv.bookd)
+            } else if !st.synced.load(Ordering::Relaxed) {
+                format!(
+                    "connected to bookd at {}, waiting for its seat state",
+                    inv.bookd
+                )
+            } else {
+                format!(
+                    "no frame from bookd at {} for {} ms",
+                    inv.bookd,
+                    st.since_last_frame_ms()
+                )
+            };
+            let err = ApiError::new(
+                503,
+                "invalidations_not_in_sync",
+                "Not in sync with bookd",
+                format!("live seat counts may be stale: {why}"),
+            );
+            // The subscription's state goes in `meta`, for operators.
+            let mut r = json_response(
+                503,
+                &json!({
+                    "errors": [err.to_json()],
+                    "meta": { "request_id": rid, "invalidations": invalidations },
+                }),
+            );
+            r.headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from_static("1"));
+            return r;
+        }
+    }
     let l = app.snapshots.current();
     let m = &l.snap.manifest;
-    success(
-        json!({
-            "status": "ready",
-            "snapshot_id": m.snapshot_id,
-            "generation": l.generation,
-            "created_at": m.created_at,
-            "loaded_at": format::date::format_utc_seconds(l.loaded_at_unix),
-            "first_date": m.first_date,
-            "last_date": m.last_date,
-            "clock_utc": format::date::format_utc_minutes(app.clock.now_utc_min()),
-        }),
-        Value::Null,
-        rid,
-    )
+    let mut data = json!({
+        "status": "ready",
+        "snapshot_id": m.snapshot_id,
+        "generation": l.generation,
+        "created_at": m.created_at,
+        "loaded_at": format::date::format_utc_seconds(l.loaded_at_unix),
+        "first_date": m.first_date,
+        "last_date": m.last_date,
+        "clock_utc": format::date::format_utc_minutes(app.clock.now_utc_min()),
+    });
+    if let Some(inv) = invalidations {
+        data["invalidations"] = inv;
+    }
+    success(data, Value::Null, rid)
 }
 
 fn metrics(app: &App) -> Response<Body> {
@@ -450,7 +500,10 @@ fn metrics(app: &App) -> Response<Body> {
         overlay_entries: l.overlay.len(),
         places: l.places.len(),
     };
-    let text = app.metrics.render(Some(&gauges), app.started.elapsed());
+    let mut text = app.metrics.render(Some(&gauges), app.started.elapsed());
+    if let Some(inv) = &app.invalidations {
+        text.push_str(&inv.status.render_prometheus());
+    }
     let mut r = Response::new(Full::new(Bytes::from(text)));
     r.headers_mut().insert(
         CONTENT_TYPE,

@@ -32,6 +32,8 @@ pub use config::{Cli, Config, UsageError};
 use metrics::Metrics;
 use state::SnapshotCell;
 
+use crate::subscriber::{self, SubscriberConfig, SubscriberHandle};
+
 /// The service clock: real time shifted so that it read `--now` at start.
 #[derive(Debug, Clone, Copy)]
 pub struct ServiceClock {
@@ -73,9 +75,19 @@ pub struct App {
     pub work: Arc<Semaphore>,
     /// Set when shutdown starts (`/readyz` answers 503).
     pub draining: AtomicBool,
+    /// bookd's invalidation channel (`--bookd-quic`): its status for `/readyz` and
+    /// `/metrics`.
+    pub invalidations: Option<Invalidations>,
     pub started: Instant,
     request_seq: AtomicU64,
     request_seed: u64,
+}
+
+/// The invalidation subscription as the HTTP side sees it.
+pub struct Invalidations {
+    /// `--bookd-quic` as given.
+    pub bookd: String,
+    pub status: Arc<crate::subscriber::SubscriberStatus>,
 }
 
 impl App {
@@ -234,13 +246,6 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         created_at = %first.snap.manifest.created_at,
         "snapshot loaded"
     );
-    if let Some(q) = &config.quic {
-        tracing::warn!(
-            bookd = %q.bookd,
-            name = %q.name,
-            "--bookd-quic is accepted but the invalidation subscription is not implemented yet; seats come from the snapshot"
-        );
-    }
     let listener = TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("failed to bind --listen {}", config.listen))?;
@@ -253,11 +258,22 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         first,
         Arc::clone(&metrics),
     ));
+    let (stop_tx, stop_rx) = watch::channel(false);
+    // The subscription outlives the drain: requests in flight keep seeing live seats.
+    let (sub_stop_tx, sub_stop_rx) = watch::channel(false);
+    let subscription = match &config.quic {
+        Some(q) => Some(subscribe(q, &snapshots, sub_stop_rx)?),
+        None => None,
+    };
     let limits = config.limits.clone();
     let app = Arc::new(App {
         clock: ServiceClock::new(config.now_ms),
         work: Arc::new(Semaphore::new(limits.max_concurrent_work)),
         draining: AtomicBool::new(false),
+        invalidations: subscription.as_ref().map(|s| Invalidations {
+            bookd: s.bookd.clone(),
+            status: s.handle.status(),
+        }),
         started: Instant::now(),
         request_seq: AtomicU64::new(0),
         request_seed: (unix_ms() as u64) ^ (u64::from(std::process::id()) << 40),
@@ -266,7 +282,6 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         metrics: Arc::clone(&metrics),
     });
     let http = Arc::new(http_builder(&limits));
-    let (stop_tx, stop_rx) = watch::channel(false);
     let watcher =
         tokio::spawn(Arc::clone(&snapshots).watch(limits.watch_interval, stop_rx.clone()));
     let conns = Arc::new(Semaphore::new(limits.max_connections));
@@ -325,6 +340,13 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     };
     // A reload in progress is abandoned (its snapshot is never served).
     watcher.abort();
+    if let Some(s) = subscription {
+        let _ = sub_stop_tx.send(true);
+        s.publications.abort();
+        // The subscriber saw the stop signal: it closes its connection to bookd.
+        let _ = tokio::time::timeout(Duration::from_secs(2), s.task).await;
+        snapshots.set_swap_hook(None);
+    }
     if drained {
         tracing::info!("drained; exiting");
     } else {
@@ -334,6 +356,88 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// A running invalidation subscription.
+struct Subscription {
+    bookd: String,
+    handle: SubscriberHandle<SnapshotCell>,
+    task: tokio::task::JoinHandle<()>,
+    /// Reloads the snapshot when bookd announces a new one.
+    publications: tokio::task::JoinHandle<()>,
+}
+
+/// Subscribes to bookd's invalidations (`--bookd-quic`): the overlay of the snapshot in
+/// service follows bookd's inventory, every new snapshot is filled before its swap, and a
+/// snapshot bookd announces is loaded at once. Fails (naming the file) when the
+/// certificates cannot be loaded.
+fn subscribe(
+    q: &config::QuicConfig,
+    snapshots: &Arc<SnapshotCell>,
+    stop: watch::Receiver<bool>,
+) -> anyhow::Result<Subscription> {
+    let sc = SubscriberConfig::new(q.bookd.clone(), q.cluster_dir.clone(), q.name.clone());
+    let (handle, task) = subscriber::spawn(sc, Arc::clone(snapshots), stop.clone())
+        .map_err(|e| anyhow::anyhow!("{e}"))
+        .with_context(|| format!("--cluster-dir {}", q.cluster_dir.display()))?;
+    let hook: Arc<dyn state::SwapHook> = Arc::new(handle.clone());
+    snapshots.set_swap_hook(Some(hook));
+    let publications = tokio::spawn(reload_on_publish(
+        Arc::clone(snapshots),
+        handle.published_snapshots(),
+        stop,
+    ));
+    tracing::info!(bookd = %q.bookd, name = %q.name, "subscribing to bookd's invalidations");
+    Ok(Subscription {
+        bookd: q.bookd.clone(),
+        handle,
+        task,
+        publications,
+    })
+}
+
+/// When bookd announces a snapshot (`SnapshotPublished`), reloads the snapshot path at
+/// once instead of waiting for the watcher's next tick; retries for a few seconds while the
+/// path does not show the announced snapshot yet (it may be published there a moment later).
+async fn reload_on_publish(
+    cell: Arc<SnapshotCell>,
+    mut published: watch::Receiver<Option<String>>,
+    mut stop: watch::Receiver<bool>,
+) {
+    const ATTEMPTS: u32 = 20;
+    const PAUSE: Duration = Duration::from_millis(250);
+    loop {
+        tokio::select! {
+            r = published.changed() => if r.is_err() { return },
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        let Some(id) = published.borrow_and_update().clone() else {
+            continue;
+        };
+        for attempt in 0..ATTEMPTS {
+            if cell.current().id() == id {
+                break;
+            }
+            // Failures are logged and counted by `reload`; a refused generation is retried
+            // only when the path names another one.
+            let _ = cell.reload("bookd", false).await;
+            if cell.current().id() == id || published.has_changed().unwrap_or(true) {
+                break;
+            }
+            if attempt + 1 == ATTEMPTS {
+                tracing::warn!(
+                    snapshot_id = %id,
+                    serving = %cell.current().id(),
+                    "bookd announced a snapshot that the snapshot path does not show; still serving the loaded one"
+                );
+                break;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(PAUSE) => {}
+                _ = stop.wait_for(|s| *s) => return,
+            }
+        }
+    }
 }
 
 /// Builds the runtime and serves `config` (blocking until shutdown).

@@ -23,7 +23,7 @@ pub struct Loaded {
     pub snap: Snapshot,
     pub places: PlacesIndex,
     /// Live seat counts over this snapshot (their keys are this snapshot's positions, so a
-    /// new snapshot starts with an empty overlay).
+    /// new snapshot gets its own, filled from bookd's state before it is swapped in).
     pub overlay: Overlay,
     /// 1 for the snapshot loaded at start, +1 per swap.
     pub generation: u64,
@@ -69,12 +69,32 @@ struct ReloadState {
     last_tried: PathBuf,
 }
 
+/// Called around every swap (bookd's invalidation subscriber): `before_swap` runs on the
+/// loading thread with the new snapshot not yet in service, `after_swap` right after it is.
+pub trait SwapHook: Send + Sync + 'static {
+    /// Fills the new snapshot's overlay with the live seat counts, so it never serves the
+    /// snapshot's own (stale) figures.
+    fn before_swap(&self, new: &Loaded);
+    /// Re-projects into the snapshot now in service (changes that arrived during the swap).
+    fn after_swap(&self);
+}
+
+impl SwapHook for crate::subscriber::SubscriberHandle<SnapshotCell> {
+    fn before_swap(&self, new: &Loaded) {
+        self.fill(new);
+    }
+    fn after_swap(&self) {
+        self.refresh();
+    }
+}
+
 /// The served snapshot, swappable.
 pub struct SnapshotCell {
     path: PathBuf,
     current: RwLock<Arc<Loaded>>,
     reload: Mutex<ReloadState>,
     metrics: Arc<Metrics>,
+    hook: RwLock<Option<Arc<dyn SwapHook>>>,
 }
 
 fn unix_now() -> i64 {
@@ -120,6 +140,24 @@ impl SnapshotCell {
             current: RwLock::new(Arc::new(first)),
             reload: Mutex::new(ReloadState { last_tried }),
             metrics,
+            hook: RwLock::new(None),
+        }
+    }
+
+    /// Sets (or, with `None`, clears) what runs around every swap. Clearing it at shutdown
+    /// breaks the reference cycle cell -> subscriber -> cell.
+    pub fn set_swap_hook(&self, hook: Option<Arc<dyn SwapHook>>) {
+        let mut g = match self.hook.write() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        *g = hook;
+    }
+
+    fn swap_hook(&self) -> Option<Arc<dyn SwapHook>> {
+        match self.hook.read() {
+            Ok(g) => g.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
         }
     }
 
@@ -194,10 +232,18 @@ impl SnapshotCell {
         drop(cur);
         let started = std::time::Instant::now();
         let d = dir.clone();
-        let loaded = tokio::task::spawn_blocking(move || load(&d, generation))
-            .await
-            .map_err(|e| ReloadError::Failed(format!("snapshot loader stopped: {e}")))
-            .and_then(|r| r);
+        let hook = self.swap_hook();
+        let loaded = tokio::task::spawn_blocking(move || -> Result<Loaded, ReloadError> {
+            let new = load(&d, generation)?;
+            // bookd's live seat counts go in before the snapshot serves a request.
+            if let Some(h) = &hook {
+                h.before_swap(&new);
+            }
+            Ok(new)
+        })
+        .await
+        .map_err(|e| ReloadError::Failed(format!("snapshot loader stopped: {e}")))
+        .and_then(|r| r);
         match loaded {
             Ok(new) => {
                 let outcome = ReloadOutcome {
@@ -207,6 +253,10 @@ impl SnapshotCell {
                     dir: dir.clone(),
                 };
                 self.swap(Arc::new(new));
+                if let Some(h) = self.swap_hook() {
+                    // Changes applied to the old snapshot between the fill and the swap.
+                    let _ = tokio::task::spawn_blocking(move || h.after_swap()).await;
+                }
                 self.metrics.reloads.fetch_add(1, Ordering::Relaxed);
                 tracing::info!(
                     trigger,
