@@ -15,6 +15,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "outbox_head",
         include_str!("../migrations/0002_outbox_head.sql"),
     ),
+    (
+        3,
+        "order_indexes",
+        include_str!("../migrations/0003_order_indexes.sql"),
+    ),
 ];
 
 pub fn pool(config: tokio_postgres::Config, size: usize) -> Result<Pool> {

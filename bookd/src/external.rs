@@ -123,9 +123,8 @@ impl PaymentGateway for SimGateway {
             let r = reference("ch", req.idempotency_key);
             let client = self.pool.get().await.map_err(db_err)?;
             client
-                .execute(
-                    "INSERT INTO sim_gateway_ledger (idempotency_key, kind, amount_minor, currency, reference)
-                     VALUES ($1, 'charge', $2, $3, $4) ON CONFLICT (idempotency_key) DO NOTHING",
+                .execute(&client.prepare_cached("INSERT INTO sim_gateway_ledger (idempotency_key, kind, amount_minor, currency, reference)
+                     VALUES ($1, 'charge', $2, $3, $4) ON CONFLICT (idempotency_key) DO NOTHING").await.map_err(db_err)?,
                     &[&req.idempotency_key, &req.amount_minor, &req.currency, &r],
                 )
                 .await
@@ -142,7 +141,12 @@ impl PaymentGateway for SimGateway {
             let client = self.pool.get().await.map_err(db_err)?;
             let row = client
                 .query_opt(
-                    "SELECT reference FROM sim_gateway_ledger WHERE idempotency_key = $1",
+                    &client
+                        .prepare_cached(
+                            "SELECT reference FROM sim_gateway_ledger WHERE idempotency_key = $1",
+                        )
+                        .await
+                        .map_err(db_err)?,
                     &[&idempotency_key],
                 )
                 .await
@@ -162,8 +166,7 @@ impl PaymentGateway for SimGateway {
             self.config.before_call().await?;
             let client = self.pool.get().await.map_err(db_err)?;
             let charged = client
-                .query_opt(
-                    "SELECT 1 FROM sim_gateway_ledger WHERE idempotency_key = $1 AND kind = 'charge'",
+                .query_opt(&client.prepare_cached("SELECT 1 FROM sim_gateway_ledger WHERE idempotency_key = $1 AND kind = 'charge'").await.map_err(db_err)?,
                     &[&charge_key],
                 )
                 .await
@@ -173,9 +176,8 @@ impl PaymentGateway for SimGateway {
             }
             let r = reference("re", idempotency_key);
             client
-                .execute(
-                    "INSERT INTO sim_gateway_ledger (idempotency_key, kind, amount_minor, currency, reference)
-                     VALUES ($1, 'refund', $2, $3, $4) ON CONFLICT (idempotency_key) DO NOTHING",
+                .execute(&client.prepare_cached("INSERT INTO sim_gateway_ledger (idempotency_key, kind, amount_minor, currency, reference)
+                     VALUES ($1, 'refund', $2, $3, $4) ON CONFLICT (idempotency_key) DO NOTHING").await.map_err(db_err)?,
                     &[&idempotency_key, &amount_minor, &currency, &r],
                 )
                 .await
@@ -208,9 +210,8 @@ impl Airline for SimAirline {
                 .collect();
             let client = self.pool.get().await.map_err(db_err)?;
             client
-                .execute(
-                    "INSERT INTO sim_airline_bookings (idempotency_key, locator) VALUES ($1, $2)
-                     ON CONFLICT (idempotency_key) DO NOTHING",
+                .execute(&client.prepare_cached("INSERT INTO sim_airline_bookings (idempotency_key, locator) VALUES ($1, $2)
+                     ON CONFLICT (idempotency_key) DO NOTHING").await.map_err(db_err)?,
                     &[&idempotency_key, &locator],
                 )
                 .await
@@ -223,8 +224,7 @@ impl Airline for SimAirline {
         Box::pin(async move {
             let client = self.pool.get().await.map_err(db_err)?;
             client
-                .execute(
-                    "UPDATE sim_airline_bookings SET cancelled = true WHERE idempotency_key = $1",
+                .execute(&client.prepare_cached("UPDATE sim_airline_bookings SET cancelled = true WHERE idempotency_key = $1").await.map_err(db_err)?,
                     &[&idempotency_key],
                 )
                 .await

@@ -319,7 +319,10 @@ async fn authenticate(app: &App, req: &Request<Incoming>) -> Result<i64, ApiErro
             let c = app.svc.pool.get().await?;
             let row = c
                 .query_opt(
-                    "SELECT id, revoked_at IS NOT NULL FROM api_keys WHERE key_hash = $1",
+                    &c.prepare_cached(
+                        "SELECT id, revoked_at IS NOT NULL FROM api_keys WHERE key_hash = $1",
+                    )
+                    .await?,
                     &[&h.as_slice()],
                 )
                 .await?;
@@ -378,9 +381,8 @@ async fn claim(app: &App, key_id: i64, idem: &str, hash: &[u8; 32]) -> Result<Cl
         let c = app.svc.pool.get().await?;
         let now = app.svc.clock.now_ms();
         let inserted = c
-            .execute(
-                "INSERT INTO idempotency_keys (api_key_id, key, request_hash, status, created_ms)
-                 VALUES ($1, $2, $3, 'in_progress', $4) ON CONFLICT DO NOTHING",
+            .execute(&c.prepare_cached("INSERT INTO idempotency_keys (api_key_id, key, request_hash, status, created_ms)
+                 VALUES ($1, $2, $3, 'in_progress', $4) ON CONFLICT DO NOTHING").await?,
                 &[&key_id, &idem, &hash.as_slice(), &now],
             )
             .await?;
@@ -388,9 +390,8 @@ async fn claim(app: &App, key_id: i64, idem: &str, hash: &[u8; 32]) -> Result<Cl
             return Ok(Claim::Execute);
         }
         let Some(row) = c
-            .query_opt(
-                "SELECT request_hash, status, response_status, response_body FROM idempotency_keys
-                 WHERE api_key_id = $1 AND key = $2",
+            .query_opt(&c.prepare_cached("SELECT request_hash, status, response_status, response_body FROM idempotency_keys
+                 WHERE api_key_id = $1 AND key = $2").await?,
                 &[&key_id, &idem],
             )
             .await?
@@ -435,26 +436,36 @@ async fn finish_claim(app: &App, key_id: i64, idem: &str, reply: &Reply) {
     let Ok(c) = app.svc.pool.get().await else {
         return;
     };
-    let res = if reply.status >= 500 && reply.status != 502 {
-        // Nothing was decided: let a retry execute again.
-        c.execute(
-            "DELETE FROM idempotency_keys WHERE api_key_id = $1 AND key = $2 AND status = 'in_progress'",
-            &[&key_id, &idem],
-        )
-        .await
-    } else {
-        c.execute(
-            "UPDATE idempotency_keys SET status = 'done', response_status = $3, response_body = $4
-             WHERE api_key_id = $1 AND key = $2 AND status = 'in_progress'",
-            &[
-                &key_id,
-                &idem,
-                &i32::from(reply.status),
-                &reply.body.to_string(),
-            ],
-        )
-        .await
-    };
+    let res = async {
+        if reply.status >= 500 && reply.status != 502 {
+            // Nothing was decided: let a retry execute again.
+            let st = c
+                .prepare_cached(
+                    "DELETE FROM idempotency_keys
+                     WHERE api_key_id = $1 AND key = $2 AND status = 'in_progress'",
+                )
+                .await?;
+            c.execute(&st, &[&key_id, &idem]).await
+        } else {
+            let st = c
+                .prepare_cached(
+                    "UPDATE idempotency_keys SET status = 'done', response_status = $3, response_body = $4
+                     WHERE api_key_id = $1 AND key = $2 AND status = 'in_progress'",
+                )
+                .await?;
+            c.execute(
+                &st,
+                &[
+                    &key_id,
+                    &idem,
+                    &i32::from(reply.status),
+                    &reply.body.to_string(),
+                ],
+            )
+            .await
+        }
+    }
+    .await;
     if let Err(e) = res {
         tracing::warn!(error = %e, "cannot store the idempotent response");
     }

@@ -102,7 +102,8 @@ pub async fn write_batch(
     let remaining: Vec<i32> = batch.changes.iter().map(|c| c.remaining).collect();
     let row = tx
         .query_one(
-            "WITH h AS (
+            &tx.prepare_cached(
+                "WITH h AS (
                  UPDATE outbox_head SET seq = seq + $1::bigint RETURNING seq - $1::bigint AS base
              ),
              r AS (
@@ -134,6 +135,8 @@ pub async fn write_batch(
                    AND v.booking_class = fin.booking_class
              )
              SELECT base + $1::bigint FROM h",
+            )
+            .await?,
             &[
                 &n, &carriers, &numbers, &dates, &origins, &classes, &remaining, &reasons,
             ],
@@ -179,7 +182,12 @@ impl SeqSignal {
 
 /// The committed watermark: `outbox_head.seq`.
 pub async fn read_head(client: &deadpool_postgres::Client) -> Result<u64, tokio_postgres::Error> {
-    let row = client.query_one("SELECT seq FROM outbox_head", &[]).await?;
+    let row = client
+        .query_one(
+            &client.prepare_cached("SELECT seq FROM outbox_head").await?,
+            &[],
+        )
+        .await?;
     Ok(u64::try_from(row.get::<_, i64>(0)).unwrap_or(0))
 }
 
@@ -216,8 +224,11 @@ pub async fn prune(pool: &Pool, retention: &Retention) -> Result<u64, crate::Err
     let age_secs = retention.keep_age.as_secs_f64();
     let cut: Option<i64> = tx
         .query_one(
-            "SELECT max(seq) FROM (SELECT seq, created_at FROM outbox ORDER BY seq LIMIT $1) h
+            &tx.prepare_cached(
+                "SELECT max(seq) FROM (SELECT seq, created_at FROM outbox ORDER BY seq LIMIT $1) h
              WHERE seq <= $2 OR created_at < now() - make_interval(secs => $3)",
+            )
+            .await?,
             &[&retention.max_delete.max(1), &below, &age_secs],
         )
         .await?
@@ -226,10 +237,15 @@ pub async fn prune(pool: &Pool, retention: &Retention) -> Result<u64, crate::Err
         return Ok(0);
     };
     let n = tx
-        .execute("DELETE FROM outbox WHERE seq <= $1", &[&cut])
+        .execute(
+            &tx.prepare_cached("DELETE FROM outbox WHERE seq <= $1")
+                .await?,
+            &[&cut],
+        )
         .await?;
     tx.execute(
-        "UPDATE outbox_pruned SET through = GREATEST(through, $1)",
+        &tx.prepare_cached("UPDATE outbox_pruned SET through = GREATEST(through, $1)")
+            .await?,
         &[&cut],
     )
     .await?;
@@ -238,7 +254,12 @@ pub async fn prune(pool: &Pool, retention: &Retention) -> Result<u64, crate::Err
 }
 
 async fn read_head_tx(tx: &Transaction<'_>) -> Result<u64, tokio_postgres::Error> {
-    let row = tx.query_one("SELECT seq FROM outbox_head", &[]).await?;
+    let row = tx
+        .query_one(
+            &tx.prepare_cached("SELECT seq FROM outbox_head").await?,
+            &[],
+        )
+        .await?;
     Ok(u64::try_from(row.get::<_, i64>(0)).unwrap_or(0))
 }
 
@@ -337,13 +358,17 @@ impl InventoryFeed for PgFeed {
         // One statement, one snapshot: the pruning mark and the rows agree.
         let rows = client
             .query(
-                "SELECT p.through, o.seq, o.carrier, o.flight_number,
+                &client
+                    .prepare_cached(
+                        "SELECT p.through, o.seq, o.carrier, o.flight_number,
                         o.dep_date - DATE '1970-01-01', o.origin, o.booking_class,
                         o.seats_remaining
                  FROM outbox_pruned p
                  LEFT JOIN LATERAL (SELECT * FROM outbox WHERE seq > $1 ORDER BY seq LIMIT $2) o
                    ON true
                  ORDER BY o.seq",
+                    )
+                    .await?,
                 &[&after, &limit],
             )
             .await?;
@@ -392,9 +417,12 @@ impl InventoryFeed for PgFeed {
         let max = i64::try_from(self.max_full_state).unwrap_or(i64::MAX);
         let rows = tx
             .query(
-                "SELECT carrier, flight_number, dep_date - DATE '1970-01-01', origin,
+                &tx.prepare_cached(
+                    "SELECT carrier, flight_number, dep_date - DATE '1970-01-01', origin,
                         booking_class, capacity - sold - held, last_seq
                  FROM inventory LIMIT $1",
+                )
+                .await?,
                 &[&max.saturating_add(1)],
             )
             .await?;

@@ -115,7 +115,8 @@ fn failure_error(code: &str) -> ApiError {
     }
 }
 
-/// `held`/`sold` changes on every leg, each adding an outbox change to `outbox`, guarded
+/// `held`/`sold` changes on every leg, each changing the seats remaining adding an outbox
+/// change to `outbox`, guarded
 /// so that `sold + held <= capacity` and neither goes negative. `false` when a leg has too
 /// few seats (the caller rolls back). The caller writes `outbox` with
 /// [`Service::commit_with_outbox`].
@@ -130,36 +131,52 @@ async fn adjust(
 ) -> Result<bool, ApiError> {
     let mut sorted: Vec<&LegRef> = legs.iter().collect();
     sorted.sort();
+    let update = tx
+        .prepare_cached(
+            "UPDATE inventory SET held = held + $6::int, sold = sold + $7::int
+             WHERE carrier = $1 AND flight_number = $2 AND dep_date = $3::text::date
+               AND origin = $4 AND booking_class = $5
+               AND capacity - sold - held >= $6::int + $7::int
+               AND held + $6::int >= 0 AND sold + $7::int >= 0
+             RETURNING capacity - sold - held",
+        )
+        .await?;
     for leg in sorted {
         let fnum = i32::from(leg.flight_number);
-        if d_held + d_sold > 0 {
+        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 7] = [
+            &leg.carrier,
+            &fnum,
+            &leg.date,
+            &leg.origin,
+            &leg.booking_class,
+            &d_held,
+            &d_sold,
+        ];
+        let mut row = tx.query_opt(&update, &params).await?;
+        if row.is_none() && d_held + d_sold > 0 {
+            // Either too few seats or no row yet for this leg class: create the row from the
+            // snapshot's capacity (a no-op when it exists, or waits for a concurrent
+            // inserter), then try once more; only that answer decides.
             let cap = i32::try_from(capacity.capacity(leg)).unwrap_or(i32::MAX);
             tx.execute(
-                "INSERT INTO inventory (carrier, flight_number, dep_date, origin, booking_class, capacity)
-                 VALUES ($1, $2, $3::text::date, $4, $5, $6) ON CONFLICT DO NOTHING",
-                &[&leg.carrier, &fnum, &leg.date, &leg.origin, &leg.booking_class, &cap],
-            )
-            .await?;
-        }
-        let row = tx
-            .query_opt(
-                "UPDATE inventory SET held = held + $6::int, sold = sold + $7::int
-                 WHERE carrier = $1 AND flight_number = $2 AND dep_date = $3::text::date
-                   AND origin = $4 AND booking_class = $5
-                   AND capacity - sold - held >= $6::int + $7::int
-                   AND held + $6::int >= 0 AND sold + $7::int >= 0
-                 RETURNING capacity - sold - held",
+                &tx.prepare_cached(
+                    "INSERT INTO inventory (carrier, flight_number, dep_date, origin,
+                                            booking_class, capacity)
+                     VALUES ($1, $2, $3::text::date, $4, $5, $6) ON CONFLICT DO NOTHING",
+                )
+                .await?,
                 &[
                     &leg.carrier,
                     &fnum,
                     &leg.date,
                     &leg.origin,
                     &leg.booking_class,
-                    &d_held,
-                    &d_sold,
+                    &cap,
                 ],
             )
             .await?;
+            row = tx.query_opt(&update, &params).await?;
+        }
         let Some(row) = row else {
             if d_held + d_sold > 0 {
                 return Ok(false);
@@ -167,16 +184,20 @@ async fn adjust(
             tracing::error!(reason, "inventory release found no matching seats");
             return Err(ApiError::internal("inventory is inconsistent"));
         };
-        // The absolute seats remaining, written to the outbox right before COMMIT.
-        outbox.push(
-            &leg.carrier,
-            fnum,
-            &leg.date,
-            &leg.origin,
-            &leg.booking_class,
-            row.get(0),
-            reason,
-        );
+        // The absolute seats remaining, written to the outbox right before COMMIT. A move
+        // between held and sold (an order's confirmation) leaves it unchanged: no outbox
+        // change, so such a transaction does not take the `outbox_head` lock at all.
+        if d_held + d_sold != 0 {
+            outbox.push(
+                &leg.carrier,
+                fnum,
+                &leg.date,
+                &leg.origin,
+                &leg.booking_class,
+                row.get(0),
+                reason,
+            );
+        }
     }
     Ok(true)
 }
@@ -188,7 +209,8 @@ async fn audit(
     subject: &str,
 ) -> Result<(), ApiError> {
     tx.execute(
-        "INSERT INTO audit (actor, action, subject) VALUES ($1, $2, $3)",
+        &tx.prepare_cached("INSERT INTO audit (actor, action, subject) VALUES ($1, $2, $3)")
+            .await?,
         &[&actor, &action, &subject],
     )
     .await?;
@@ -244,9 +266,13 @@ impl Service {
         let client = self.pool.get().await?;
         let Some(r) = client
             .query_opt(
-                "SELECT id, api_key_id, status, saga_step, seats, price_minor, currency,
+                &client
+                    .prepare_cached(
+                        "SELECT id, api_key_id, status, saga_step, seats, price_minor, currency,
                         failure_code, seats_released, refund_minor
                  FROM orders WHERE id = $1",
+                    )
+                    .await?,
                 &[&order_id],
             )
             .await?
@@ -254,9 +280,8 @@ impl Service {
             return Ok(None);
         };
         let legs = client
-            .query(
-                "SELECT carrier, flight_number, dep_date::text, origin, destination, booking_class
-                 FROM order_segments WHERE order_id = $1 ORDER BY idx",
+            .query(&client.prepare_cached("SELECT carrier, flight_number, dep_date::text, origin, destination, booking_class
+                 FROM order_segments WHERE order_id = $1 ORDER BY idx").await?,
                 &[&order_id],
             )
             .await?
@@ -288,14 +313,13 @@ impl Service {
     /// The order as the API shows it (decrypting passenger data).
     pub async fn order_json(
         &self,
-        client: &tokio_postgres::Client,
+        client: &deadpool_postgres::ClientWrapper,
         order_id: &str,
     ) -> Result<Option<Value>, ApiError> {
         let Some(r) = client
-            .query_opt(
-                "SELECT id, status, booking_reference, hold_id, offer_id, price_minor, currency,
+            .query_opt(&client.prepare_cached("SELECT id, status, booking_reference, hold_id, offer_id, price_minor, currency,
                         refund_minor, contact_enc, created_ms, updated_ms, saga_step
-                 FROM orders WHERE id = $1",
+                 FROM orders WHERE id = $1").await?,
                 &[&order_id],
             )
             .await?
@@ -304,9 +328,8 @@ impl Service {
         };
         let currency: String = r.get(6);
         let segs: Vec<Value> = client
-            .query(
-                "SELECT carrier, flight_number, dep_date::text, origin, destination, booking_class
-                 FROM order_segments WHERE order_id = $1 ORDER BY idx",
+            .query(&client.prepare_cached("SELECT carrier, flight_number, dep_date::text, origin, destination, booking_class
+                 FROM order_segments WHERE order_id = $1 ORDER BY idx").await?,
                 &[&order_id],
             )
             .await?
@@ -325,7 +348,11 @@ impl Service {
         let mut pax = Vec::new();
         for p in client
             .query(
-                "SELECT idx, data_enc FROM passengers WHERE order_id = $1 ORDER BY idx",
+                &client
+                    .prepare_cached(
+                        "SELECT idx, data_enc FROM passengers WHERE order_id = $1 ORDER BY idx",
+                    )
+                    .await?,
                 &[&order_id],
             )
             .await?
@@ -376,9 +403,8 @@ impl Service {
         reply: &Reply,
     ) -> Result<(), ApiError> {
         let body = reply.body.to_string();
-        tx.execute(
-            "UPDATE idempotency_keys SET status = 'done', response_status = $2, response_body = $3
-             WHERE order_id = $1 AND status = 'in_progress'",
+        tx.execute(&tx.prepare_cached("UPDATE idempotency_keys SET status = 'done', response_status = $2, response_body = $3
+             WHERE order_id = $1 AND status = 'in_progress'").await?,
             &[&order_id, &i32::from(reply.status), &body],
         )
         .await?;
@@ -455,11 +481,10 @@ impl Service {
             ));
         }
         let p = offer.passengers;
-        tx.execute(
-            "INSERT INTO holds (id, api_key_id, offer_id, status, seats, legs, adults, children,
+        tx.execute(&tx.prepare_cached("INSERT INTO holds (id, api_key_id, offer_id, status, seats, legs, adults, children,
                                 infants, price_minor, currency, refundable, passengers_enc,
                                 created_ms, expires_ms)
-             VALUES ($1, $2, $3, 'held', $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+             VALUES ($1, $2, $3, 'held', $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)").await?,
             &[
                 &hold_id,
                 &ctx.api_key_id,
@@ -480,9 +505,8 @@ impl Service {
         .await?;
         audit(&tx, &actor(ctx.api_key_id), "hold.create", &hold_id).await?;
         if let Some(k) = &ctx.idempotency_key {
-            tx.execute(
-                "UPDATE idempotency_keys SET status = 'done', response_status = 201, response_body = $3
-                 WHERE api_key_id = $1 AND key = $2",
+            tx.execute(&tx.prepare_cached("UPDATE idempotency_keys SET status = 'done', response_status = 201, response_body = $3
+                 WHERE api_key_id = $1 AND key = $2").await?,
                 &[&ctx.api_key_id, k, &reply.body.to_string()],
             )
             .await?;
@@ -514,10 +538,12 @@ impl Service {
         let mut last = None;
         for _ in 0..20 {
             match self.pool.get().await {
-                Ok(c) => match c.query_opt(sql, &[&id]).await {
-                    Ok(r) => return Ok(r.is_some()),
-                    Err(e) => last = Some(ApiError::from(e)),
-                },
+                Ok(c) => {
+                    match async { c.query_opt(&c.prepare_cached(sql).await?, &[&id]).await }.await {
+                        Ok(r) => return Ok(r.is_some()),
+                        Err(e) => last = Some(ApiError::from(e)),
+                    }
+                }
                 Err(e) => last = Some(ApiError::from(e)),
             }
             tokio::time::sleep(Duration::from_millis(250)).await;
@@ -559,10 +585,9 @@ impl Service {
         {
             OrderSource::Hold(hold_id) => {
                 let Some(h) = tx
-                    .query_opt(
-                        "SELECT status, expires_ms, offer_id, legs, seats, price_minor, currency,
+                    .query_opt(&tx.prepare_cached("SELECT status, expires_ms, offer_id, legs, seats, price_minor, currency,
                                     refundable, passengers_enc
-                             FROM holds WHERE id = $1 AND api_key_id = $2 FOR UPDATE",
+                             FROM holds WHERE id = $1 AND api_key_id = $2 FOR UPDATE").await?,
                         &[hold_id, &ctx.api_key_id],
                     )
                     .await?
@@ -605,7 +630,8 @@ impl Service {
                     }
                 }
                 tx.execute(
-                    "UPDATE holds SET status = 'ordered' WHERE id = $1",
+                    &tx.prepare_cached("UPDATE holds SET status = 'ordered' WHERE id = $1")
+                        .await?,
                     &[hold_id],
                 )
                 .await?;
@@ -666,11 +692,10 @@ impl Service {
                 let legs_json = serde_json::to_string(&offer.legs)
                     .map_err(|_| ApiError::internal("cannot encode legs"))?;
                 let p: PaxCounts = offer.passengers;
-                tx.execute(
-                        "INSERT INTO holds (id, api_key_id, offer_id, status, seats, legs, adults,
+                tx.execute(&tx.prepare_cached("INSERT INTO holds (id, api_key_id, offer_id, status, seats, legs, adults,
                                 children, infants, price_minor, currency, refundable,
                                 passengers_enc, created_ms, expires_ms)
-                         VALUES ($1, $2, $3, 'ordered', $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13)",
+                         VALUES ($1, $2, $3, 'ordered', $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13)").await?,
                         &[
                             &hold_id,
                             &ctx.api_key_id,
@@ -706,10 +731,9 @@ impl Service {
             .key
             .encrypt(&order_id, &contact_plain)
             .map_err(|_| ApiError::internal("cannot encrypt"))?;
-        tx.execute(
-            "INSERT INTO orders (id, api_key_id, hold_id, offer_id, status, saga_step, seats,
+        tx.execute(&tx.prepare_cached("INSERT INTO orders (id, api_key_id, hold_id, offer_id, status, saga_step, seats,
                                  price_minor, currency, refundable, contact_enc, created_ms, updated_ms)
-             VALUES ($1, $2, $3, $4, 'pending', 'seats_held', $5, $6, $7, $8, $9, $10, $10)",
+             VALUES ($1, $2, $3, $4, 'pending', 'seats_held', $5, $6, $7, $8, $9, $10, $10)").await?,
             &[
                 &order_id,
                 &ctx.api_key_id,
@@ -725,10 +749,9 @@ impl Service {
         )
         .await?;
         for (i, l) in legs.iter().enumerate() {
-            tx.execute(
-                "INSERT INTO order_segments (order_id, idx, carrier, flight_number, dep_date, origin,
+            tx.execute(&tx.prepare_cached("INSERT INTO order_segments (order_id, idx, carrier, flight_number, dep_date, origin,
                                              destination, booking_class)
-                 VALUES ($1, $2, $3, $4, $5::text::date, $6, $7, $8)",
+                 VALUES ($1, $2, $3, $4, $5::text::date, $6, $7, $8)").await?,
                 &[
                     &order_id,
                     &(i as i16),
@@ -749,16 +772,14 @@ impl Service {
                 .key
                 .encrypt(&format!("{order_id}/{i}"), &plain)
                 .map_err(|_| ApiError::internal("cannot encrypt"))?;
-            tx.execute(
-                "INSERT INTO passengers (order_id, idx, passenger_type, data_enc) VALUES ($1, $2, $3, $4)",
+            tx.execute(&tx.prepare_cached("INSERT INTO passengers (order_id, idx, passenger_type, data_enc) VALUES ($1, $2, $3, $4)").await?,
                 &[&order_id, &(i as i16), &p.ptype.as_str(), &enc],
             )
             .await?;
         }
-        tx.execute(
-            "INSERT INTO payments (order_id, kind, idempotency_key, amount_minor, currency, status,
+        tx.execute(&tx.prepare_cached("INSERT INTO payments (order_id, kind, idempotency_key, amount_minor, currency, status,
                                    created_ms, updated_ms)
-             VALUES ($1, 'charge', $2, $3, $4, 'pending', $5, $5)",
+             VALUES ($1, 'charge', $2, $3, $4, 'pending', $5, $5)").await?,
             &[
                 &order_id,
                 &format!("chg_{order_id}"),
@@ -771,7 +792,10 @@ impl Service {
         audit(&tx, &actor(ctx.api_key_id), "order.create", &order_id).await?;
         if let Some(k) = &ctx.idempotency_key {
             tx.execute(
-                "UPDATE idempotency_keys SET order_id = $3 WHERE api_key_id = $1 AND key = $2",
+                &tx.prepare_cached(
+                    "UPDATE idempotency_keys SET order_id = $3 WHERE api_key_id = $1 AND key = $2",
+                )
+                .await?,
                 &[&ctx.api_key_id, k, &order_id],
             )
             .await?;
@@ -813,17 +837,23 @@ impl Service {
         inventory: Option<(i32, i32, &str)>,
         payment: Option<(&str, &str)>,
         reply: Option<&Reply>,
+        booking_ref: Option<&str>,
     ) -> Result<bool, ApiError> {
         let now = self.now();
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
         let mut outbox = OutboxBatch::new();
         let sql = format!(
-            "UPDATE orders SET saga_step = $3, status = $4, updated_ms = $5 {set_sql}
+            "UPDATE orders SET saga_step = $3, status = $4, updated_ms = $5,
+                    booking_reference = COALESCE($6::text, booking_reference) {set_sql}
              WHERE id = $1 AND saga_step = $2"
         );
+        // `set_sql` is one of a few fixed strings, so the statement cache stays small.
         let n = tx
-            .execute(&sql, &[&o.id, &from, &to, &status, &now])
+            .execute(
+                &tx.prepare_cached(&sql).await?,
+                &[&o.id, &from, &to, &status, &now, &booking_ref],
+            )
             .await?;
         if n == 0 {
             return Ok(false);
@@ -841,8 +871,7 @@ impl Service {
             .await?;
         }
         if let Some((kind, pstatus)) = payment {
-            tx.execute(
-                "UPDATE payments SET status = $3, updated_ms = $4 WHERE order_id = $1 AND kind = $2",
+            tx.execute(&tx.prepare_cached("UPDATE payments SET status = $3, updated_ms = $4 WHERE order_id = $1 AND kind = $2").await?,
                 &[&o.id, &kind, &pstatus, &now],
             )
             .await?;
@@ -857,7 +886,11 @@ impl Service {
                 // Settle it: did the step move?
                 let c = self.pool.get().await?;
                 let r = c
-                    .query_opt("SELECT saga_step FROM orders WHERE id = $1", &[&o.id])
+                    .query_opt(
+                        &c.prepare_cached("SELECT saga_step FROM orders WHERE id = $1")
+                            .await?,
+                        &[&o.id],
+                    )
                     .await?;
                 Ok(r.is_some_and(|r| r.get::<_, String>(0) == to))
             }
@@ -905,11 +938,12 @@ impl Service {
                         }
                         None => Err(ExtError::Unavailable("recovery".into())),
                     };
-                    let charged = match outcome {
-                        Ok(_) => Some(true),
-                        Err(ExtError::Declined(_)) => {
-                            let r = self.final_failure_reply("payment_declined", rid);
-                            if self
+                    let charged =
+                        match outcome {
+                            Ok(_) => Some(true),
+                            Err(ExtError::Declined(_)) => {
+                                let r = self.final_failure_reply("payment_declined", rid);
+                                if self
                                 .transition(
                                     &o,
                                     "seats_held",
@@ -918,28 +952,27 @@ impl Service {
                                     ", failure_code = 'payment_declined', seats_released = true",
                                     Some((-o.seats, 0, "payment_declined")),
                                     Some(("charge", "declined")),
-                                    Some(&r),
-                                )
+                                    Some(&r), None)
                                 .await?
                             {
                                 self.metrics.orders_failed.fetch_add(1, Relaxed);
                                 return Ok(Reply { stored: true, ..r });
                             }
-                            continue;
-                        }
-                        Err(ExtError::CircuitOpen) if token.is_some() => Some(false),
-                        Err(_) => {
-                            // Unknown whether the card was charged: ask by the key.
-                            match probe(&self.pay_breaker, &self.cfg.payment_policy, || {
-                                self.gateway.lookup(&charge_key)
-                            })
-                            .await
-                            {
-                                Ok(found) => Some(found.is_some()),
-                                Err(_) => None,
+                                continue;
                             }
-                        }
-                    };
+                            Err(ExtError::CircuitOpen) if token.is_some() => Some(false),
+                            Err(_) => {
+                                // Unknown whether the card was charged: ask by the key.
+                                match probe(&self.pay_breaker, &self.cfg.payment_policy, || {
+                                    self.gateway.lookup(&charge_key)
+                                })
+                                .await
+                                {
+                                    Ok(found) => Some(found.is_some()),
+                                    Err(_) => None,
+                                }
+                            }
+                        };
                     match charged {
                         Some(true) => {
                             failpoint("payment_charged_unrecorded");
@@ -951,6 +984,7 @@ impl Service {
                                 "",
                                 None,
                                 Some(("charge", "succeeded")),
+                                None,
                                 None,
                             )
                             .await?;
@@ -968,6 +1002,7 @@ impl Service {
                                     Some((-o.seats, 0, "payment_failed")),
                                     Some(("charge", "not_charged")),
                                     Some(&r),
+                                    None,
                                 )
                                 .await?
                             {
@@ -983,6 +1018,7 @@ impl Service {
                                 "pending",
                                 ", failure_code = 'order_not_created', seats_released = true",
                                 Some((-o.seats, 0, "payment_unknown")),
+                                None,
                                 None,
                                 None,
                             )
@@ -1015,10 +1051,11 @@ impl Service {
                                     "payment_charged",
                                     "confirmed",
                                     "confirmed",
-                                    &format!(", booking_reference = '{}'", sql_safe(&locator)),
+                                    "",
                                     Some((-o.seats, o.seats, "order_confirmed")),
                                     None,
                                     Some(&r),
+                                    Some(&sql_safe(&locator)),
                                 )
                                 .await?
                             {
@@ -1035,6 +1072,7 @@ impl Service {
                                 "pending",
                                 ", failure_code = 'order_not_created', seats_released = true",
                                 Some((-o.seats, 0, "airline_failed")),
+                                None,
                                 None,
                                 None,
                             )
@@ -1064,11 +1102,10 @@ impl Service {
                             let now = self.now();
                             if refunded.is_some() {
                                 let c = self.pool.get().await?;
-                                c.execute(
-                                    "INSERT INTO payments (order_id, kind, idempotency_key, amount_minor,
+                                c.execute(&c.prepare_cached("INSERT INTO payments (order_id, kind, idempotency_key, amount_minor,
                                                            currency, status, created_ms, updated_ms)
                                      VALUES ($1, 'refund', $2, $3, $4, 'succeeded', $5, $5)
-                                     ON CONFLICT (order_id, kind) DO NOTHING",
+                                     ON CONFLICT (order_id, kind) DO NOTHING").await?,
                                     &[&o.id, &refund_key, &o.price_minor, &o.currency, &now],
                                 )
                                 .await?;
@@ -1093,6 +1130,7 @@ impl Service {
                                     release,
                                     Some(("charge", pay_status)),
                                     Some(&r),
+                                    None,
                                 )
                                 .await?
                             {
@@ -1128,6 +1166,7 @@ impl Service {
                         None,
                         Some(("refund", "succeeded")),
                         None,
+                        None,
                     )
                     .await?;
                 }
@@ -1158,8 +1197,7 @@ impl Service {
     pub async fn get_order(&self, ctx: &Ctx, order_id: &str) -> Result<Reply, ApiError> {
         let client = self.pool.get().await?;
         let owner = client
-            .query_opt(
-                "SELECT 1 FROM orders WHERE id = $1 AND api_key_id = $2 AND status <> 'failed'",
+            .query_opt(&client.prepare_cached("SELECT 1 FROM orders WHERE id = $1 AND api_key_id = $2 AND status <> 'failed'").await?,
                 &[&order_id, &ctx.api_key_id],
             )
             .await?;
@@ -1184,7 +1222,9 @@ impl Service {
             None => 0,
             Some(a) => client
                 .query_opt(
-                    "SELECT seq FROM orders WHERE id = $1 AND api_key_id = $2",
+                    &client
+                        .prepare_cached("SELECT seq FROM orders WHERE id = $1 AND api_key_id = $2")
+                        .await?,
                     &[&a, &ctx.api_key_id],
                 )
                 .await?
@@ -1192,9 +1232,8 @@ impl Service {
                 .ok_or_else(|| ApiError::bad("after", "not a cursor from a previous page"))?,
         };
         let rows = client
-            .query(
-                "SELECT id FROM orders WHERE api_key_id = $1 AND seq > $2 AND status <> 'failed'
-                 ORDER BY seq LIMIT $3",
+            .query(&client.prepare_cached("SELECT id FROM orders WHERE api_key_id = $1 AND seq > $2 AND status <> 'failed'
+                 ORDER BY seq LIMIT $3").await?,
                 &[&ctx.api_key_id, &after_seq, &(limit + 1)],
             )
             .await?;
@@ -1233,8 +1272,11 @@ impl Service {
         let mut outbox = OutboxBatch::new();
         let Some(r) = tx
             .query_opt(
-                "SELECT status, refundable, price_minor, currency FROM orders
+                &tx.prepare_cached(
+                    "SELECT status, refundable, price_minor, currency FROM orders
                  WHERE id = $1 AND api_key_id = $2 AND status <> 'failed' FOR UPDATE",
+                )
+                .await?,
                 &[&order_id, &ctx.api_key_id],
             )
             .await?
@@ -1258,9 +1300,8 @@ impl Service {
         let price: i64 = r.get(2);
         let currency: String = r.get(3);
         let refund = if refundable { price } else { 0 };
-        tx.execute(
-            "UPDATE orders SET status = 'cancelled', saga_step = 'cancelling', refund_minor = $2,
-                               updated_ms = $3 WHERE id = $1",
+        tx.execute(&tx.prepare_cached("UPDATE orders SET status = 'cancelled', saga_step = 'cancelling', refund_minor = $2,
+                               updated_ms = $3 WHERE id = $1").await?,
             &[&order_id, &refund, &now],
         )
         .await?;
@@ -1279,10 +1320,9 @@ impl Service {
             &mut outbox,
         )
         .await?;
-        tx.execute(
-            "INSERT INTO payments (order_id, kind, idempotency_key, amount_minor, currency, status,
+        tx.execute(&tx.prepare_cached("INSERT INTO payments (order_id, kind, idempotency_key, amount_minor, currency, status,
                                    created_ms, updated_ms)
-             VALUES ($1, 'refund', $2, $3, $4, 'pending', $5, $5)",
+             VALUES ($1, 'refund', $2, $3, $4, 'pending', $5, $5)").await?,
             &[
                 &order_id,
                 &format!("ref_{order_id}"),
@@ -1299,7 +1339,11 @@ impl Service {
             }
             let c = self.pool.get().await?;
             let st = c
-                .query_opt("SELECT status FROM orders WHERE id = $1", &[&order_id])
+                .query_opt(
+                    &c.prepare_cached("SELECT status FROM orders WHERE id = $1")
+                        .await?,
+                    &[&order_id],
+                )
                 .await?;
             if st.is_none_or(|r| r.get::<_, String>(0) != "cancelled") {
                 return Err(ApiError::unavailable(
@@ -1324,8 +1368,11 @@ impl Service {
         let mut outbox = OutboxBatch::new();
         let rows = tx
             .query(
-                "SELECT id, legs, seats FROM holds WHERE status = 'held' AND expires_ms <= $1
+                &tx.prepare_cached(
+                    "SELECT id, legs, seats FROM holds WHERE status = 'held' AND expires_ms <= $1
                  ORDER BY expires_ms LIMIT 200 FOR UPDATE SKIP LOCKED",
+                )
+                .await?,
                 &[&now],
             )
             .await?;
@@ -1344,8 +1391,12 @@ impl Service {
                 &mut outbox,
             )
             .await?;
-            tx.execute("UPDATE holds SET status = 'expired' WHERE id = $1", &[&id])
-                .await?;
+            tx.execute(
+                &tx.prepare_cached("UPDATE holds SET status = 'expired' WHERE id = $1")
+                    .await?,
+                &[&id],
+            )
+            .await?;
             audit(&tx, "system", "hold.expire", &id).await?;
         }
         self.commit_with_outbox(tx, &outbox).await?;
@@ -1363,10 +1414,14 @@ impl Service {
         let stale = self.now() - 5_000;
         let rows = client
             .query(
-                "SELECT id FROM orders
+                &client
+                    .prepare_cached(
+                        "SELECT id FROM orders
                  WHERE saga_step NOT IN ('confirmed', 'compensated', 'cancelled')
                    AND ($1 OR (updated_ms < $2 AND saga_step IN ('compensating', 'cancelling')))
                  ORDER BY seq",
+                    )
+                    .await?,
                 &[&all, &stale],
             )
             .await?;
@@ -1383,8 +1438,7 @@ impl Service {
         if all {
             // Requests that crashed before storing anything: let their retries run again.
             let c = self.pool.get().await?;
-            c.execute(
-                "DELETE FROM idempotency_keys WHERE status = 'in_progress' AND order_id IS NULL",
+            c.execute(&c.prepare_cached("DELETE FROM idempotency_keys WHERE status = 'in_progress' AND order_id IS NULL").await?,
                 &[],
             )
             .await?;
@@ -1395,7 +1449,7 @@ impl Service {
 }
 
 /// Booking references come from the airline adapter; keep only safe characters before
-/// they are written into SQL text.
+/// they are stored.
 fn sql_safe(s: &str) -> String {
     s.chars()
         .filter(|c| c.is_ascii_alphanumeric())
