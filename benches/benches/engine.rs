@@ -91,7 +91,8 @@ fn engine_benches(c: &mut Criterion) {
     }
     g.finish();
 
-    // JSON: parse + run + render to a serde_json::Value (`engine::search`), and the
+    // JSON: parse + run + render to a serde_json::Value (`engine::search`), parse + run +
+    // render to bytes (`engine::search_raw`, what the server sends), and the
     // serialisation of the full response envelope the server writes. Rendering cost =
     // `search_json` - `search_1stop_priced` of the same pair in the same run.
     let mut g = c.benchmark_group("render_json");
@@ -109,6 +110,18 @@ fn engine_benches(c: &mut Criterion) {
         );
         g.bench_function(BenchmarkId::new("search_json", format!("{o}-{d}")), |b| {
             b.iter(|| black_box(engine::search(&snap, &overlay, clock, black_box(&params))))
+        });
+        // What the server does since the render rewrite: parse + run + write `data` straight
+        // to JSON bytes (`engine::search_raw`, no `Value` tree).
+        g.bench_function(BenchmarkId::new("search_raw", format!("{o}-{d}")), |b| {
+            b.iter(|| {
+                black_box(engine::search_raw(
+                    &snap,
+                    &overlay,
+                    clock,
+                    black_box(&params),
+                ))
+            })
         });
         let (data, meta) = engine::search(&snap, &overlay, clock, &params).expect("search");
         let body = json!({ "data": data, "meta": meta });

@@ -10,7 +10,7 @@ use super::offer_id::slice_key;
 use super::paths::{self, Buffers};
 use super::search::{ItinPrice, Itinerary};
 use super::{prep, render, too_broad, Clock, Ctx, Slice};
-use crate::api::{ApiError, Money};
+use crate::api::ApiError;
 use crate::overlay::Overlay;
 use crate::query::CalendarQuery;
 
@@ -74,13 +74,46 @@ pub fn run_calendar(
     Ok(out)
 }
 
-/// `GET /v1/calendar`: `data.days[]` {date, lowest_price, itinerary_id}; `meta.count` days.
-pub fn calendar(
+/// One day of `data.days`, keys in alphabetical order (as a serialised `Value`).
+#[derive(serde::Serialize)]
+struct DayJson<'c> {
+    date: render::Stamp,
+    itinerary_id: Option<String>,
+    lowest_price: Option<render::MoneyJson<'c>>,
+}
+
+struct Days<'c, 'a> {
+    ctx: &'c Ctx<'a>,
+    days: &'c [(i32, Option<Itinerary>)],
+}
+
+impl serde::Serialize for Days<'_, '_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.days.iter().map(|(d, it)| {
+            DayJson {
+                date: render::iso_date(*d),
+                itinerary_id: it.as_ref().map(|i| render::offer_id_of(self.ctx, i)),
+                lowest_price: it
+                    .as_ref()
+                    .and_then(|i| i.price.as_ref())
+                    .map(|p| render::money_json(p.total, &p.cur)),
+            }
+        }))
+    }
+}
+
+#[derive(serde::Serialize)]
+struct CalendarData<'c, 'a> {
+    days: Days<'c, 'a>,
+}
+
+fn calendar_with<T>(
     snap: &Snapshot,
     overlay: &Overlay,
     clock: Clock,
     params: &[(String, String)],
-) -> Result<(Value, Value), ApiError> {
+    out: impl FnOnce(&CalendarData<'_, '_>, usize) -> T,
+) -> Result<(T, Value), ApiError> {
     let q = crate::query::parse_calendar(snap, params)?;
     let days = run_calendar(snap, overlay, clock, &q)?;
     let prep = prep::get(snap);
@@ -92,28 +125,36 @@ pub fn calendar(
         &prep,
         &[&q.origin, &q.destination],
     );
-    let items: Vec<Value> = days
-        .iter()
-        .map(|(d, it)| {
-            let price = it
-                .as_ref()
-                .and_then(|i| i.price.as_ref())
-                .and_then(|p| serde_json::to_value(Money::from_minor(p.total, &p.cur)).ok())
-                .unwrap_or(Value::Null);
-            let id = it
-                .as_ref()
-                .map(|i| Value::String(render::offer_id_of(&ctx, i)))
-                .unwrap_or(Value::Null);
-            json!({
-                "date": format::date::format_iso(*d),
-                "lowest_price": price,
-                "itinerary_id": id,
-            })
-        })
-        .collect();
-    let count = items.len();
-    Ok((
-        render::obj([("days", Value::Array(items))]),
-        json!({ "count": count }),
-    ))
+    let count = days.len();
+    let data = CalendarData {
+        days: Days {
+            ctx: &ctx,
+            days: &days,
+        },
+    };
+    Ok((out(&data, count), json!({ "count": count })))
+}
+
+/// `GET /v1/calendar`: `data.days[]` {date, lowest_price, itinerary_id}; `meta.count` days.
+pub fn calendar(
+    snap: &Snapshot,
+    overlay: &Overlay,
+    clock: Clock,
+    params: &[(String, String)],
+) -> Result<(Value, Value), ApiError> {
+    calendar_with(snap, overlay, clock, params, |d, _| {
+        serde_json::to_value(d).unwrap_or(Value::Null)
+    })
+}
+
+/// [`calendar`] with `data` already serialised to JSON bytes.
+pub fn calendar_raw(
+    snap: &Snapshot,
+    overlay: &Overlay,
+    clock: Clock,
+    params: &[(String, String)],
+) -> Result<(Vec<u8>, Value), ApiError> {
+    calendar_with(snap, overlay, clock, params, |d, n| {
+        super::search::to_json_bytes(d, 16 + 160 * n)
+    })
 }

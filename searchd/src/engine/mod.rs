@@ -88,11 +88,12 @@ pub mod render;
 pub mod search;
 
 pub use crate::query::{parse_calendar, parse_search, CalendarQuery, SearchQuery, SortBy};
-pub use calendar::calendar;
+pub use calendar::{calendar, calendar_raw};
 pub use offer_id::{decode_offer, OfferRef, SegKey};
 pub use prep::prepare;
 pub use search::{
-    offer, price_offer, run_search, search, ItinPrice, Itinerary, PricedOffer, SearchResult,
+    offer, offer_raw, price_offer, run_search, search, search_raw, ItinPrice, Itinerary,
+    PricedOffer, SearchResult,
 };
 
 /// The most elementary steps one query may take.

@@ -1,158 +1,403 @@
 //! JSON shapes of the contract (section 4): itineraries, slices, segments, fares.
+//!
+//! The shapes are `Serialize` views borrowing the snapshot (strings as `&str`, dates, times,
+//! flight numbers and amounts formatted into small stack buffers), so a response is written
+//! straight to bytes without a `serde_json::Value` tree. Object keys are emitted in
+//! alphabetical order, the order a `Value` object (a `BTreeMap`) serialises in, so the bytes
+//! are the same as rendering through `Value` and serialising it.
 
-use format::date::{format_local_minutes, format_utc_minutes};
+use std::borrow::Cow;
+
+use format::date::civil_from_days;
 use format::model::{carrier_str, AirportId, CABINS};
-use serde_json::{Map, Value};
+use serde::ser::{SerializeSeq, Serializer};
+use serde::Serialize;
+use serde_json::Map;
+#[cfg(test)]
+use serde_json::Value;
 
 use super::search::Itinerary;
 use super::{offer_id, Ctx, DatedSeg, Slice};
-use crate::api::Money;
+use crate::api::currency_decimals;
 
-pub(crate) fn iata(ctx: &Ctx<'_>, a: AirportId) -> String {
+/// The IATA code of an airport, borrowed from the snapshot ("" when out of range).
+fn iata_str<'a>(ctx: &Ctx<'a>, a: AirportId) -> Cow<'a, str> {
     ctx.places
         .airports
         .get(a as usize)
-        .map(|p| String::from_utf8_lossy(&p.iata).into_owned())
-        .unwrap_or_default()
+        .map(|p| String::from_utf8_lossy(&p.iata))
+        .unwrap_or(Cow::Borrowed(""))
 }
 
-fn flight_number(number: u16, suffix: u8) -> String {
+/// A short ASCII string formatted into a stack buffer.
+#[derive(Clone, Copy)]
+pub(crate) struct Buf<const N: usize> {
+    b: [u8; N],
+    len: u8,
+}
+
+impl<const N: usize> Buf<N> {
+    fn new() -> Self {
+        Buf { b: [0; N], len: 0 }
+    }
+    fn push(&mut self, c: u8) {
+        self.b[self.len as usize] = c;
+        self.len += 1;
+    }
+    /// `v` in decimal, left-padded with zeros to `width` digits.
+    fn num(&mut self, mut v: u64, width: usize) {
+        let mut tmp = [b'0'; 20];
+        let mut i = tmp.len();
+        loop {
+            i -= 1;
+            tmp[i] = b'0' + (v % 10) as u8;
+            v /= 10;
+            if v == 0 {
+                break;
+            }
+        }
+        let start = i.min(tmp.len().saturating_sub(width));
+        for &c in &tmp[start..] {
+            self.push(c);
+        }
+    }
+    pub(crate) fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.b[..self.len as usize]).unwrap_or("")
+    }
+}
+
+impl<const N: usize> Serialize for Buf<N> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+/// `YYYY-MM-DD` (as `format::date::format_iso`), else the owned fallback for years outside
+/// 0..=9999.
+pub(crate) enum Stamp {
+    Buf(Buf<24>),
+    Owned(String),
+}
+
+impl Serialize for Stamp {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Stamp::Buf(b) => b.serialize(s),
+            Stamp::Owned(o) => s.serialize_str(o),
+        }
+    }
+}
+
+fn date_into(days: i32) -> Option<Buf<24>> {
+    let (y, m, d) = civil_from_days(days);
+    if !(0..=9999).contains(&y) {
+        return None;
+    }
+    let mut b = Buf::new();
+    b.num(y as u64, 4);
+    b.push(b'-');
+    b.num(u64::from(m), 2);
+    b.push(b'-');
+    b.num(u64::from(d), 2);
+    Some(b)
+}
+
+/// `format::date::format_iso` without allocating.
+pub(crate) fn iso_date(days: i32) -> Stamp {
+    match date_into(days) {
+        Some(b) => Stamp::Buf(b),
+        None => Stamp::Owned(format::date::format_iso(days)),
+    }
+}
+
+/// `format_local_minutes` (`utc == false`) or `format_utc_minutes` without allocating.
+fn minutes(minutes: i64, utc: bool) -> Stamp {
+    let days = minutes.div_euclid(1440);
+    let mod_min = minutes.rem_euclid(1440) as u64;
+    match i32::try_from(days).ok().and_then(date_into) {
+        Some(mut b) => {
+            b.push(b'T');
+            b.num(mod_min / 60, 2);
+            b.push(b':');
+            b.num(mod_min % 60, 2);
+            if utc {
+                b.extend(b":00Z");
+            }
+            Stamp::Buf(b)
+        }
+        None if utc => Stamp::Owned(format::date::format_utc_minutes(minutes)),
+        None => Stamp::Owned(format::date::format_local_minutes(minutes)),
+    }
+}
+
+impl<const N: usize> Buf<N> {
+    fn extend(&mut self, s: &[u8]) {
+        for &c in s {
+            self.push(c);
+        }
+    }
+}
+
+fn flight_number(number: u16, suffix: u8) -> Buf<8> {
+    let mut b = Buf::new();
+    b.num(u64::from(number), 1);
     if suffix.is_ascii_alphabetic() {
-        format!("{number}{}", suffix as char)
-    } else {
-        number.to_string()
+        b.push(suffix);
+    }
+    b
+}
+
+/// A money amount as `crate::api::Money` writes it, without allocating.
+pub(crate) fn amount(minor: i64, cur: &[u8; 3]) -> Buf<32> {
+    let d = currency_decimals(cur);
+    let mut b = Buf::new();
+    if d == 0 {
+        if minor < 0 {
+            b.push(b'-');
+        }
+        b.num(minor.unsigned_abs(), 1);
+        return b;
+    }
+    let scale = 10u64.pow(d);
+    let abs = minor.unsigned_abs();
+    if minor < 0 {
+        b.push(b'-');
+    }
+    b.num(abs / scale, 1);
+    b.push(b'.');
+    b.num(abs % scale, d as usize);
+    b
+}
+
+/// The contract's money object.
+#[derive(Serialize)]
+pub(crate) struct MoneyJson<'a> {
+    amount: Buf<32>,
+    currency: Cow<'a, str>,
+}
+
+pub(crate) fn money_json(minor: i64, cur: &[u8; 3]) -> MoneyJson<'_> {
+    MoneyJson {
+        amount: amount(minor, cur),
+        currency: String::from_utf8_lossy(cur),
     }
 }
 
-/// An object from owned values (no copies, unlike `json!` with interpolated values).
-pub(crate) fn obj<const N: usize>(pairs: [(&str, Value); N]) -> Value {
-    let mut m = Map::new();
-    for (k, v) in pairs {
-        m.insert(k.to_string(), v);
+/// The intermediate stops of a segment (every leg's arrival but the last).
+struct Stops<'c, 'a> {
+    ctx: &'c Ctx<'a>,
+    legs: &'a [format::model::ArchivedLeg],
+}
+
+impl Serialize for Stops<'_, '_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let n = self.legs.len().saturating_sub(1);
+        let mut seq = s.serialize_seq(Some(n))?;
+        for l in &self.legs[..n] {
+            seq.serialize_element(&iata_str(self.ctx, l.arr.to_native()))?;
+        }
+        seq.end()
     }
-    Value::Object(m)
 }
 
-fn s(v: String) -> Value {
-    Value::String(v)
+/// Keys in alphabetical order (see the module doc).
+#[derive(Serialize)]
+struct SegmentJson<'c, 'a> {
+    aircraft: Cow<'a, str>,
+    arrival_local: Stamp,
+    arrival_utc: Stamp,
+    carrier: &'a str,
+    departure_local: Stamp,
+    departure_utc: Stamp,
+    destination: Cow<'a, str>,
+    flight_number: Option<Buf<8>>,
+    origin: Cow<'a, str>,
+    stops: Stops<'c, 'a>,
 }
 
-fn segment(ctx: &Ctx<'_>, s: &DatedSeg) -> Value {
+fn segment<'c, 'a>(ctx: &'c Ctx<'a>, s: &DatedSeg) -> SegmentJson<'c, 'a> {
     let net = ctx.net;
     let fl = net.flights.get(s.flight as usize);
     let legs = ctx.seg_legs(s);
-    let stops: Vec<String> = legs
-        .iter()
-        .take(legs.len().saturating_sub(1))
-        .map(|l| iata(ctx, l.arr.to_native()))
-        .collect();
-    let aircraft = legs
-        .first()
-        .map(|l| String::from_utf8_lossy(&l.aircraft).trim().to_string())
-        .unwrap_or_default();
-    let carrier = net
-        .carriers
-        .get(s.carrier as usize)
-        .map(|c| carrier_str(c).to_string())
-        .unwrap_or_default();
-    let number = fl
-        .map(|f| flight_number(f.number.to_native(), f.suffix))
-        .unwrap_or_default();
-    obj([
-        ("carrier", self::s(carrier)),
-        ("flight_number", self::s(number)),
-        ("origin", self::s(iata(ctx, s.origin))),
-        ("destination", self::s(iata(ctx, s.dest))),
-        (
-            "departure_local",
-            self::s(format_local_minutes(s.dep_local)),
-        ),
-        ("arrival_local", self::s(format_local_minutes(s.arr_local))),
-        ("departure_utc", self::s(format_utc_minutes(s.dep_utc))),
-        ("arrival_utc", self::s(format_utc_minutes(s.arr_utc))),
-        (
-            "stops",
-            Value::Array(stops.into_iter().map(Value::String).collect()),
-        ),
-        ("aircraft", self::s(aircraft)),
-    ])
-}
-
-fn slice(ctx: &Ctx<'_>, sl: &Slice) -> Value {
-    let segs = sl.segs();
-    let (Some(first), Some(last)) = (segs.first(), segs.last()) else {
-        return Value::Object(Map::new());
+    let aircraft = match legs.first().map(|l| String::from_utf8_lossy(&l.aircraft)) {
+        Some(Cow::Borrowed(a)) => Cow::Borrowed(a.trim()),
+        Some(Cow::Owned(a)) => Cow::Owned(a.trim().to_string()),
+        None => Cow::Borrowed(""),
     };
-    obj([
-        ("origin", Value::String(iata(ctx, first.origin))),
-        ("destination", Value::String(iata(ctx, last.dest))),
-        (
-            "departure_local",
-            Value::String(format_local_minutes(first.dep_local)),
-        ),
-        (
-            "arrival_local",
-            Value::String(format_local_minutes(last.arr_local)),
-        ),
-        ("duration_minutes", Value::from(sl.duration())),
-        (
-            "segments",
-            Value::Array(segs.iter().map(|g| segment(ctx, g)).collect()),
-        ),
-    ])
+    SegmentJson {
+        aircraft,
+        arrival_local: minutes(s.arr_local, false),
+        arrival_utc: minutes(s.arr_utc, true),
+        carrier: net
+            .carriers
+            .get(s.carrier as usize)
+            .map(carrier_str)
+            .unwrap_or(""),
+        departure_local: minutes(s.dep_local, false),
+        departure_utc: minutes(s.dep_utc, true),
+        destination: iata_str(ctx, s.dest),
+        flight_number: fl.map(|f| flight_number(f.number.to_native(), f.suffix)),
+        origin: iata_str(ctx, s.origin),
+        stops: Stops { ctx, legs },
+    }
 }
 
-/// The contract's itinerary object (with its offer id).
-pub(crate) fn itinerary(ctx: &Ctx<'_>, it: &Itinerary) -> Value {
-    let slices: Vec<Value> = it.slices().iter().map(|s| slice(ctx, s)).collect();
-    let (price, fares, seats) = match &it.price {
-        Some(p) => {
-            let fares: Vec<Value> = p
-                .comps()
-                .iter()
-                .map(|c| {
-                    let f = ctx.fares.fares.get(c.adt as usize);
-                    obj([
-                        (
-                            "fare_basis",
-                            Value::String(
-                                f.map(|f| ctx.fares.text(&f.basis).to_string())
-                                    .unwrap_or_default(),
-                            ),
-                        ),
-                        (
-                            "booking_class",
-                            Value::String(
-                                f.map(|f| (f.booking_class as char).to_string())
-                                    .unwrap_or_default(),
-                            ),
-                        ),
-                        (
-                            "cabin",
-                            Value::from(
-                                f.and_then(|f| CABINS.get(f.cabin as usize))
-                                    .copied()
-                                    .unwrap_or(""),
-                            ),
-                        ),
-                        (
-                            "segments",
-                            Value::Array((c.from..=c.to).map(Value::from).collect()),
-                        ),
-                    ])
-                })
-                .collect();
-            (money(p.total, &p.cur), fares, Value::from(p.seats))
+struct Segments<'c, 'a> {
+    ctx: &'c Ctx<'a>,
+    segs: &'c [DatedSeg],
+}
+
+impl Serialize for Segments<'_, '_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.segs.iter().map(|g| segment(self.ctx, g)))
+    }
+}
+
+#[derive(Serialize)]
+struct SliceJson<'c, 'a> {
+    arrival_local: Stamp,
+    departure_local: Stamp,
+    destination: Cow<'a, str>,
+    duration_minutes: i64,
+    origin: Cow<'a, str>,
+    segments: Segments<'c, 'a>,
+}
+
+/// A slice; an empty object for a slice without segments.
+struct SliceView<'c, 'a> {
+    ctx: &'c Ctx<'a>,
+    sl: &'c Slice,
+}
+
+impl Serialize for SliceView<'_, '_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let (ctx, sl) = (self.ctx, self.sl);
+        let segs = sl.segs();
+        let (Some(first), Some(last)) = (segs.first(), segs.last()) else {
+            return Map::new().serialize(s);
+        };
+        SliceJson {
+            arrival_local: minutes(last.arr_local, false),
+            departure_local: minutes(first.dep_local, false),
+            destination: iata_str(ctx, last.dest),
+            duration_minutes: sl.duration(),
+            origin: iata_str(ctx, first.origin),
+            segments: Segments { ctx, segs },
         }
-        None => (Value::Null, Vec::new(), Value::Null),
-    };
-    obj([
-        ("id", Value::String(offer_id::encode(ctx, it))),
-        ("slices", Value::Array(slices)),
-        ("price", price),
-        ("fares", Value::Array(fares)),
-        ("seats_available", seats),
-    ])
+        .serialize(s)
+    }
+}
+
+struct Slices<'c, 'a> {
+    ctx: &'c Ctx<'a>,
+    it: &'c Itinerary,
+}
+
+impl Serialize for Slices<'_, '_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(
+            self.it
+                .slices()
+                .iter()
+                .map(|sl| SliceView { ctx: self.ctx, sl }),
+        )
+    }
+}
+
+/// A fare's booking class: one character, or "" without a fare.
+struct BookingClass(Option<u8>);
+
+impl Serialize for BookingClass {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self.0 {
+            Some(c) => s.serialize_char(c as char),
+            None => s.serialize_str(""),
+        }
+    }
+}
+
+struct FareSegments(u8, u8);
+
+impl Serialize for FareSegments {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.0..=self.1)
+    }
+}
+
+#[derive(Serialize)]
+struct FareJson<'a> {
+    booking_class: BookingClass,
+    cabin: &'a str,
+    fare_basis: &'a str,
+    segments: FareSegments,
+}
+
+struct Fares<'c, 'a> {
+    ctx: &'c Ctx<'a>,
+    it: &'c Itinerary,
+}
+
+impl Serialize for Fares<'_, '_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let ctx = self.ctx;
+        let comps = self.it.price.as_ref().map(|p| p.comps()).unwrap_or(&[]);
+        s.collect_seq(comps.iter().map(|c| {
+            let f = ctx.fares.fares.get(c.adt as usize);
+            FareJson {
+                booking_class: BookingClass(f.map(|f| f.booking_class)),
+                cabin: f
+                    .and_then(|f| CABINS.get(f.cabin as usize))
+                    .copied()
+                    .unwrap_or(""),
+                fare_basis: f.map(|f| ctx.fares.text(&f.basis)).unwrap_or(""),
+                segments: FareSegments(c.from, c.to),
+            }
+        }))
+    }
+}
+
+/// The contract's itinerary object (with its offer id), keys in alphabetical order.
+#[derive(Serialize)]
+pub(crate) struct ItineraryJson<'c, 'a> {
+    fares: Fares<'c, 'a>,
+    id: String,
+    price: Option<MoneyJson<'c>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    price_changed: Option<bool>,
+    seats_available: Option<u16>,
+    slices: Slices<'c, 'a>,
+}
+
+/// The contract's itinerary object (with its offer id), as a `Serialize` view.
+pub(crate) fn itinerary_json<'c, 'a>(
+    ctx: &'c Ctx<'a>,
+    it: &'c Itinerary,
+    price_changed: Option<bool>,
+) -> ItineraryJson<'c, 'a> {
+    ItineraryJson {
+        fares: Fares { ctx, it },
+        id: offer_id::encode(ctx, it),
+        price: it.price.as_ref().map(|p| money_json(p.total, &p.cur)),
+        price_changed,
+        seats_available: it.price.as_ref().map(|p| p.seats),
+        slices: Slices { ctx, it },
+    }
+}
+
+/// A list of itineraries, serialised one by one.
+pub(crate) struct Itineraries<'c, 'a> {
+    pub ctx: &'c Ctx<'a>,
+    pub items: &'c [Itinerary],
+}
+
+impl Serialize for Itineraries<'_, '_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut seq = s.serialize_seq(Some(self.items.len()))?;
+        for it in self.items {
+            seq.serialize_element(&itinerary_json(self.ctx, it, None))?;
+        }
+        seq.end()
+    }
 }
 
 /// The offer id of an itinerary found with the context's party and cabin.
@@ -160,11 +405,52 @@ pub(crate) fn offer_id_of(ctx: &Ctx<'_>, it: &Itinerary) -> String {
     offer_id::encode(ctx, it)
 }
 
-/// Money as the contract writes it.
-pub(crate) fn money(minor: i64, cur: &[u8; 3]) -> Value {
-    let m = Money::from_minor(minor, cur);
-    obj([
-        ("amount", Value::String(m.amount)),
-        ("currency", Value::String(m.currency)),
-    ])
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::Money;
+
+    fn v<T: Serialize>(t: T) -> Value {
+        serde_json::to_value(t).unwrap_or(Value::Null)
+    }
+
+    #[test]
+    fn buffers_match_the_allocating_formatters() {
+        for m in [
+            -1_000_000i64,
+            -1,
+            0,
+            59,
+            1439,
+            1440,
+            29_000_000,
+            29_586_245,
+            i64::from(i32::MAX) * 1440 / 4000,
+        ] {
+            assert_eq!(
+                v(minutes(m, false)),
+                Value::String(format::date::format_local_minutes(m)),
+                "{m}"
+            );
+            assert_eq!(
+                v(minutes(m, true)),
+                Value::String(format::date::format_utc_minutes(m)),
+                "{m}"
+            );
+        }
+        for d in [-800_000, -1, 0, 20_000, 2_932_896, 2_932_897] {
+            assert_eq!(v(iso_date(d)), Value::String(format::date::format_iso(d)));
+        }
+        for (n, s, want) in [(0, 0, "0"), (12, b'A', "12A"), (65535, b' ', "65535")] {
+            assert_eq!(flight_number(n, s).as_str(), want);
+        }
+        for minor in [0i64, 1, -1, 5, 99, 100, 12_345, -12_345, i64::MAX, i64::MIN] {
+            for cur in [b"EUR", b"JPY", b"KWD"] {
+                let m = Money::from_minor(minor, cur);
+                let got = money_json(minor, cur);
+                assert_eq!(got.amount.as_str(), m.amount, "{minor} {cur:?}");
+                assert_eq!(v(&got), v(&m));
+            }
+        }
+    }
 }

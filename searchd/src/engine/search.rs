@@ -493,13 +493,20 @@ fn merge_priced(
     }
 }
 
-/// `GET /v1/search`: `(data, meta)` with `data.itineraries` and `meta.count`/`meta.total`.
-pub fn search(
+/// `data` of a search response, written without a `Value` tree.
+#[derive(serde::Serialize)]
+struct SearchData<'c, 'a> {
+    itineraries: render::Itineraries<'c, 'a>,
+}
+
+/// Parses, searches and hands the typed `data` to `out`; `meta` is `{count, total}`.
+fn search_with<T>(
     snap: &Snapshot,
     overlay: &Overlay,
     clock: Clock,
     params: &[(String, String)],
-) -> Result<(Value, Value), ApiError> {
+    out: impl FnOnce(&SearchData<'_, '_>, usize) -> T,
+) -> Result<(T, Value), ApiError> {
     let q = crate::query::parse_search(snap, params)?;
     let res = run_search(snap, overlay, clock, &q);
     if res.too_broad {
@@ -514,16 +521,51 @@ pub fn search(
         &prep,
         &[&q.origin, &q.destination],
     );
-    let items: Vec<Value> = res
-        .itineraries
-        .iter()
-        .map(|it| render::itinerary(&ctx, it))
-        .collect();
-    let count = items.len();
+    let count = res.itineraries.len();
+    let data = SearchData {
+        itineraries: render::Itineraries {
+            ctx: &ctx,
+            items: &res.itineraries,
+        },
+    };
     Ok((
-        render::obj([("itineraries", Value::Array(items))]),
+        out(&data, count),
         json!({ "count": count, "total": res.total }),
     ))
+}
+
+/// JSON bytes of a `Serialize` view (the views cannot fail to serialise).
+pub(crate) fn to_json_bytes<T: serde::Serialize>(v: &T, capacity: usize) -> Vec<u8> {
+    let mut buf = Vec::with_capacity(capacity);
+    match serde_json::to_writer(&mut buf, v) {
+        Ok(()) => buf,
+        Err(_) => b"null".to_vec(),
+    }
+}
+
+/// `GET /v1/search`: `(data, meta)` with `data.itineraries` and `meta.count`/`meta.total`.
+pub fn search(
+    snap: &Snapshot,
+    overlay: &Overlay,
+    clock: Clock,
+    params: &[(String, String)],
+) -> Result<(Value, Value), ApiError> {
+    search_with(snap, overlay, clock, params, |d, _| {
+        serde_json::to_value(d).unwrap_or(Value::Null)
+    })
+}
+
+/// [`search`] with `data` already serialised to JSON bytes (the same content, keys in the
+/// same order as a serialised `Value`): what the server sends, without a `Value` tree.
+pub fn search_raw(
+    snap: &Snapshot,
+    overlay: &Overlay,
+    clock: Clock,
+    params: &[(String, String)],
+) -> Result<(Vec<u8>, Value), ApiError> {
+    search_with(snap, overlay, clock, params, |d, n| {
+        to_json_bytes(d, 32 + 1280 * n)
+    })
 }
 
 /// An offer re-priced now.
@@ -611,12 +653,33 @@ pub fn offer(
     clock: Clock,
     id: &str,
 ) -> Result<(Value, Value), ApiError> {
+    offer_with(snap, overlay, clock, id, |v| {
+        serde_json::to_value(v).unwrap_or(Value::Null)
+    })
+}
+
+/// [`offer`] with `data` already serialised to JSON bytes.
+pub fn offer_raw(
+    snap: &Snapshot,
+    overlay: &Overlay,
+    clock: Clock,
+    id: &str,
+) -> Result<(Vec<u8>, Value), ApiError> {
+    offer_with(snap, overlay, clock, id, |v| to_json_bytes(v, 1280))
+}
+
+fn offer_with<T>(
+    snap: &Snapshot,
+    overlay: &Overlay,
+    clock: Clock,
+    id: &str,
+    out: impl FnOnce(&render::ItineraryJson<'_, '_>) -> T,
+) -> Result<(T, Value), ApiError> {
     let r = offer_id::decode_offer(snap, id)?;
     let p = price_offer(snap, overlay, clock, &r)?;
     let filters = offer_filters(&r);
     let prep = prep::get(snap);
     let ctx = Ctx::new(snap, overlay, clock, &filters, &prep, &[]);
-    let mut data = render::itinerary(&ctx, &p.itinerary);
-    data["price_changed"] = Value::Bool(p.price_changed);
-    Ok((data, json!({})))
+    let data = render::itinerary_json(&ctx, &p.itinerary, Some(p.price_changed));
+    Ok((out(&data), json!({})))
 }

@@ -1,7 +1,7 @@
 //! The seam between the HTTP layer and the search engine (`crate::engine`): each call gets
 //! the request's snapshot, its overlay, the service clock and the decoded query parameters,
-//! and returns the contract's `data` and the `meta` fields other than `request_id` (which
-//! the server adds).
+//! and returns the contract's `data`, already serialised to JSON bytes (no `Value` tree), and
+//! the `meta` fields other than `request_id` (which the server adds).
 
 use format::Snapshot;
 use serde_json::Value;
@@ -9,7 +9,7 @@ use serde_json::Value;
 use crate::api::ApiError;
 use crate::overlay::Overlay;
 
-pub type EngineResult = Result<(Value, Value), ApiError>;
+pub type EngineResult = Result<(Vec<u8>, Value), ApiError>;
 
 /// `GET /v1/search`.
 pub fn search(
@@ -18,12 +18,12 @@ pub fn search(
     now_utc_min: i64,
     params: &[(String, String)],
 ) -> EngineResult {
-    crate::engine::search(snap, overlay, crate::engine::Clock { now_utc_min }, params)
+    crate::engine::search_raw(snap, overlay, crate::engine::Clock { now_utc_min }, params)
 }
 
 /// `GET /v1/offers/{id}`.
 pub fn offer(snap: &Snapshot, overlay: &Overlay, now_utc_min: i64, id: &str) -> EngineResult {
-    crate::engine::offer(snap, overlay, crate::engine::Clock { now_utc_min }, id)
+    crate::engine::offer_raw(snap, overlay, crate::engine::Clock { now_utc_min }, id)
 }
 
 /// `GET /v1/calendar`.
@@ -33,5 +33,5 @@ pub fn calendar(
     now_utc_min: i64,
     params: &[(String, String)],
 ) -> EngineResult {
-    crate::engine::calendar(snap, overlay, crate::engine::Clock { now_utc_min }, params)
+    crate::engine::calendar_raw(snap, overlay, crate::engine::Clock { now_utc_min }, params)
 }

@@ -140,6 +140,13 @@ fn json_response(status: u16, body: &Value) -> Response<Body> {
 
 /// `{"data": ..., "meta": {..., "request_id": ...}}` with status 200.
 pub fn success(data: Value, meta: Value, request_id: &str) -> Response<Body> {
+    json_response(
+        200,
+        &json!({ "data": data, "meta": meta_with_id(meta, request_id) }),
+    )
+}
+
+fn meta_with_id(meta: Value, request_id: &str) -> serde_json::Map<String, Value> {
     let mut meta = match meta {
         Value::Object(m) => m,
         Value::Null => serde_json::Map::new(),
@@ -150,7 +157,27 @@ pub fn success(data: Value, meta: Value, request_id: &str) -> Response<Body> {
         }
     };
     meta.insert("request_id".into(), Value::String(request_id.to_string()));
-    json_response(200, &json!({ "data": data, "meta": meta }))
+    meta
+}
+
+/// [`success`] with `data` already serialised (valid JSON bytes): the same envelope, keys
+/// in the same order, written without a `Value` tree for `data`.
+pub fn success_raw(data: &[u8], meta: Value, request_id: &str) -> Response<Body> {
+    let meta = meta_with_id(meta, request_id);
+    let mut body = Vec::with_capacity(data.len() + 128);
+    body.extend_from_slice(b"{\"data\":");
+    body.extend_from_slice(data);
+    body.extend_from_slice(b",\"meta\":");
+    let at = body.len();
+    if serde_json::to_writer(&mut body, &meta).is_err() {
+        body.truncate(at);
+        body.extend_from_slice(b"{}");
+    }
+    body.push(b'}');
+    let mut resp = Response::new(Full::new(Bytes::from(body)));
+    resp.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp
 }
 
 /// `{"errors": [...], "meta": {"request_id": ...}}` with the error's status.
@@ -321,6 +348,7 @@ async fn dispatch(
             run(app, rid, move |loaded, _now| {
                 let data = loaded.places.search(&q, limit)?;
                 let count = data.as_array().map(Vec::len).unwrap_or(0);
+                let data = serde_json::to_vec(&data).map_err(|e| internal(e.to_string()))?;
                 Ok((data, json!({ "count": count })))
             })
             .await
@@ -397,7 +425,7 @@ where
                 m.entry("snapshot_id")
                     .or_insert_with(|| Value::String(snapshot_id));
             }
-            success(data, meta, rid)
+            success_raw(&data, meta, rid)
         }
         Ok(Err(e)) => {
             if e.status >= 500 {
