@@ -242,6 +242,25 @@ struct OrderCore {
 }
 
 impl Service {
+    /// Holds `seats` on every leg of an offer inside `tx`, or answers 409 `seats_unavailable`
+    /// (the caller's transaction then rolls back when it is dropped).
+    async fn hold_seats(
+        &self,
+        tx: &Transaction<'_>,
+        legs: &[LegRef],
+        seats: i32,
+        reason: &str,
+        outbox: &mut OutboxBatch,
+    ) -> Result<(), ApiError> {
+        if adjust(tx, self.capacity.as_ref(), legs, seats, 0, reason, outbox).await? {
+            return Ok(());
+        }
+        self.metrics.seats_unavailable.fetch_add(1, Relaxed);
+        Err(ApiError::seats_unavailable(
+            "not enough seats left in the offer's booking class",
+        ))
+    }
+
     fn now(&self) -> i64 {
         self.clock.now_ms()
     }
@@ -463,23 +482,8 @@ impl Service {
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
         let mut outbox = OutboxBatch::new();
-        if !adjust(
-            &tx,
-            self.capacity.as_ref(),
-            &offer.legs,
-            seats,
-            0,
-            "hold",
-            &mut outbox,
-        )
-        .await?
-        {
-            drop(tx);
-            self.metrics.seats_unavailable.fetch_add(1, Relaxed);
-            return Err(ApiError::seats_unavailable(
-                "not enough seats left in the offer's booking class",
-            ));
-        }
+        self.hold_seats(&tx, &offer.legs, seats, "hold", &mut outbox)
+            .await?;
         let p = offer.passengers;
         tx.execute(&tx.prepare_cached("INSERT INTO holds (id, api_key_id, offer_id, status, seats, legs, adults, children,
                                 infants, price_minor, currency, refundable, passengers_enc,
@@ -661,23 +665,8 @@ impl Service {
                     )));
                 }
                 let seats = i32::try_from(offer.seats()).unwrap_or(i32::MAX);
-                if !adjust(
-                    &tx,
-                    self.capacity.as_ref(),
-                    &offer.legs,
-                    seats,
-                    0,
-                    "order",
-                    &mut outbox,
-                )
-                .await?
-                {
-                    drop(tx);
-                    self.metrics.seats_unavailable.fetch_add(1, Relaxed);
-                    return Err(ApiError::seats_unavailable(
-                        "not enough seats left in the offer's booking class",
-                    ));
-                }
+                self.hold_seats(&tx, &offer.legs, seats, "order", &mut outbox)
+                    .await?;
                 let hold_id = new_id("hld");
                 let personal = Personal {
                     passengers: b.passengers.clone(),
