@@ -163,11 +163,9 @@ pub struct Money {
 
 /// Minor-unit digits of a currency (ISO 4217; 2 unless listed).
 pub fn currency_decimals(currency: &str) -> u32 {
-    match currency {
-        "BIF" | "CLP" | "DJF" | "GNF" | "ISK" | "JPY" | "KMF" | "KRW" | "PYG" | "RWF" | "UGX"
-        | "UYI" | "VND" | "VUV" | "XAF" | "XOF" | "XPF" => 0,
-        "BHD" | "IQD" | "JOD" | "KWD" | "LYD" | "OMR" | "TND" => 3,
-        _ => 2,
+    match <[u8; 3]>::try_from(currency.as_bytes()) {
+        Ok(code) => format::model::currency_decimals(&code),
+        Err(_) => 2,
     }
 }
 

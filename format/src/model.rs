@@ -137,6 +137,19 @@ pub struct Network {
     pub markets: Vec<Market>,
 }
 
+/// Minor-unit digits of a currency (ISO 4217; 2 unless listed). Fare amounts are stored
+/// in these units, so the reader that parses them and every writer that prints them must use
+/// this one table.
+pub fn currency_decimals(currency: &[u8; 3]) -> u32 {
+    match currency {
+        b"BIF" | b"CLP" | b"DJF" | b"GNF" | b"ISK" | b"JPY" | b"KMF" | b"KRW" | b"PYG" | b"RWF"
+        | b"UGX" | b"UYI" | b"VND" | b"VUV" | b"XAF" | b"XOF" | b"XPF" => 0,
+        b"BHD" | b"IQD" | b"JOD" | b"KWD" | b"LYD" | b"OMR" | b"TND" => 3,
+        b"CLF" | b"UYW" => 4,
+        _ => 2,
+    }
+}
+
 /// Cabins, in fare order.
 pub const CABINS: [&str; 4] = ["economy", "premium_economy", "business", "first"];
 /// Passenger types.

@@ -102,15 +102,7 @@ pub struct Money {
     pub currency: String,
 }
 
-/// Minor-unit digits of a currency (ISO 4217; 2 unless listed).
-pub fn currency_decimals(currency: &[u8; 3]) -> u32 {
-    match currency {
-        b"BIF" | b"CLP" | b"DJF" | b"GNF" | b"ISK" | b"JPY" | b"KMF" | b"KRW" | b"PYG" | b"RWF"
-        | b"UGX" | b"UYI" | b"VND" | b"VUV" | b"XAF" | b"XOF" | b"XPF" => 0,
-        b"BHD" | b"IQD" | b"JOD" | b"KWD" | b"LYD" | b"OMR" | b"TND" => 3,
-        _ => 2,
-    }
-}
+pub use format::model::currency_decimals;
 
 impl Money {
     pub fn from_minor(minor: i64, currency: &[u8; 3]) -> Money {
@@ -148,6 +140,8 @@ mod tests {
         assert_eq!(Money::from_minor(5, b"EUR").amount, "0.05");
         assert_eq!(Money::from_minor(1200, b"JPY").amount, "1200");
         assert_eq!(Money::from_minor(1234, b"KWD").amount, "1.234");
+        // The indexer parses CLF with 4 decimals; rendering must use the same table.
+        assert_eq!(Money::from_minor(12345, b"CLF").amount, "1.2345");
     }
 
     #[test]

@@ -139,7 +139,7 @@ impl Money {
     /// The amount as the contract's decimal string: `123.40` (EUR), `1500` (JPY),
     /// `1.250` (KWD); negative amounts get a leading `-`.
     pub fn amount_string(&self) -> String {
-        let decimals = u32::from(currency_decimals(self.currency));
+        let decimals = currency_decimals(&self.currency);
         let sign = if self.minor < 0 { "-" } else { "" };
         let abs = self.minor.unsigned_abs();
         if decimals == 0 {
@@ -157,22 +157,15 @@ impl Money {
     /// Parses a non-negative decimal amount in `currency` (the feed's rules; see the
     /// module docs). The error is a message without position.
     pub fn parse(amount: &[u8], currency: [u8; 3]) -> std::result::Result<Money, String> {
-        parse_minor(amount, currency_decimals(currency)).map(|minor| Money { minor, currency })
+        parse_minor(amount, currency_decimals(&currency) as u8)
+            .map(|minor| Money { minor, currency })
     }
 }
 
 /// How many decimals (minor unit digits) an ISO 4217 currency has: 0 for BIF CLP DJF GNF
 /// ISK JPY KMF KRW PYG RWF UGX UYI VND VUV XAF XOF XPF, 3 for BHD IQD JOD KWD LYD OMR TND,
 /// 4 for CLF UYW, 2 for every other code.
-pub fn currency_decimals(currency: [u8; 3]) -> u8 {
-    match &currency {
-        b"BIF" | b"CLP" | b"DJF" | b"GNF" | b"ISK" | b"JPY" | b"KMF" | b"KRW" | b"PYG" | b"RWF"
-        | b"UGX" | b"UYI" | b"VND" | b"VUV" | b"XAF" | b"XOF" | b"XPF" => 0,
-        b"BHD" | b"IQD" | b"JOD" | b"KWD" | b"LYD" | b"OMR" | b"TND" => 3,
-        b"CLF" | b"UYW" => 4,
-        _ => 2,
-    }
-}
+pub use format::model::currency_decimals;
 
 fn parse_minor(s: &[u8], decimals: u8) -> std::result::Result<i64, String> {
     if s.is_empty() {
