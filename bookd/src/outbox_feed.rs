@@ -80,10 +80,13 @@ impl OutboxBatch {
     }
 }
 
-/// Allocates the batch's seqs under the `outbox_head` row lock and writes its outbox rows
-/// (and each leg class's `last_seq`). Call it as the transaction's last statement: the lock
-/// is held until COMMIT or ROLLBACK. Returns the highest seq written (`None` for an empty
-/// batch, which takes no lock).
+/// Allocates the batch's seqs under the `outbox_head` row lock and writes its outbox rows.
+/// Call it as the transaction's last statement: the lock is held until COMMIT or ROLLBACK,
+/// so every committing transaction waits for it and the work done under it is kept to the
+/// INSERT. (`inventory.last_seq` is no longer written: a second UPDATE of every changed row
+/// under the lock cost 60 % of this statement and capped the outbox at ~25,000 changes/s on
+/// 2 cores; the full state does not need it, see [`PgFeed`]'s `full_state`.) Returns the
+/// highest seq written (`None` for an empty batch, which takes no lock).
 pub async fn write_batch(
     tx: &Transaction<'_>,
     batch: &OutboxBatch,
@@ -120,19 +123,6 @@ pub async fn write_batch(
                  SELECT h.base + r.i, r.carrier, r.flight_number, r.dep_date, r.origin,
                         r.booking_class, r.remaining, r.reason
                  FROM h, r
-             ),
-             fin AS (
-                 SELECT DISTINCT ON (carrier, flight_number, dep_date, origin, booking_class)
-                        carrier, flight_number, dep_date, origin, booking_class, i
-                 FROM r
-                 ORDER BY carrier, flight_number, dep_date, origin, booking_class, i DESC
-             ),
-             up AS (
-                 UPDATE inventory v SET last_seq = h.base + fin.i
-                 FROM h, fin
-                 WHERE v.carrier = fin.carrier AND v.flight_number = fin.flight_number
-                   AND v.dep_date = fin.dep_date AND v.origin = fin.origin
-                   AND v.booking_class = fin.booking_class
              )
              SELECT base + $1::bigint FROM h",
             )
@@ -355,27 +345,32 @@ impl InventoryFeed for PgFeed {
         let after = i64::try_from(after_seq).unwrap_or(i64::MAX);
         let limit = i64::try_from(limit.clamp(1, format::wire::MAX_BATCH)).unwrap_or(1);
         let client = self.pool.get().await?;
-        // One statement, one snapshot: the pruning mark and the rows agree.
+        // One statement, one snapshot: the pruning mark and the rows agree. A UNION ALL (the
+        // mark's row first, then the rows in seq order), not a join: with a join the planner
+        // multiplies its row estimates (`outbox_pruned` is never analyzed on a fresh
+        // database: 2,200 rows assumed) and the cost crossed `jit_above_cost`, so every
+        // read paid ~170 ms of JIT compilation (regression: `--feed pg` of
+        // `invalidation_throughput` saw commit -> applied p50 270 ms).
         let rows = client
             .query(
                 &client
                     .prepare_cached(
-                        "SELECT p.through, o.seq, o.carrier, o.flight_number,
-                        o.dep_date - DATE '1970-01-01', o.origin, o.booking_class,
-                        o.seats_remaining
-                 FROM outbox_pruned p
-                 LEFT JOIN LATERAL (SELECT * FROM outbox WHERE seq > $1 ORDER BY seq LIMIT $2) o
-                   ON true
-                 ORDER BY o.seq",
+                        "(SELECT through AS mark, NULL::bigint AS seq, NULL::text AS carrier,
+                         NULL::int AS flight_number, NULL::int AS day, NULL::text AS origin,
+                         NULL::text AS booking_class, NULL::int AS seats_remaining
+                  FROM outbox_pruned LIMIT 1)
+                 UNION ALL
+                 (SELECT NULL::bigint, seq, carrier, flight_number,
+                         dep_date - DATE '1970-01-01', origin, booking_class, seats_remaining
+                  FROM outbox WHERE seq > $1 ORDER BY seq LIMIT $2)",
                     )
                     .await?,
                 &[&after, &limit],
             )
             .await?;
-        let Some(first) = rows.first() else {
+        let Some(through) = rows.iter().find_map(|r| r.get::<_, Option<i64>>(0)) else {
             return Err("outbox_pruned has no row".into());
         };
-        let through: i64 = first.get(0);
         if after < through {
             return Ok(None);
         }
@@ -405,6 +400,9 @@ impl InventoryFeed for PgFeed {
         Ok(Some(out))
     }
 
+    /// Every leg class's seats as of the outbox head, each entry stamped with that head:
+    /// the state is consistent as of `as_of`, and a node only uses an entry's seq to order
+    /// it against later changes (all above `as_of`), so per-row seqs are not needed.
     async fn full_state(&self) -> Result<(u64, Vec<Entry>), FeedError> {
         let mut client = self.pool.get().await?;
         let tx = client
@@ -419,7 +417,7 @@ impl InventoryFeed for PgFeed {
             .query(
                 &tx.prepare_cached(
                     "SELECT carrier, flight_number, dep_date - DATE '1970-01-01', origin,
-                        booking_class, capacity - sold - held, last_seq
+                        booking_class, capacity - sold - held
                  FROM inventory LIMIT $1",
                 )
                 .await?,
@@ -436,23 +434,14 @@ impl InventoryFeed for PgFeed {
         }
         let mut out = Vec::with_capacity(rows.len());
         for r in &rows {
-            let (carrier, flight, day, origin, class, remaining, last): (
+            let (carrier, flight, day, origin, class, remaining): (
                 String,
                 i32,
                 i32,
                 String,
                 String,
                 i32,
-                i64,
-            ) = (
-                r.get(0),
-                r.get(1),
-                r.get(2),
-                r.get(3),
-                r.get(4),
-                r.get(5),
-                r.get(6),
-            );
+            ) = (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4), r.get(5));
             let Some(key) = leg_key(&carrier, flight, day, &origin, &class) else {
                 tracing::warn!(carrier, flight, "inventory row is not a leg key; skipped");
                 continue;
@@ -460,7 +449,7 @@ impl InventoryFeed for PgFeed {
             out.push(Entry {
                 key,
                 seats: seats(remaining),
-                seq: u64::try_from(last).unwrap_or(0).min(as_of),
+                seq: as_of,
             });
         }
         Ok((as_of, out))
