@@ -20,6 +20,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "order_indexes",
         include_str!("../migrations/0003_order_indexes.sql"),
     ),
+    (
+        4,
+        "outbox_pending",
+        include_str!("../migrations/0004_outbox_pending.sql"),
+    ),
 ];
 
 pub fn pool(config: tokio_postgres::Config, size: usize) -> Result<Pool> {

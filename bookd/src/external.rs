@@ -4,10 +4,11 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use deadpool_postgres::Pool;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::offers::LegRef;
 use crate::util::{hex, random_unit, sha256};
@@ -97,10 +98,154 @@ fn reference(prefix: &str, key: &str) -> String {
 
 /// The simulated card gateway. Test tokens: `tok_ok` (and any other `tok_...`) charges,
 /// `tok_decline` is declined, `tok_error` fails with a gateway error, `tok_slow` never
-/// answers. Its ledger (table `sim_gateway_ledger`) stands for the gateway's own state.
+/// answers. Its ledger (table `sim_gateway_ledger`) stands for the gateway's own state;
+/// charges are written through `ledger` (group commit, see [`SimLedger`]).
 pub struct SimGateway {
     pub pool: Pool,
     pub config: SimConfig,
+    pub ledger: Arc<SimLedger>,
+}
+
+/// One row for a simulated dependency's ledger.
+#[derive(Debug, Clone)]
+enum LedgerRow {
+    Charge {
+        key: String,
+        amount_minor: i64,
+        currency: String,
+        reference: String,
+    },
+    Booking {
+        key: String,
+        locator: String,
+    },
+}
+
+impl LedgerRow {
+    fn key(&self) -> &str {
+        match self {
+            LedgerRow::Charge { key, .. } | LedgerRow::Booking { key, .. } => key,
+        }
+    }
+}
+
+struct LedgerOp {
+    row: LedgerRow,
+    done: oneshot::Sender<Result<(), String>>,
+}
+
+/// Most rows one ledger commit carries (bounds the statement's arrays).
+const LEDGER_BATCH: usize = 512;
+/// Most calls waiting for the ledger writer (back pressure beyond it).
+const LEDGER_QUEUE: usize = 4096;
+
+/// The simulated dependencies' durable writes (charges, airline bookings), with group
+/// commit: one writer task takes every row queued while the previous commit was running
+/// and writes them all in one statement (one commit), then answers each caller. A call is
+/// still answered only after its row is durable, as a remote system's would be; what it
+/// saves is a commit (a WAL flush) per call on the database bookd shares with these
+/// stand-ins, so the simulation does not cost bookd's own transactions their CPU.
+pub struct SimLedger {
+    queue: mpsc::Sender<LedgerOp>,
+}
+
+impl SimLedger {
+    /// Starts the writer task (on the current tokio runtime); it ends when the last
+    /// `SimLedger` handle is dropped.
+    pub fn start(pool: Pool) -> Arc<SimLedger> {
+        let (tx, rx) = mpsc::channel(LEDGER_QUEUE);
+        tokio::spawn(ledger_writer(pool, rx));
+        Arc::new(SimLedger { queue: tx })
+    }
+
+    async fn write(&self, row: LedgerRow) -> Result<(), ExtError> {
+        let (done, wait) = oneshot::channel();
+        self.queue
+            .send(LedgerOp { row, done })
+            .await
+            .map_err(|_| db_err("the ledger writer stopped"))?;
+        match wait.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(db_err(e)),
+            Err(_) => Err(db_err("the ledger writer stopped")),
+        }
+    }
+}
+
+async fn ledger_writer(pool: Pool, mut rx: mpsc::Receiver<LedgerOp>) {
+    let mut ops: Vec<LedgerOp> = Vec::with_capacity(LEDGER_BATCH);
+    loop {
+        let Some(first) = rx.recv().await else {
+            return;
+        };
+        ops.push(first);
+        while ops.len() < LEDGER_BATCH {
+            match rx.try_recv() {
+                Ok(op) => ops.push(op),
+                Err(_) => break,
+            }
+        }
+        let rows: Vec<&LedgerRow> = ops.iter().map(|o| &o.row).collect();
+        let result = write_ledger_rows(&pool, &rows).await;
+        for op in ops.drain(..) {
+            // A caller that timed out has gone; its retry writes the same key again.
+            let _ = op.done.send(result.clone());
+        }
+    }
+}
+
+/// Writes a batch in one statement (so one commit); a key already written keeps its first
+/// row (`ON CONFLICT DO NOTHING`, as the one-row writes did).
+async fn write_ledger_rows(pool: &Pool, rows: &[&LedgerRow]) -> Result<(), String> {
+    let mut seen = std::collections::HashSet::with_capacity(rows.len());
+    let (mut ck, mut ca, mut cc, mut cr) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut bk, mut bl) = (Vec::new(), Vec::new());
+    for r in rows {
+        if !seen.insert(r.key()) {
+            continue; // the same key twice in one INSERT: keep the first
+        }
+        match r {
+            LedgerRow::Charge {
+                key,
+                amount_minor,
+                currency,
+                reference,
+            } => {
+                ck.push(key.as_str());
+                ca.push(*amount_minor);
+                cc.push(currency.as_str());
+                cr.push(reference.as_str());
+            }
+            LedgerRow::Booking { key, locator } => {
+                bk.push(key.as_str());
+                bl.push(locator.as_str());
+            }
+        }
+    }
+    let client = pool.get().await.map_err(|e| e.to_string())?;
+    let st = client
+        .prepare_cached(
+            "WITH g AS (
+                 INSERT INTO sim_gateway_ledger (idempotency_key, kind, amount_minor, currency,
+                                                 reference)
+                 SELECT k, 'charge', a, c, r
+                 FROM unnest($1::text[], $2::int8[], $3::text[], $4::text[]) AS t(k, a, c, r)
+                 ON CONFLICT (idempotency_key) DO NOTHING
+             ),
+             b AS (
+                 INSERT INTO sim_airline_bookings (idempotency_key, locator)
+                 SELECT k, l FROM unnest($5::text[], $6::text[]) AS t(k, l)
+                 ON CONFLICT (idempotency_key) DO NOTHING
+             )
+             SELECT 1",
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    client
+        .execute(&st, &[&ck, &ca, &cc, &cr, &bk, &bl])
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(())
 }
 
 fn db_err(e: impl std::fmt::Display) -> ExtError {
@@ -121,14 +266,14 @@ impl PaymentGateway for SimGateway {
                 _ => {}
             }
             let r = reference("ch", req.idempotency_key);
-            let client = self.pool.get().await.map_err(db_err)?;
-            client
-                .execute(&client.prepare_cached("INSERT INTO sim_gateway_ledger (idempotency_key, kind, amount_minor, currency, reference)
-                     VALUES ($1, 'charge', $2, $3, $4) ON CONFLICT (idempotency_key) DO NOTHING").await.map_err(db_err)?,
-                    &[&req.idempotency_key, &req.amount_minor, &req.currency, &r],
-                )
-                .await
-                .map_err(db_err)?;
+            self.ledger
+                .write(LedgerRow::Charge {
+                    key: req.idempotency_key.to_string(),
+                    amount_minor: req.amount_minor,
+                    currency: req.currency.to_string(),
+                    reference: r.clone(),
+                })
+                .await?;
             Ok(r)
         })
     }
@@ -187,10 +332,12 @@ impl PaymentGateway for SimGateway {
     }
 }
 
-/// The simulated airline (table `sim_airline_bookings`).
+/// The simulated airline (table `sim_airline_bookings`; bookings are written through
+/// `ledger`, see [`SimLedger`]).
 pub struct SimAirline {
     pub pool: Pool,
     pub config: SimConfig,
+    pub ledger: Arc<SimLedger>,
 }
 
 impl Airline for SimAirline {
@@ -208,14 +355,12 @@ impl Airline for SimAirline {
                 .iter()
                 .map(|b| A[(b & 31) as usize] as char)
                 .collect();
-            let client = self.pool.get().await.map_err(db_err)?;
-            client
-                .execute(&client.prepare_cached("INSERT INTO sim_airline_bookings (idempotency_key, locator) VALUES ($1, $2)
-                     ON CONFLICT (idempotency_key) DO NOTHING").await.map_err(db_err)?,
-                    &[&idempotency_key, &locator],
-                )
-                .await
-                .map_err(db_err)?;
+            self.ledger
+                .write(LedgerRow::Booking {
+                    key: idempotency_key.to_string(),
+                    locator: locator.clone(),
+                })
+                .await?;
             Ok(locator)
         })
     }

@@ -17,7 +17,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::api::ApiError;
-use crate::service::{Ctx, Reply, Service};
+use crate::service::{Ctx, Reply, Service, IDEMPOTENCY_CLAIMED};
 use crate::util::{new_id, sha256};
 use crate::validate;
 
@@ -481,11 +481,7 @@ async fn dispatch(
     idem_header: Option<Result<String, hyper::header::ToStrError>>,
 ) -> Result<Resp, ApiError> {
     let segs: Vec<&str> = path.trim_end_matches('/').split('/').skip(2).collect();
-    let mut ctx = Ctx {
-        api_key_id: key_id,
-        request_id: rid.to_string(),
-        idempotency_key: None,
-    };
+    let mut ctx = Ctx::new(key_id, rid);
     if method == Method::GET {
         return match segs.as_slice() {
             ["orders"] => {
@@ -537,6 +533,9 @@ async fn dispatch(
         }
     };
     let value = parse_json(&body)?;
+    // Holds and orders claim their key inside their own deciding transaction (no commit of
+    // its own); a cancellation claims it first, here.
+    let claims_itself = matches!(segs.as_slice(), ["holds"] | ["orders"]);
     if let Some(k) = &idem {
         let mut h = Vec::with_capacity(body.len() + 64);
         h.extend_from_slice(b"POST ");
@@ -544,51 +543,160 @@ async fn dispatch(
         h.push(0);
         h.extend_from_slice(value.to_string().as_bytes());
         let hash = sha256(&h);
-        match claim(app, key_id, k, &hash).await? {
-            Claim::Replay(status, body) => {
-                app.svc.metrics.idempotent_replays.fetch_add(1, Relaxed);
-                let mut r = Response::new(Full::new(Bytes::from(body)));
-                *r.status_mut() =
-                    hyper::StatusCode::from_u16(status).unwrap_or(hyper::StatusCode::OK);
-                r.headers_mut()
-                    .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-                r.headers_mut()
-                    .insert("idempotent-replayed", HeaderValue::from_static("true"));
-                return Ok(r);
+        ctx.idempotency_key = Some(k.clone());
+        ctx.request_hash = Some(hash);
+        if !claims_itself {
+            match claim(app, key_id, k, &hash).await? {
+                Claim::Replay(status, body) => return Ok(replay(app, status, body)),
+                Claim::Execute => ctx.claimed.store(true, Relaxed),
             }
-            Claim::Execute => ctx.idempotency_key = Some(k.clone()),
         }
     }
-    let result = match segs.as_slice() {
-        ["holds"] => match validate::hold_request(&value) {
-            Ok(input) => app.svc.create_hold(&ctx, input).await,
-            Err(e) => Err(e),
-        },
-        ["orders"] => match validate::order_request(&value) {
-            Ok(input) => app.svc.create_order(&ctx, input).await,
-            Err(e) => Err(e),
-        },
-        ["orders", id, "cancel"] => app.svc.cancel_order(&ctx, id).await,
-        _ => Err(ApiError::not_found("no such endpoint")),
-    };
-    let reply = match result {
-        Ok(r) => r,
-        Err(e) => {
-            let mut r = Reply::error(&e, rid);
-            if let Some(k) = &ctx.idempotency_key {
-                finish_claim(app, key_id, k, &r).await;
-                r.stored = true;
+    // A request that lost its key to a concurrent or earlier one answers with that one's
+    // stored response; rarely the other released its claim meanwhile: then run again.
+    for _ in 0..4 {
+        let result = match segs.as_slice() {
+            ["holds"] => match validate::hold_request(&value) {
+                Ok(input) => app.svc.create_hold(&ctx, input).await,
+                Err(e) => Err(e),
+            },
+            ["orders"] => match validate::order_request(&value) {
+                Ok(input) => app.svc.create_order(&ctx, input).await,
+                Err(e) => Err(e),
+            },
+            ["orders", id, "cancel"] => app.svc.cancel_order(&ctx, id).await,
+            _ => Err(ApiError::not_found("no such endpoint")),
+        };
+        let (Some(k), Some(hash)) = (&ctx.idempotency_key, ctx.request_hash) else {
+            let reply = result?;
+            return Ok(json_response(reply.status, &reply.body));
+        };
+        let claimed = ctx.claimed.load(Relaxed);
+        let reply = match result {
+            Ok(r) => r,
+            Err(e) if e.code == IDEMPOTENCY_CLAIMED => match claim(app, key_id, k, &hash).await? {
+                Claim::Replay(status, body) => return Ok(replay(app, status, body)),
+                Claim::Execute => {
+                    release_claim(app, key_id, k).await;
+                    continue;
+                }
+            },
+            Err(e) if claimed => {
+                finish_claim(app, key_id, k, &Reply::error(&e, rid)).await;
+                return Err(e);
             }
-            let _ = r.stored;
-            return Err(e);
-        }
-    };
-    if let Some(k) = &ctx.idempotency_key {
-        if !reply.stored {
+            Err(e) => {
+                // Nothing of this request committed. Store a final error (a retry gets
+                // it again), unless the key is taken: then that request's answer counts.
+                let transient = e.status >= 500 && e.status != 502;
+                let free = if transient {
+                    !key_exists(app, key_id, k).await?
+                } else {
+                    store_new(app, key_id, k, &hash, &Reply::error(&e, rid)).await?
+                };
+                if free {
+                    return Err(e);
+                }
+                match claim(app, key_id, k, &hash).await? {
+                    Claim::Replay(status, body) => return Ok(replay(app, status, body)),
+                    Claim::Execute => {
+                        release_claim(app, key_id, k).await;
+                        continue;
+                    }
+                }
+            }
+        };
+        if claimed && !reply.stored {
             finish_claim(app, key_id, k, &reply).await;
         }
+        return Ok(json_response(reply.status, &reply.body));
     }
-    Ok(json_response(reply.status, &reply.body))
+    Err(ApiError::new(
+        409,
+        "idempotency_in_progress",
+        "Request in progress",
+        "a request with this Idempotency-Key is still being processed; retry",
+    )
+    .with_parameter("Idempotency-Key"))
+}
+
+fn replay(app: &App, status: u16, body: String) -> Resp {
+    app.svc.metrics.idempotent_replays.fetch_add(1, Relaxed);
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    *r.status_mut() = hyper::StatusCode::from_u16(status).unwrap_or(hyper::StatusCode::OK);
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r.headers_mut()
+        .insert("idempotent-replayed", HeaderValue::from_static("true"));
+    r
+}
+
+/// Whether the key has a row (a request that failed transiently must not hide another's
+/// stored answer).
+async fn key_exists(app: &App, key_id: i64, idem: &str) -> Result<bool, ApiError> {
+    let c = app.svc.pool.get().await?;
+    let row = c
+        .query_opt(
+            &c.prepare_cached("SELECT 1 FROM idempotency_keys WHERE api_key_id = $1 AND key = $2")
+                .await?,
+            &[&key_id, &idem],
+        )
+        .await?;
+    Ok(row.is_some())
+}
+
+/// Stores a final reply under a key nobody claimed; `false` when the key is taken (the
+/// insert waits for a claim that is not committed yet).
+async fn store_new(
+    app: &App,
+    key_id: i64,
+    idem: &str,
+    hash: &[u8; 32],
+    reply: &Reply,
+) -> Result<bool, ApiError> {
+    let c = app.svc.pool.get().await?;
+    let now = app.svc.clock.now_ms();
+    let n = c
+        .execute(
+            &c.prepare_cached(
+                "INSERT INTO idempotency_keys (api_key_id, key, request_hash, status,
+                                               response_status, response_body, created_ms)
+                 VALUES ($1, $2, $3, 'done', $4, $5, $6) ON CONFLICT DO NOTHING",
+            )
+            .await?,
+            &[
+                &key_id,
+                &idem,
+                &hash.as_slice(),
+                &i32::from(reply.status),
+                &reply.body.to_string(),
+                &now,
+            ],
+        )
+        .await?;
+    Ok(n == 1)
+}
+
+/// Gives up a claim taken by [`claim`] that will not be used.
+async fn release_claim(app: &App, key_id: i64, idem: &str) {
+    let res = async {
+        let c = app.svc.pool.get().await.map_err(|e| e.to_string())?;
+        let st = c
+            .prepare_cached(
+                "DELETE FROM idempotency_keys
+                 WHERE api_key_id = $1 AND key = $2 AND status = 'in_progress'
+                   AND order_id IS NULL",
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        c.execute(&st, &[&key_id, &idem])
+            .await
+            .map_err(|e| e.to_string())
+    }
+    .await;
+    if let Err(e) = res {
+        tracing::warn!(error = %e, "cannot release an idempotency claim");
+    }
 }
 
 fn list_params(query: Option<&str>) -> Result<(i64, Option<String>), ApiError> {

@@ -10,6 +10,7 @@
 //! `UPDATE ... WHERE saga_step = <expected>`, so recovery and a live driver never apply
 //! one twice.
 
+use std::sync::atomic::AtomicBool;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -24,7 +25,8 @@ use crate::external::{
 };
 use crate::metrics::Metrics;
 use crate::offers::{CapacitySource, LegRef, OfferResolver, PaxCounts};
-use crate::outbox_feed::{self, OutboxBatch, SeqSignal};
+use crate::outbox_feed::SeqSignal;
+use crate::sequencer::{write_pending, PendingBatch, Sequencer};
 use crate::util::{failpoint, new_id, rfc3339_ms, Clock};
 use crate::validate::{self, BookingInput, Contact, OrderInput, OrderSource, Passenger};
 
@@ -50,6 +52,8 @@ pub struct Service {
     pub metrics: Arc<Metrics>,
     /// Advanced after every COMMIT that wrote outbox rows (the invalidation feed).
     pub outbox_seq: Arc<SeqSignal>,
+    /// Numbers the outbox changes this process commits (woken after each such commit).
+    pub sequencer: Arc<Sequencer>,
 }
 
 /// Who is calling, for one request.
@@ -57,8 +61,284 @@ pub struct Service {
 pub struct Ctx {
     pub api_key_id: i64,
     pub request_id: String,
-    /// The `Idempotency-Key` claimed for this request, if any.
+    /// The request's `Idempotency-Key`, if any. Holds and orders claim it inside their
+    /// deciding transaction (with `request_hash`); other requests claim it before the call.
     pub idempotency_key: Option<String>,
+    /// sha256 of the request (method, path, canonical body), stored with the claim.
+    pub request_hash: Option<[u8; 32]>,
+    /// Set once a claim row of this request has committed (the hold's or order's first
+    /// transaction): only then may the caller update or release that row.
+    pub claimed: Arc<AtomicBool>,
+}
+
+impl Ctx {
+    pub fn new(api_key_id: i64, request_id: &str) -> Ctx {
+        Ctx {
+            api_key_id,
+            request_id: request_id.to_string(),
+            idempotency_key: None,
+            request_hash: None,
+            claimed: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    fn idem_params(&self) -> (Option<&str>, Option<&[u8]>) {
+        match (&self.idempotency_key, &self.request_hash) {
+            (Some(k), Some(h)) => (Some(k.as_str()), Some(h.as_slice())),
+            _ => (None, None),
+        }
+    }
+}
+
+/// `ApiError::code` of the marker a hold or order returns when its transaction found its
+/// `Idempotency-Key` already claimed: the HTTP layer then replays (or waits for) the
+/// stored response. Never sent to a client.
+pub const IDEMPOTENCY_CLAIMED: &str = "idempotency_key_claimed";
+
+fn idempotency_claimed() -> ApiError {
+    ApiError::new(
+        409,
+        IDEMPOTENCY_CLAIMED,
+        "Idempotency key claimed",
+        "another request with this Idempotency-Key came first",
+    )
+}
+
+/// An offer's legs as statement parameters (one array per column, in the offer's order).
+struct LegColumns<'a> {
+    carriers: Vec<&'a str>,
+    numbers: Vec<i32>,
+    dates: Vec<&'a str>,
+    origins: Vec<&'a str>,
+    destinations: Vec<&'a str>,
+    classes: Vec<&'a str>,
+}
+
+impl<'a> LegColumns<'a> {
+    fn new(legs: &'a [LegRef]) -> Self {
+        LegColumns {
+            carriers: legs.iter().map(|l| l.carrier.as_str()).collect(),
+            numbers: legs.iter().map(|l| i32::from(l.flight_number)).collect(),
+            dates: legs.iter().map(|l| l.date.as_str()).collect(),
+            origins: legs.iter().map(|l| l.origin.as_str()).collect(),
+            destinations: legs.iter().map(|l| l.destination.as_str()).collect(),
+            classes: legs.iter().map(|l| l.booking_class.as_str()).collect(),
+        }
+    }
+}
+
+/// The shared part of the deciding statement of a hold and of an order (one statement
+/// instead of a claim, one UPDATE per leg, and one INSERT per row):
+/// `legs` are the offer's legs in order (`i` from 1); `inv` takes `$SEATS` held seats on
+/// every leg whose class has them, locking the rows in key order (the order `adjust` uses,
+/// so two bookings of the same legs cannot deadlock), and `ob` writes each change with the
+/// seats remaining after it to `outbox_pending` (see `sequencer.rs`); the final SELECT
+/// reports whether the
+/// claim was inserted, how many legs have no inventory row yet, and the indexes of the
+/// legs taken.
+#[rustfmt::skip]
+macro_rules! take_seats_sql {
+    ($claim:literal, $legs:literal, $seats:literal, $instant:literal, $reason:literal,
+     $rest:literal) => {
+        concat!(
+            "WITH claim AS (", $claim, "),
+             legs AS (SELECT * FROM unnest(", $legs, ")
+                      WITH ORDINALITY AS u(carrier, flight_number, dep_date, origin,
+                                           destination, booking_class, i)),
+             inv AS (
+                 UPDATE inventory v SET held = v.held + ", $seats, "
+                 FROM (SELECT * FROM legs WHERE ", $instant, "
+                       ORDER BY carrier COLLATE \"C\", flight_number, dep_date COLLATE \"C\",
+                                origin COLLATE \"C\", booking_class COLLATE \"C\") u
+                 WHERE v.carrier = u.carrier AND v.flight_number = u.flight_number
+                   AND v.dep_date = u.dep_date::date AND v.origin = u.origin
+                   AND v.booking_class = u.booking_class
+                   AND v.capacity - v.sold - v.held >= ", $seats, "
+                 RETURNING u.i, v.capacity - v.sold - v.held AS remaining
+             ),
+             ob AS (
+                 INSERT INTO outbox_pending (carrier, flight_number, dep_date, origin,
+                                             booking_class, seats_remaining, reason)
+                 SELECT l.carrier, l.flight_number, l.dep_date::date, l.origin,
+                        l.booking_class, inv.remaining, ", $reason, "
+                 FROM inv JOIN legs l ON l.i = inv.i
+                 ORDER BY inv.i
+             ), ", $rest, "
+             SELECT (SELECT count(*) FROM claim),
+                    (SELECT count(*) FROM legs u WHERE ", $instant, " AND NOT EXISTS (
+                         SELECT 1 FROM inventory v
+                         WHERE v.carrier = u.carrier AND v.flight_number = u.flight_number
+                           AND v.dep_date = u.dep_date::date AND v.origin = u.origin
+                           AND v.booking_class = u.booking_class)),
+                    ARRAY(SELECT i FROM inv ORDER BY i)"
+        )
+    };
+}
+
+/// A hold: the claim (stored as done with the response, `$16`-`$18`), the seats, the hold
+/// row and its audit row.
+const HOLD_SQL: &str = take_seats_sql!(
+    "INSERT INTO idempotency_keys (api_key_id, key, request_hash, status, response_status,
+                                   response_body, created_ms)
+     SELECT $2, $16::text, $17::bytea, 'done', 201, $18::text, $13
+     WHERE $16::text IS NOT NULL
+     ON CONFLICT DO NOTHING RETURNING 1",
+    "$19::text[], $20::int[], $21::text[], $22::text[], $23::text[], $24::text[]",
+    "$4::int",
+    "true",
+    "'hold'",
+    "h AS (
+         INSERT INTO holds (id, api_key_id, offer_id, status, seats, legs, adults, children,
+                            infants, price_minor, currency, refundable, passengers_enc,
+                            created_ms, expires_ms)
+         VALUES ($1, $2, $3, 'held', $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+     ),
+     a AS (INSERT INTO audit (actor, action, subject) VALUES ($15, 'hold.create', $1))"
+);
+
+/// An order's first transaction: the claim (`in_progress`, with the order id), the seats
+/// and a hold row in state `ordered` for an instant order (`$14`; an order from a hold
+/// moves that hold instead), the order, its segments, passengers, pending charge and
+/// audit row.
+const ORDER_SQL: &str = take_seats_sql!(
+    "INSERT INTO idempotency_keys (api_key_id, key, request_hash, status, order_id, created_ms)
+     SELECT $2, $12::text, $13::bytea, 'in_progress', $1, $10
+     WHERE $12::text IS NOT NULL
+     ON CONFLICT DO NOTHING RETURNING 1",
+    "$20::text[], $21::int[], $22::text[], $23::text[], $24::text[], $25::text[]",
+    "$5::int",
+    "$14::bool",
+    "'order'",
+    "h AS (
+         INSERT INTO holds (id, api_key_id, offer_id, status, seats, legs, adults, children,
+                            infants, price_minor, currency, refundable, passengers_enc,
+                            created_ms, expires_ms)
+         SELECT $3, $2, $4, 'ordered', $5, $15, $16, $17, $18, $6, $7, $8, $19, $10, $10
+         WHERE $14::bool
+     ),
+     hu AS (UPDATE holds SET status = 'ordered' WHERE id = $3 AND NOT $14::bool),
+     o AS (
+         INSERT INTO orders (id, api_key_id, hold_id, offer_id, status, saga_step, seats,
+                             price_minor, currency, refundable, contact_enc, created_ms,
+                             updated_ms)
+         VALUES ($1, $2, $3, $4, 'pending', 'seats_held', $5, $6, $7, $8, $9, $10, $10)
+     ),
+     s AS (
+         INSERT INTO order_segments (order_id, idx, carrier, flight_number, dep_date, origin,
+                                     destination, booking_class)
+         SELECT $1, (i - 1)::smallint, carrier, flight_number, dep_date::date, origin,
+                destination, booking_class
+         FROM legs
+     ),
+     p AS (
+         INSERT INTO passengers (order_id, idx, passenger_type, data_enc)
+         SELECT $1, (x.i - 1)::smallint, x.t, x.d
+         FROM unnest($26::text[], $27::bytea[]) WITH ORDINALITY AS x(t, d, i)
+     ),
+     pay AS (
+         INSERT INTO payments (order_id, kind, idempotency_key, amount_minor, currency, status,
+                               created_ms, updated_ms)
+         VALUES ($1, 'charge', $28, $6, $7, 'pending', $10, $10)
+     ),
+     a AS (INSERT INTO audit (actor, action, subject) VALUES ($11, 'order.create', $1))"
+);
+
+/// The live saga's last step when the charge and the airline both answered at once:
+/// `seats_held` -> `confirmed` with the charge recorded, held seats sold on every leg, the
+/// audit rows of both steps (`$12`) and the stored idempotent response, in one statement
+/// (one commit) instead of the `payment_charged` and `confirmed` transactions. Guarded like [`Service::transition`]
+/// (nothing happens unless the order is still in `seats_held`); a leg without `$4` held
+/// seats would mean inconsistent inventory: the division by zero then aborts the statement
+/// (and so the whole change).
+const CONFIRM_SQL: &str = "WITH o AS (
+         UPDATE orders SET saga_step = 'confirmed', status = 'confirmed', updated_ms = $2,
+                           booking_reference = $3
+         WHERE id = $1 AND saga_step = 'seats_held'
+         RETURNING id
+     ),
+     inv AS (
+         UPDATE inventory v SET held = v.held - $4::int, sold = v.sold + $4::int
+         FROM (SELECT * FROM unnest($6::text[], $7::int[], $8::text[], $9::text[], $10::text[])
+                   AS t(carrier, flight_number, dep_date, origin, booking_class)
+               WHERE EXISTS (SELECT 1 FROM o)
+               ORDER BY carrier COLLATE \"C\", flight_number, dep_date COLLATE \"C\",
+                        origin COLLATE \"C\", booking_class COLLATE \"C\") u
+         WHERE v.carrier = u.carrier AND v.flight_number = u.flight_number
+           AND v.dep_date = u.dep_date::date AND v.origin = u.origin
+           AND v.booking_class = u.booking_class AND v.held >= $4::int
+         RETURNING 1
+     ),
+     pay AS (
+         UPDATE payments SET status = 'succeeded', updated_ms = $2
+         WHERE order_id IN (SELECT id FROM o) AND kind = 'charge'
+     ),
+     a AS (
+         INSERT INTO audit (actor, action, subject)
+         SELECT 'saga', x.action, o.id FROM o, unnest($12::text[]) WITH ORDINALITY AS x(action, i)
+         ORDER BY x.i
+     ),
+     k AS (
+         UPDATE idempotency_keys SET status = 'done', response_status = 201, response_body = $5
+         WHERE order_id IN (SELECT id FROM o) AND status = 'in_progress'
+     )
+     SELECT n, 1 / (n = 0 OR m = $11::bigint)::int
+     FROM (SELECT (SELECT count(*) FROM o) AS n, (SELECT count(*) FROM inv) AS m) c";
+
+/// What a hold's or order's deciding statement reported.
+struct Taken {
+    claimed: bool,
+    missing: i64,
+    /// Indexes (from 1) of the legs whose seats were taken, ascending.
+    idx: Vec<i64>,
+}
+
+impl Taken {
+    fn from_row(row: &tokio_postgres::Row) -> Taken {
+        Taken {
+            claimed: row.get::<_, i64>(0) > 0,
+            missing: row.get(1),
+            idx: row.get(2),
+        }
+    }
+}
+
+/// Creates the inventory rows of legs booked for the first time, from the snapshot's
+/// capacity (a no-op for rows that exist; waits for a concurrent inserter), inside the
+/// booking's transaction: a booking that then fails leaves no row without an outbox row.
+async fn create_inventory_rows(
+    client: &Transaction<'_>,
+    capacity: &dyn CapacitySource,
+    legs: &[LegRef],
+) -> Result<(), ApiError> {
+    let cols = LegColumns::new(legs);
+    let caps: Vec<i32> = legs
+        .iter()
+        .map(|l| i32::try_from(capacity.capacity(l)).unwrap_or(i32::MAX))
+        .collect();
+    client
+        .execute(
+            &client
+                .prepare_cached(
+                    "INSERT INTO inventory (carrier, flight_number, dep_date, origin,
+                                            booking_class, capacity)
+                     SELECT c, f, d::date, o, b, k
+                     FROM unnest($1::text[], $2::int[], $3::text[], $4::text[], $5::text[],
+                                 $6::int[]) AS t(c, f, d, o, b, k)
+                     ORDER BY c COLLATE \"C\", f, d COLLATE \"C\", o COLLATE \"C\", b COLLATE \"C\"
+                     ON CONFLICT DO NOTHING",
+                )
+                .await?,
+            &[
+                &cols.carriers,
+                &cols.numbers,
+                &cols.dates,
+                &cols.origins,
+                &cols.classes,
+                &caps,
+            ],
+        )
+        .await?;
+    Ok(())
 }
 
 /// A response: status and the whole body.
@@ -127,7 +407,7 @@ async fn adjust(
     d_held: i32,
     d_sold: i32,
     reason: &str,
-    outbox: &mut OutboxBatch,
+    outbox: &mut PendingBatch,
 ) -> Result<bool, ApiError> {
     let mut sorted: Vec<&LegRef> = legs.iter().collect();
     sorted.sort();
@@ -227,6 +507,41 @@ fn outcome_unknown(e: &tokio_postgres::Error) -> bool {
     e.as_db_error().is_none()
 }
 
+/// Rows a transaction whose COMMIT was lost had locked (updated or `FOR UPDATE`), so that
+/// settling its outcome can wait for it to end: they stay locked until its backend has
+/// committed or rolled back.
+enum Locked<'a> {
+    /// Inventory rows of these legs (the transaction may have inserted them).
+    Legs(&'a [LegRef]),
+    Hold(&'a str),
+    Order(&'a str),
+}
+
+/// What an order's first transaction writes, from its hold or its offer.
+struct OrderPlan {
+    hold_id: String,
+    offer_id: String,
+    legs: Vec<LegRef>,
+    seats: i32,
+    price: i64,
+    currency: String,
+    refundable: bool,
+    personal: Personal,
+    /// Instant order: seats are taken and a hold row (state `ordered`) is written with
+    /// `hold_legs_json`, `pax` and `hold_enc`; from a hold: that hold moves to `ordered`.
+    instant: bool,
+    hold_legs_json: String,
+    pax: [i16; 3],
+    hold_enc: Vec<u8>,
+}
+
+/// The state a live request hands to its saga: no need to read back what it just wrote.
+struct Live {
+    core: OrderCore,
+    /// The order as the API shows it (`order_json`'s shape), status `pending`.
+    view: Value,
+}
+
 struct OrderCore {
     id: String,
     api_key_id: i64,
@@ -242,43 +557,48 @@ struct OrderCore {
 }
 
 impl Service {
-    /// Holds `seats` on every leg of an offer inside `tx`, or answers 409 `seats_unavailable`
-    /// (the caller's transaction then rolls back when it is dropped).
-    async fn hold_seats(
-        &self,
-        tx: &Transaction<'_>,
-        legs: &[LegRef],
-        seats: i32,
-        reason: &str,
-        outbox: &mut OutboxBatch,
-    ) -> Result<(), ApiError> {
-        if adjust(tx, self.capacity.as_ref(), legs, seats, 0, reason, outbox).await? {
-            return Ok(());
-        }
-        self.metrics.seats_unavailable.fetch_add(1, Relaxed);
-        Err(ApiError::seats_unavailable(
-            "not enough seats left in the offer's booking class",
-        ))
-    }
-
     fn now(&self) -> i64 {
         self.clock.now_ms()
     }
 
-    /// Writes the transaction's outbox changes (their seqs allocated under the
-    /// `outbox_head` row lock, held until COMMIT, so outbox seqs commit in order), commits,
-    /// and advances the invalidation feed's watermark.
+    /// Writes the transaction's outbox changes to `outbox_pending` (numbered after
+    /// COMMIT by the [`Sequencer`]; no shared lock is taken), commits, and waits until
+    /// they are numbered.
     async fn commit_with_outbox(
         &self,
         tx: Transaction<'_>,
-        outbox: &OutboxBatch,
+        outbox: &PendingBatch,
     ) -> Result<(), tokio_postgres::Error> {
-        let seq = outbox_feed::write_batch(&tx, outbox).await?;
-        tx.commit().await?;
-        if let Some(seq) = seq {
-            self.outbox_seq.advance(seq);
+        write_pending(&tx, outbox).await?;
+        let r = tx.commit().await;
+        if !outbox.is_empty() {
+            self.after_commit(r.is_ok()).await;
         }
-        Ok(())
+        r
+    }
+
+    /// After a COMMIT that wrote pending outbox rows: waits until they are numbered into
+    /// `outbox`; after a lost COMMIT (it may have landed) only wakes the sequencer.
+    async fn after_commit(&self, committed: bool) {
+        if committed {
+            self.sequencer.sequenced(Duration::from_secs(5)).await;
+        } else {
+            self.sequencer.wake();
+        }
+    }
+
+    /// Commits a hold's or order's first transaction, whose statement wrote its outbox
+    /// changes itself (`seats_taken`: whether it changed inventory).
+    async fn commit_taken(
+        &self,
+        tx: Transaction<'_>,
+        seats_taken: bool,
+    ) -> Result<(), tokio_postgres::Error> {
+        let r = tx.commit().await;
+        if seats_taken {
+            self.after_commit(r.is_ok()).await;
+        }
+        r
     }
 
     async fn load_core(&self, order_id: &str) -> Result<Option<OrderCore>, ApiError> {
@@ -479,56 +799,94 @@ impl Service {
         });
         let mut reply = Reply::data(201, data, &ctx.request_id);
 
-        let mut client = self.pool.get().await?;
-        let tx = client.transaction().await?;
-        let mut outbox = OutboxBatch::new();
-        self.hold_seats(&tx, &offer.legs, seats, "hold", &mut outbox)
-            .await?;
+        // One transaction, one commit: claim + seats + hold + audit in one statement, then
+        // the outbox rows.
+        let cols = LegColumns::new(&offer.legs);
+        let (idem_key, idem_hash) = ctx.idem_params();
+        let body_text = idem_key.map(|_| reply.body.to_string());
+        let actor = actor(ctx.api_key_id);
         let p = offer.passengers;
-        tx.execute(&tx.prepare_cached("INSERT INTO holds (id, api_key_id, offer_id, status, seats, legs, adults, children,
-                                infants, price_minor, currency, refundable, passengers_enc,
-                                created_ms, expires_ms)
-             VALUES ($1, $2, $3, 'held', $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)").await?,
-            &[
-                &hold_id,
-                &ctx.api_key_id,
-                &offer.offer_id,
-                &seats,
-                &legs_json,
-                &i16::from(p.adults),
-                &i16::from(p.children),
-                &i16::from(p.infants),
-                &offer.current.amount_minor,
-                &offer.current.currency,
-                &offer.refundable,
-                &enc,
-                &now,
-                &expires,
-            ],
-        )
-        .await?;
-        audit(&tx, &actor(ctx.api_key_id), "hold.create", &hold_id).await?;
-        if let Some(k) = &ctx.idempotency_key {
-            tx.execute(&tx.prepare_cached("UPDATE idempotency_keys SET status = 'done', response_status = 201, response_body = $3
-                 WHERE api_key_id = $1 AND key = $2").await?,
-                &[&ctx.api_key_id, k, &reply.body.to_string()],
-            )
-            .await?;
-            reply.stored = true;
-        }
-        if let Err(e) = self.commit_with_outbox(tx, &outbox).await {
+        let (adults, children, infants) = (
+            i16::from(p.adults),
+            i16::from(p.children),
+            i16::from(p.infants),
+        );
+        let mut client = self.pool.get().await?;
+        let mut attempts = 0;
+        let tx = loop {
+            let tx = client.transaction().await?;
+            if attempts > 0 {
+                create_inventory_rows(&tx, self.capacity.as_ref(), &offer.legs).await?;
+            }
+            let row = tx
+                .query_one(
+                    &tx.prepare_cached(HOLD_SQL).await?,
+                    &[
+                        &hold_id,
+                        &ctx.api_key_id,
+                        &offer.offer_id,
+                        &seats,
+                        &legs_json,
+                        &adults,
+                        &children,
+                        &infants,
+                        &offer.current.amount_minor,
+                        &offer.current.currency,
+                        &offer.refundable,
+                        &enc,
+                        &now,
+                        &expires,
+                        &actor,
+                        &idem_key,
+                        &idem_hash,
+                        &body_text,
+                        &cols.carriers,
+                        &cols.numbers,
+                        &cols.dates,
+                        &cols.origins,
+                        &cols.destinations,
+                        &cols.classes,
+                    ],
+                )
+                .await?;
+            let taken = Taken::from_row(&row);
+            if idem_key.is_some() && !taken.claimed {
+                return Err(idempotency_claimed());
+            }
+            if taken.idx.len() == offer.legs.len() {
+                break tx;
+            }
+            drop(tx);
+            if taken.missing == 0 || attempts >= 2 {
+                self.metrics.seats_unavailable.fetch_add(1, Relaxed);
+                return Err(ApiError::seats_unavailable(
+                    "not enough seats left in the offer's booking class",
+                ));
+            }
+            // A leg class booked for the first time: create its row, then decide again.
+            attempts += 1;
+        };
+        if let Err(e) = self.commit_taken(tx, true).await {
             if !outcome_unknown(&e) {
                 return Err(e.into());
             }
             // Resolve through the database: did the hold commit?
-            if !self
-                .exists("SELECT 1 FROM holds WHERE id = $1", &hold_id)
+            let locked = [Locked::Legs(&offer.legs)];
+            let probe = "SELECT id FROM holds WHERE id = $1";
+            if self
+                .settle_lost_commit(&locked, probe, &hold_id)
                 .await?
+                .is_none()
             {
                 return Err(ApiError::unavailable(
-                    "the database connection was lost; no hold was made",
+                    "the database connection was lost before the hold was stored; no hold was made",
                 ));
             }
+        }
+        if idem_key.is_some() {
+            // The response was stored with the claim, in the same commit.
+            reply.stored = true;
+            ctx.claimed.store(true, Relaxed);
         }
         self.metrics.holds_created.fetch_add(1, Relaxed);
         self.metrics
@@ -537,22 +895,141 @@ impl Service {
         Ok(reply)
     }
 
-    /// Asks (retrying for a few seconds) whether a row exists, to settle an unknown commit.
-    async fn exists(&self, sql: &str, id: &str) -> Result<bool, ApiError> {
-        let mut last = None;
-        for _ in 0..20 {
-            match self.pool.get().await {
-                Ok(c) => {
-                    match async { c.query_opt(&c.prepare_cached(sql).await?, &[&id]).await }.await {
-                        Ok(r) => return Ok(r.is_some()),
-                        Err(e) => last = Some(ApiError::from(e)),
+    /// Settles a COMMIT whose outcome is unknown (the connection broke): the first column of
+    /// `probe` (`$1` = `id`, one text column) once the lost transaction has ended, `None`
+    /// when it left no such row. An immediate lookup is no proof: the COMMIT may still be
+    /// on its way to (or running in) the old backend and land after the lookup. So this
+    /// first locks rows that transaction locked (`locked`), which waits until it has
+    /// committed or rolled back, and only then reads `probe` (a new snapshot). Retries for
+    /// about 10 s while the database is unreachable or the wait times out (a backend cut off
+    /// from its client keeps its locks until it notices); then 503: the outcome stays
+    /// unknown, so callers must not answer "nothing was kept".
+    async fn settle_lost_commit(
+        &self,
+        locked: &[Locked<'_>],
+        probe: &str,
+        id: &str,
+    ) -> Result<Option<String>, ApiError> {
+        let deadline = Instant::now() + Duration::from_secs(12);
+        loop {
+            match self.try_settle(locked, probe, id).await {
+                Ok(found) => {
+                    if found.is_some() {
+                        // It committed: its outbox changes (if any) are numbered before
+                        // the answer, as after a COMMIT that answered.
+                        self.sequencer.sequenced(Duration::from_secs(5)).await;
+                    }
+                    return Ok(found);
+                }
+                Err(e) if Instant::now() >= deadline => {
+                    tracing::warn!(error = %e, "cannot settle a lost commit");
+                    return Err(ApiError::unavailable(
+                        "the database connection was lost during COMMIT and the outcome is \
+                         not known yet; retry with the same Idempotency-Key",
+                    ));
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(250)).await,
+            }
+        }
+    }
+
+    async fn try_settle(
+        &self,
+        locked: &[Locked<'_>],
+        probe: &str,
+        id: &str,
+    ) -> Result<Option<String>, ApiError> {
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        tx.batch_execute("SET LOCAL lock_timeout = '6s'").await?;
+        let me: i32 = tx.query_one("SELECT pg_backend_pid()", &[]).await?.get(0);
+        for l in locked {
+            match l {
+                Locked::Hold(h) => {
+                    let sql = "SELECT 1 FROM holds WHERE id = $1 FOR SHARE";
+                    self.wait_lost(me, tx.query_opt(sql, &[h])).await?;
+                }
+                Locked::Order(o) => {
+                    let sql = "SELECT 1 FROM orders WHERE id = $1 FOR SHARE";
+                    self.wait_lost(me, tx.query_opt(sql, &[o])).await?;
+                }
+                Locked::Legs(legs) => {
+                    let mut sorted: Vec<&LegRef> = legs.iter().collect();
+                    sorted.sort();
+                    for leg in sorted {
+                        let fnum = i32::from(leg.flight_number);
+                        let cap = i32::try_from(self.capacity.capacity(leg)).unwrap_or(i32::MAX);
+                        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 6] = [
+                            &leg.carrier,
+                            &fnum,
+                            &leg.date,
+                            &leg.origin,
+                            &leg.booking_class,
+                            &cap,
+                        ];
+                        // A row inserted by the lost transaction is invisible until it
+                        // ends: inserting the same key waits for it. Rolled back below.
+                        let insert = tx.execute(
+                            "INSERT INTO inventory (carrier, flight_number, dep_date, origin,
+                                                    booking_class, capacity)
+                             VALUES ($1, $2, $3::text::date, $4, $5, $6) ON CONFLICT DO NOTHING",
+                            &params,
+                        );
+                        self.wait_lost(me, insert).await?;
+                        let lock = tx.query_opt(
+                            "SELECT 1 FROM inventory
+                             WHERE carrier = $1 AND flight_number = $2
+                               AND dep_date = $3::text::date AND origin = $4
+                               AND booking_class = $5 FOR SHARE",
+                            &params[..5],
+                        );
+                        self.wait_lost(me, lock).await?;
                     }
                 }
-                Err(e) => last = Some(ApiError::from(e)),
             }
-            tokio::time::sleep(Duration::from_millis(250)).await;
         }
-        Err(last.unwrap_or_else(|| ApiError::unavailable("database unavailable")))
+        let found = tx.query_opt(probe, &[&id]).await?.map(|r| r.get(0));
+        tx.rollback().await?;
+        Ok(found)
+    }
+
+    /// Runs a lock wait of the settling backend `me`. A lost COMMIT may never arrive (a
+    /// partition): its backend then sits idle in its transaction, holding the locks, and
+    /// could still commit if the COMMIT came later. Every second, a backend that blocks
+    /// `me` and has been idle inside a transaction for 3 s is terminated (bookd never
+    /// leaves a transaction idle that long), which rolls it back and makes the outcome
+    /// certain. A backend still running its COMMIT is left alone (terminating a commit
+    /// that waits for synchronous replication would keep it locally).
+    async fn wait_lost<T>(
+        &self,
+        me: i32,
+        wait: impl std::future::Future<Output = Result<T, tokio_postgres::Error>>,
+    ) -> Result<T, ApiError> {
+        tokio::pin!(wait);
+        loop {
+            tokio::select! {
+                r = &mut wait => return Ok(r?),
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {
+                    let Ok(c) = self.pool.get().await else { continue };
+                    let ended = c
+                        .query(
+                            "SELECT pid, pg_terminate_backend(pid) FROM pg_stat_activity
+                             WHERE pid = ANY(pg_blocking_pids($1))
+                               AND state IN ('idle in transaction',
+                                             'idle in transaction (aborted)')
+                               AND state_change < now() - interval '3 seconds'",
+                            &[&me],
+                        )
+                        .await;
+                    if let Ok(rows) = ended {
+                        for r in rows {
+                            let pid: i32 = r.get(0);
+                            tracing::warn!(pid, "ended a transaction whose COMMIT was lost");
+                        }
+                    }
+                }
+            }
+        }
     }
 
     // ---------------------------------------------------------------- orders
@@ -582,220 +1059,69 @@ impl Service {
         let now = self.now();
         let order_id = new_id("ord");
         let mut client = self.pool.get().await?;
-        let tx = client.transaction().await?;
-        let mut outbox = OutboxBatch::new();
-        let (hold_id, offer_id, legs, seats, price, currency, refundable, personal) = match &input
-            .source
-        {
+        // One transaction, one commit: (the hold's row lock,) then claim + seats + hold +
+        // order rows + charge + audit in one statement, then the outbox rows.
+        let (tx, plan, taken) = match &input.source {
             OrderSource::Hold(hold_id) => {
-                let Some(h) = tx
-                    .query_opt(&tx.prepare_cached("SELECT status, expires_ms, offer_id, legs, seats, price_minor, currency,
-                                    refundable, passengers_enc
-                             FROM holds WHERE id = $1 AND api_key_id = $2 FOR UPDATE").await?,
-                        &[hold_id, &ctx.api_key_id],
-                    )
-                    .await?
-                else {
-                    return Err(ApiError::not_found("no such hold").with_parameter("hold_id"));
-                };
-                let status: String = h.get(0);
-                let expires: i64 = h.get(1);
-                if status == "ordered" {
-                    return Err(ApiError::new(
-                        409,
-                        "hold_already_ordered",
-                        "Hold already ordered",
-                        "an order was already made from this hold",
-                    )
-                    .with_parameter("hold_id"));
-                }
-                if status != "held" || expires <= now {
-                    return Err(ApiError::offer_expired(
-                        "the hold has expired and its seats were released",
-                    )
-                    .with_parameter("hold_id"));
-                }
-                let legs: Vec<LegRef> = serde_json::from_str(&h.get::<_, String>(3))
-                    .map_err(|_| ApiError::internal("corrupt hold"))?;
-                let blob: Vec<u8> = h.get(8);
-                let personal: Personal = self
-                    .key
-                    .decrypt(hold_id, &blob)
-                    .ok()
-                    .and_then(|p| serde_json::from_slice(&p).ok())
-                    .ok_or_else(|| ApiError::internal("cannot decrypt the hold"))?;
-                let price: i64 = h.get(5);
-                let currency: String = h.get(6);
-                if let Some((exp, cur)) = &input.expected_total {
-                    if *exp != price || *cur != currency {
-                        return Err(ApiError::price_changed(&Money::from_minor(
-                            price, &currency,
-                        )));
-                    }
-                }
-                tx.execute(
-                    &tx.prepare_cached("UPDATE holds SET status = 'ordered' WHERE id = $1")
-                        .await?,
-                    &[hold_id],
-                )
-                .await?;
-                (
-                    hold_id.clone(),
-                    h.get::<_, String>(2),
-                    legs,
-                    h.get::<_, i32>(4),
-                    price,
-                    currency,
-                    h.get::<_, bool>(7),
-                    personal,
-                )
+                let tx = client.transaction().await?;
+                let plan = self.plan_from_hold(&tx, ctx, hold_id, &input, now).await?;
+                let taken = self
+                    .order_statement(&tx, ctx, &plan, &order_id, now)
+                    .await?;
+                (tx, plan, taken)
             }
             OrderSource::Offer(b) => {
-                let offer = self.resolver.resolve(&b.offer_id, now)?;
-                validate::check_against_offer(&b.passengers, &offer, today(now))?;
-                let cur = &offer.current;
-                let changed = match &input.expected_total {
-                    Some((exp, c)) => *exp != cur.amount_minor || *c != cur.currency,
-                    None => offer.current != offer.quoted,
+                let plan = self.plan_instant(b, &input, now)?;
+                let mut attempts = 0;
+                let (tx, taken) = loop {
+                    let tx = client.transaction().await?;
+                    if attempts > 0 {
+                        create_inventory_rows(&tx, self.capacity.as_ref(), &plan.legs).await?;
+                    }
+                    let taken = self
+                        .order_statement(&tx, ctx, &plan, &order_id, now)
+                        .await?;
+                    let lost_claim = ctx.idempotency_key.is_some() && !taken.claimed;
+                    if lost_claim || taken.idx.len() == plan.legs.len() {
+                        break (tx, taken);
+                    }
+                    drop(tx);
+                    if taken.missing == 0 || attempts >= 2 {
+                        self.metrics.seats_unavailable.fetch_add(1, Relaxed);
+                        return Err(ApiError::seats_unavailable(
+                            "not enough seats left in the offer's booking class",
+                        ));
+                    }
+                    // A leg class booked for the first time: create its row, decide again.
+                    attempts += 1;
                 };
-                if changed {
-                    return Err(ApiError::price_changed(&Money::from_minor(
-                        cur.amount_minor,
-                        &cur.currency,
-                    )));
-                }
-                let seats = i32::try_from(offer.seats()).unwrap_or(i32::MAX);
-                self.hold_seats(&tx, &offer.legs, seats, "order", &mut outbox)
-                    .await?;
-                let hold_id = new_id("hld");
-                let personal = Personal {
-                    passengers: b.passengers.clone(),
-                    contact: b.contact.clone(),
-                };
-                let plain = serde_json::to_vec(&personal)
-                    .map_err(|_| ApiError::internal("cannot encode passengers"))?;
-                let enc = self
-                    .key
-                    .encrypt(&hold_id, &plain)
-                    .map_err(|_| ApiError::internal("cannot encrypt"))?;
-                let legs_json = serde_json::to_string(&offer.legs)
-                    .map_err(|_| ApiError::internal("cannot encode legs"))?;
-                let p: PaxCounts = offer.passengers;
-                tx.execute(&tx.prepare_cached("INSERT INTO holds (id, api_key_id, offer_id, status, seats, legs, adults,
-                                children, infants, price_minor, currency, refundable,
-                                passengers_enc, created_ms, expires_ms)
-                         VALUES ($1, $2, $3, 'ordered', $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13)").await?,
-                        &[
-                            &hold_id,
-                            &ctx.api_key_id,
-                            &offer.offer_id,
-                            &seats,
-                            &legs_json,
-                            &i16::from(p.adults),
-                            &i16::from(p.children),
-                            &i16::from(p.infants),
-                            &cur.amount_minor,
-                            &cur.currency,
-                            &offer.refundable,
-                            &enc,
-                            &now,
-                        ],
-                    )
-                    .await?;
-                (
-                    hold_id,
-                    offer.offer_id.clone(),
-                    offer.legs.clone(),
-                    seats,
-                    cur.amount_minor,
-                    cur.currency.clone(),
-                    offer.refundable,
-                    personal,
-                )
+                (tx, plan, taken)
             }
         };
-        let contact_plain = serde_json::to_vec(&personal.contact)
-            .map_err(|_| ApiError::internal("cannot encode contact"))?;
-        let contact_enc = self
-            .key
-            .encrypt(&order_id, &contact_plain)
-            .map_err(|_| ApiError::internal("cannot encrypt"))?;
-        tx.execute(&tx.prepare_cached("INSERT INTO orders (id, api_key_id, hold_id, offer_id, status, saga_step, seats,
-                                 price_minor, currency, refundable, contact_enc, created_ms, updated_ms)
-             VALUES ($1, $2, $3, $4, 'pending', 'seats_held', $5, $6, $7, $8, $9, $10, $10)").await?,
-            &[
-                &order_id,
-                &ctx.api_key_id,
-                &hold_id,
-                &offer_id,
-                &seats,
-                &price,
-                &currency,
-                &refundable,
-                &contact_enc,
-                &now,
-            ],
-        )
-        .await?;
-        for (i, l) in legs.iter().enumerate() {
-            tx.execute(&tx.prepare_cached("INSERT INTO order_segments (order_id, idx, carrier, flight_number, dep_date, origin,
-                                             destination, booking_class)
-                 VALUES ($1, $2, $3, $4, $5::text::date, $6, $7, $8)").await?,
-                &[
-                    &order_id,
-                    &(i as i16),
-                    &l.carrier,
-                    &i32::from(l.flight_number),
-                    &l.date,
-                    &l.origin,
-                    &l.destination,
-                    &l.booking_class,
-                ],
-            )
-            .await?;
+        if ctx.idempotency_key.is_some() && !taken.claimed {
+            return Err(idempotency_claimed());
         }
-        for (i, p) in personal.passengers.iter().enumerate() {
-            let plain =
-                serde_json::to_vec(p).map_err(|_| ApiError::internal("cannot encode passenger"))?;
-            let enc = self
-                .key
-                .encrypt(&format!("{order_id}/{i}"), &plain)
-                .map_err(|_| ApiError::internal("cannot encrypt"))?;
-            tx.execute(&tx.prepare_cached("INSERT INTO passengers (order_id, idx, passenger_type, data_enc) VALUES ($1, $2, $3, $4)").await?,
-                &[&order_id, &(i as i16), &p.ptype.as_str(), &enc],
-            )
-            .await?;
-        }
-        tx.execute(&tx.prepare_cached("INSERT INTO payments (order_id, kind, idempotency_key, amount_minor, currency, status,
-                                   created_ms, updated_ms)
-             VALUES ($1, 'charge', $2, $3, $4, 'pending', $5, $5)").await?,
-            &[
-                &order_id,
-                &format!("chg_{order_id}"),
-                &price,
-                &currency,
-                &now,
-            ],
-        )
-        .await?;
-        audit(&tx, &actor(ctx.api_key_id), "order.create", &order_id).await?;
-        if let Some(k) = &ctx.idempotency_key {
-            tx.execute(
-                &tx.prepare_cached(
-                    "UPDATE idempotency_keys SET order_id = $3 WHERE api_key_id = $1 AND key = $2",
-                )
-                .await?,
-                &[&ctx.api_key_id, k, &order_id],
-            )
-            .await?;
-        }
-        if let Err(e) = self.commit_with_outbox(tx, &outbox).await {
+        let seats_taken = !taken.idx.is_empty();
+        let OrderPlan {
+            hold_id,
+            offer_id,
+            legs,
+            seats,
+            price,
+            currency,
+            personal,
+            ..
+        } = plan;
+        if let Err(e) = self.commit_taken(tx, seats_taken).await {
             if !outcome_unknown(&e) {
                 return Err(e.into());
             }
-            if !self
-                .exists("SELECT 1 FROM orders WHERE id = $1", &order_id)
+            let locked = [Locked::Hold(&hold_id), Locked::Legs(&legs)];
+            let probe = "SELECT id FROM orders WHERE id = $1";
+            if self
+                .settle_lost_commit(&locked, probe, &order_id)
                 .await?
+                .is_none()
             {
                 return Err(ApiError::order_not_created(
                     "the database connection was lost before the order was stored; nothing was kept",
@@ -803,14 +1129,348 @@ impl Service {
             }
         }
         drop(client);
+        if ctx.idempotency_key.is_some() {
+            ctx.claimed.store(true, Relaxed);
+        }
         failpoint("seats_held");
+        // The saga goes on from what this request knows (no reads): the order as the API
+        // shows it (the same shape as `order_json`) and its core.
+        let view = json!({
+            "id": order_id,
+            "status": "pending",
+            "booking_reference": Value::Null,
+            "hold_id": hold_id,
+            "offer_id": offer_id,
+            "price": money(price, &currency),
+            "segments": legs.iter().map(|l| json!({
+                "carrier": l.carrier,
+                "flight_number": l.flight_number.to_string(),
+                "departure_date": l.date,
+                "origin": l.origin,
+                "destination": l.destination,
+                "booking_class": l.booking_class,
+            })).collect::<Vec<_>>(),
+            "passengers": personal.passengers,
+            "contact": personal.contact,
+            "refund_amount": Value::Null,
+            "refund_status": Value::Null,
+            "created_at": rfc3339_ms(now),
+            "updated_at": rfc3339_ms(now),
+        });
+        let core = OrderCore {
+            id: order_id.clone(),
+            api_key_id: ctx.api_key_id,
+            status: "pending".into(),
+            step: "seats_held".into(),
+            seats,
+            price_minor: price,
+            currency,
+            failure_code: None,
+            seats_released: false,
+            refund_minor: None,
+            legs,
+        };
         let reply = self
-            .run_saga(&order_id, Some(&input.token), &ctx.request_id)
+            .drive_saga(
+                &order_id,
+                Some(&input.token),
+                &ctx.request_id,
+                Some(Live { core, view }),
+            )
             .await?;
         self.metrics
             .order_latency
             .observe_ms(started.elapsed().as_secs_f64() * 1000.0);
         Ok(reply)
+    }
+
+    /// An order from a hold: locks the hold row (`FOR UPDATE`, first statement of `tx`) and
+    /// checks it can be ordered.
+    async fn plan_from_hold(
+        &self,
+        tx: &Transaction<'_>,
+        ctx: &Ctx,
+        hold_id: &str,
+        input: &OrderInput,
+        now: i64,
+    ) -> Result<OrderPlan, ApiError> {
+        let Some(h) = tx
+            .query_opt(
+                &tx.prepare_cached(
+                    "SELECT status, expires_ms, offer_id, legs, seats, price_minor, currency,
+                            refundable, passengers_enc
+                     FROM holds WHERE id = $1 AND api_key_id = $2 FOR UPDATE",
+                )
+                .await?,
+                &[&hold_id, &ctx.api_key_id],
+            )
+            .await?
+        else {
+            return Err(ApiError::not_found("no such hold").with_parameter("hold_id"));
+        };
+        let status: String = h.get(0);
+        let expires: i64 = h.get(1);
+        if status == "ordered" {
+            return Err(ApiError::new(
+                409,
+                "hold_already_ordered",
+                "Hold already ordered",
+                "an order was already made from this hold",
+            )
+            .with_parameter("hold_id"));
+        }
+        if status != "held" || expires <= now {
+            return Err(ApiError::offer_expired(
+                "the hold has expired and its seats were released",
+            )
+            .with_parameter("hold_id"));
+        }
+        let legs: Vec<LegRef> = serde_json::from_str(&h.get::<_, String>(3))
+            .map_err(|_| ApiError::internal("corrupt hold"))?;
+        let blob: Vec<u8> = h.get(8);
+        let personal: Personal = self
+            .key
+            .decrypt(hold_id, &blob)
+            .ok()
+            .and_then(|p| serde_json::from_slice(&p).ok())
+            .ok_or_else(|| ApiError::internal("cannot decrypt the hold"))?;
+        let price: i64 = h.get(5);
+        let currency: String = h.get(6);
+        if let Some((exp, cur)) = &input.expected_total {
+            if *exp != price || *cur != currency {
+                return Err(ApiError::price_changed(&Money::from_minor(
+                    price, &currency,
+                )));
+            }
+        }
+        Ok(OrderPlan {
+            hold_id: hold_id.to_string(),
+            offer_id: h.get(2),
+            legs,
+            seats: h.get(4),
+            price,
+            currency,
+            refundable: h.get(7),
+            personal,
+            instant: false,
+            hold_legs_json: String::new(),
+            pax: [0; 3],
+            hold_enc: Vec::new(),
+        })
+    }
+
+    /// An instant order: resolves and checks the offer (no database work).
+    fn plan_instant(
+        &self,
+        b: &BookingInput,
+        input: &OrderInput,
+        now: i64,
+    ) -> Result<OrderPlan, ApiError> {
+        let offer = self.resolver.resolve(&b.offer_id, now)?;
+        validate::check_against_offer(&b.passengers, &offer, today(now))?;
+        let cur = &offer.current;
+        let changed = match &input.expected_total {
+            Some((exp, c)) => *exp != cur.amount_minor || *c != cur.currency,
+            None => offer.current != offer.quoted,
+        };
+        if changed {
+            return Err(ApiError::price_changed(&Money::from_minor(
+                cur.amount_minor,
+                &cur.currency,
+            )));
+        }
+        let seats = i32::try_from(offer.seats()).unwrap_or(i32::MAX);
+        let hold_id = new_id("hld");
+        let personal = Personal {
+            passengers: b.passengers.clone(),
+            contact: b.contact.clone(),
+        };
+        let plain = serde_json::to_vec(&personal)
+            .map_err(|_| ApiError::internal("cannot encode passengers"))?;
+        let hold_enc = self
+            .key
+            .encrypt(&hold_id, &plain)
+            .map_err(|_| ApiError::internal("cannot encrypt"))?;
+        let hold_legs_json = serde_json::to_string(&offer.legs)
+            .map_err(|_| ApiError::internal("cannot encode legs"))?;
+        let p: PaxCounts = offer.passengers;
+        Ok(OrderPlan {
+            hold_id,
+            offer_id: offer.offer_id.clone(),
+            seats,
+            price: cur.amount_minor,
+            currency: cur.currency.clone(),
+            refundable: offer.refundable,
+            legs: offer.legs,
+            personal,
+            instant: true,
+            hold_legs_json,
+            pax: [
+                i16::from(p.adults),
+                i16::from(p.children),
+                i16::from(p.infants),
+            ],
+            hold_enc,
+        })
+    }
+
+    /// Runs an order's deciding statement ([`ORDER_SQL`]) in `tx`.
+    async fn order_statement(
+        &self,
+        tx: &Transaction<'_>,
+        ctx: &Ctx,
+        plan: &OrderPlan,
+        order_id: &str,
+        now: i64,
+    ) -> Result<Taken, ApiError> {
+        let contact_plain = serde_json::to_vec(&plan.personal.contact)
+            .map_err(|_| ApiError::internal("cannot encode contact"))?;
+        let contact_enc = self
+            .key
+            .encrypt(order_id, &contact_plain)
+            .map_err(|_| ApiError::internal("cannot encrypt"))?;
+        let mut pax_types = Vec::with_capacity(plan.personal.passengers.len());
+        let mut pax_data = Vec::with_capacity(plan.personal.passengers.len());
+        for (i, p) in plan.personal.passengers.iter().enumerate() {
+            let plain =
+                serde_json::to_vec(p).map_err(|_| ApiError::internal("cannot encode passenger"))?;
+            let enc = self
+                .key
+                .encrypt(&format!("{order_id}/{i}"), &plain)
+                .map_err(|_| ApiError::internal("cannot encrypt"))?;
+            pax_types.push(p.ptype.as_str());
+            pax_data.push(enc);
+        }
+        let cols = LegColumns::new(&plan.legs);
+        let (idem_key, idem_hash) = ctx.idem_params();
+        let actor = actor(ctx.api_key_id);
+        let charge_key = format!("chg_{order_id}");
+        let row = tx
+            .query_one(
+                &tx.prepare_cached(ORDER_SQL).await?,
+                &[
+                    &order_id,
+                    &ctx.api_key_id,
+                    &plan.hold_id,
+                    &plan.offer_id,
+                    &plan.seats,
+                    &plan.price,
+                    &plan.currency,
+                    &plan.refundable,
+                    &contact_enc,
+                    &now,
+                    &actor,
+                    &idem_key,
+                    &idem_hash,
+                    &plan.instant,
+                    &plan.hold_legs_json,
+                    &plan.pax[0],
+                    &plan.pax[1],
+                    &plan.pax[2],
+                    &plan.hold_enc,
+                    &cols.carriers,
+                    &cols.numbers,
+                    &cols.dates,
+                    &cols.origins,
+                    &cols.destinations,
+                    &cols.classes,
+                    &pax_types,
+                    &pax_data,
+                    &charge_key,
+                ],
+            )
+            .await?;
+        Ok(Taken::from_row(&row))
+    }
+
+    /// The live path after a successful charge: confirm with the airline at once and
+    /// record charge + confirmation in one statement ([`CONFIRM_SQL`]). `None` when the
+    /// saga must go on from the database (the airline failed: compensation started; or
+    /// another driver moved the order first).
+    async fn confirm_live(
+        &self,
+        o: &OrderCore,
+        mut view: Value,
+        rid: &str,
+    ) -> Result<Option<Reply>, ApiError> {
+        let air_key = format!("air_{}", o.id);
+        let pax = u32::try_from(o.seats).unwrap_or(0);
+        let res = call(&self.air_breaker, &self.cfg.airline_policy, true, || {
+            self.airline.confirm(&air_key, &o.legs, pax)
+        })
+        .await;
+        let locator = match res {
+            Ok(l) => l,
+            Err(_) => {
+                // Charged but not confirmed: release the seats and refund, as from
+                // `payment_charged` (the refund runs in the next round).
+                self.transition(
+                    o,
+                    "seats_held",
+                    "compensating",
+                    "pending",
+                    ", failure_code = 'order_not_created', seats_released = true",
+                    Some((-o.seats, 0, "airline_failed")),
+                    Some(("charge", "succeeded")),
+                    None,
+                    None,
+                )
+                .await?;
+                return Ok(None);
+            }
+        };
+        failpoint("airline_confirmed_unrecorded");
+        let now = self.now();
+        view["status"] = json!("confirmed");
+        view["booking_reference"] = json!(locator);
+        view["updated_at"] = json!(rfc3339_ms(now));
+        let r = Reply::data(201, view, rid);
+        let body = r.body.to_string();
+        let cols = LegColumns::new(&o.legs);
+        let n_legs = o.legs.len() as i64;
+        let booking_ref = sql_safe(&locator);
+        let actions = ["order.payment_charged", "order.confirmed"];
+        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 12] = [
+            &o.id,
+            &now,
+            &booking_ref,
+            &o.seats,
+            &body,
+            &cols.carriers,
+            &cols.numbers,
+            &cols.dates,
+            &cols.origins,
+            &cols.classes,
+            &n_legs,
+            &actions.as_slice(),
+        ];
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        let moved = tx
+            .query_one(&tx.prepare_cached(CONFIRM_SQL).await?, &params)
+            .await?
+            .get::<_, i64>(0)
+            > 0;
+        if !moved {
+            return Ok(None);
+        }
+        if let Err(e) = tx.commit().await {
+            if !outcome_unknown(&e) {
+                return Err(e.into());
+            }
+            // Settle it like `transition` does: did the step move?
+            drop(client);
+            let probe = "SELECT saga_step FROM orders WHERE id = $1";
+            let step = self
+                .settle_lost_commit(&[Locked::Order(&o.id)], probe, &o.id)
+                .await?;
+            if step.as_deref() != Some("confirmed") {
+                return Ok(None);
+            }
+        }
+        failpoint("confirmed");
+        self.metrics.orders_confirmed.fetch_add(1, Relaxed);
+        Ok(Some(Reply { stored: true, ..r }))
     }
 
     /// Moves `order` from step `from` to `to` (with extra column updates and inventory
@@ -831,7 +1491,7 @@ impl Service {
         let now = self.now();
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
-        let mut outbox = OutboxBatch::new();
+        let mut outbox = PendingBatch::new();
         let sql = format!(
             "UPDATE orders SET saga_step = $3, status = $4, updated_ms = $5,
                     booking_reference = COALESCE($6::text, booking_reference) {set_sql}
@@ -873,15 +1533,11 @@ impl Service {
             Ok(()) => Ok(true),
             Err(e) if outcome_unknown(&e) => {
                 // Settle it: did the step move?
-                let c = self.pool.get().await?;
-                let r = c
-                    .query_opt(
-                        &c.prepare_cached("SELECT saga_step FROM orders WHERE id = $1")
-                            .await?,
-                        &[&o.id],
-                    )
+                let probe = "SELECT saga_step FROM orders WHERE id = $1";
+                let step = self
+                    .settle_lost_commit(&[Locked::Order(&o.id)], probe, &o.id)
                     .await?;
-                Ok(r.is_some_and(|r| r.get::<_, String>(0) == to))
+                Ok(step.as_deref() == Some(to))
             }
             Err(e) => Err(e.into()),
         }
@@ -905,11 +1561,31 @@ impl Service {
         token: Option<&str>,
         rid: &str,
     ) -> Result<Reply, ApiError> {
+        self.drive_saga(order_id, token, rid, None).await
+    }
+
+    /// [`Service::run_saga`]; `live` (the request that just wrote the order) starts from
+    /// its in-memory state, and while it lasts a successful charge goes straight on to the
+    /// airline and one confirming statement ([`Service::confirm_live`]) instead of
+    /// recording `payment_charged` first. Recovery does not need that step recorded: from
+    /// `seats_held` it asks the gateway by the charge's idempotency key.
+    async fn drive_saga(
+        &self,
+        order_id: &str,
+        token: Option<&str>,
+        rid: &str,
+        mut live: Option<Live>,
+    ) -> Result<Reply, ApiError> {
         for _ in 0..16 {
-            let o = self
-                .load_core(order_id)
-                .await?
-                .ok_or_else(|| ApiError::internal("order vanished"))?;
+            let (o, view) = match live.take() {
+                Some(l) => (l.core, Some(l.view)),
+                None => (
+                    self.load_core(order_id)
+                        .await?
+                        .ok_or_else(|| ApiError::internal("order vanished"))?,
+                    None,
+                ),
+            };
             let charge_key = format!("chg_{}", o.id);
             match o.step.as_str() {
                 "seats_held" => {
@@ -965,6 +1641,12 @@ impl Service {
                     match charged {
                         Some(true) => {
                             failpoint("payment_charged_unrecorded");
+                            if let Some(view) = view {
+                                match self.confirm_live(&o, view, rid).await? {
+                                    Some(reply) => return Ok(reply),
+                                    None => continue,
+                                }
+                            }
                             self.transition(
                                 &o,
                                 "seats_held",
@@ -1258,7 +1940,7 @@ impl Service {
         let now = self.now();
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
-        let mut outbox = OutboxBatch::new();
+        let mut outbox = PendingBatch::new();
         let Some(r) = tx
             .query_opt(
                 &tx.prepare_cached(
@@ -1326,15 +2008,11 @@ impl Service {
             if !outcome_unknown(&e) {
                 return Err(e.into());
             }
-            let c = self.pool.get().await?;
-            let st = c
-                .query_opt(
-                    &c.prepare_cached("SELECT status FROM orders WHERE id = $1")
-                        .await?,
-                    &[&order_id],
-                )
+            let probe = "SELECT status FROM orders WHERE id = $1";
+            let st = self
+                .settle_lost_commit(&[Locked::Order(order_id)], probe, order_id)
                 .await?;
-            if st.is_none_or(|r| r.get::<_, String>(0) != "cancelled") {
+            if st.as_deref() != Some("cancelled") {
                 return Err(ApiError::unavailable(
                     "the database connection was lost; the order was not cancelled",
                 ));
@@ -1354,7 +2032,7 @@ impl Service {
         let now = self.now();
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
-        let mut outbox = OutboxBatch::new();
+        let mut outbox = PendingBatch::new();
         let rows = tx
             .query(
                 &tx.prepare_cached(

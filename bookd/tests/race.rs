@@ -187,3 +187,72 @@ async fn race_with_cancellations_and_expiries() {
     assert_eq!(i64::from(sold), confirmed);
     assert!(sold <= 10);
 }
+
+/// Regression: requests wait for the outbox sequencer while holding a pooled connection;
+/// when the sequencer drew from the same pool, a full pool starved it and every booking
+/// waited out its 5 s limit, answering before its outbox rows existed. Now each answer
+/// comes after its changes are numbered into `outbox`, however small the pool.
+#[tokio::test(flavor = "multi_thread", worker_threads = 8)]
+async fn answers_follow_their_outbox_rows_with_a_full_pool() {
+    if !pg_available() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let b = Arc::new(Bookd::new(
+        tmp.path(),
+        &[
+            "--rate-limit",
+            "1000000",
+            "--rate-burst",
+            "1000000",
+            "--pool-size",
+            "2",
+        ],
+    ));
+    let key = Arc::new(b.new_key("pool"));
+    let db = b.db().await;
+    let mut tasks = Vec::new();
+    for i in 0..16u32 {
+        let (b, key) = (b.clone(), key.clone());
+        tasks.push(tokio::spawn(async move {
+            let day = 20 + i % 4;
+            let r = b
+                .call(
+                    "POST",
+                    "/v1/holds",
+                    Some(&key),
+                    None,
+                    Some(&hold_body(&offer(day, "Y", 1), 1)),
+                )
+                .await;
+            assert_eq!(r.status, 201, "{:?}", r.body);
+            r.body["data"]["id"].as_str().unwrap().to_string()
+        }));
+    }
+    let mut ids = Vec::new();
+    for t in tasks {
+        ids.push(t.await.unwrap());
+    }
+    // Every answered hold's change is in `outbox` (none left pending): 16 rows, seqs 1-16.
+    let pending: i64 = db
+        .query_one("SELECT count(*) FROM outbox_pending", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        pending, 0,
+        "answered before their outbox rows were numbered"
+    );
+    let r = db
+        .query_one("SELECT count(*), min(seq), max(seq) FROM outbox", &[])
+        .await
+        .unwrap();
+    let (n, lo, hi): (i64, i64, i64) = (r.get(0), r.get(1), r.get(2));
+    assert_eq!(
+        (n, lo, hi),
+        (16, 1, 16),
+        "dense seqs for {} holds",
+        ids.len()
+    );
+    check_consistency(&db).await;
+}

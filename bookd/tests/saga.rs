@@ -63,26 +63,51 @@ async fn crash_after_each_step_then_recover() {
     let tmp = tempfile::tempdir().unwrap();
     let mut b = Bookd::new(tmp.path(), &[]);
     let key = b.new_key("saga");
-    // (failpoint, expected status of the retry after recovery)
+    // (failpoint of the live request, failpoint of the first recovery, expected status of
+    // the retry after recovery). The live request records the charge together with the
+    // confirmation; `payment_charged` (then `payment_recorded`) is a step of recovery,
+    // which a second crash interrupts there.
     let steps = [
-        ("seats_held", 502),
-        ("payment_charged_unrecorded", 201),
-        ("payment_recorded", 201),
-        ("airline_confirmed_unrecorded", 201),
-        ("confirmed", 201),
+        ("seats_held", None, 502),
+        ("payment_charged_unrecorded", None, 201),
+        ("payment_charged_unrecorded", Some("payment_recorded"), 201),
+        ("airline_confirmed_unrecorded", None, 201),
+        (
+            "airline_confirmed_unrecorded",
+            Some("payment_recorded"),
+            201,
+        ),
+        ("confirmed", None, 201),
     ];
-    for (i, (fp, expected)) in steps.iter().enumerate() {
+    for (i, (fp, recovery_fp, expected)) in steps.iter().enumerate() {
         b.stop();
         b.set_failpoint(Some(fp));
         b.start();
         let body = order_body(&offer(50 + i as u32, "M", 2), 2, "tok_ok");
-        let idem = format!("crash-{fp}");
+        let idem = format!("crash-{i}-{fp}");
         let r = b
             .try_call("POST", "/v1/orders", Some(&key), Some(&idem), Some(&body))
             .await;
         assert!(r.is_none(), "{fp}: the process aborted mid-request");
         let st = b.wait_exit();
         assert!(!st.success(), "{fp}: aborted");
+        if let Some(rfp) = recovery_fp {
+            // Recovery crashes too, after recording `payment_charged`.
+            b.set_failpoint(Some(rfp));
+            let st = b.start_expect_exit();
+            assert!(!st.success(), "{fp} then {rfp}: recovery aborted");
+            let db = b.db().await;
+            let step: String = db
+                .query_one(
+                    "SELECT o.saga_step FROM orders o JOIN order_segments s ON s.order_id = o.id
+                     WHERE s.dep_date = $1::text::date AND s.booking_class = 'M'",
+                    &[&date_of(50 + i as u32)],
+                )
+                .await
+                .unwrap()
+                .get(0);
+            assert_eq!(step, "payment_charged", "{fp} then {rfp}");
+        }
         // Restart without the failpoint: recovery settles the saga before serving.
         b.set_failpoint(None);
         b.start();

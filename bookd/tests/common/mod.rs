@@ -312,32 +312,7 @@ impl Bookd {
 
     /// Starts the process and waits for its "listening" line (recovery runs before it).
     pub fn start(&mut self) {
-        self.log_no += 1;
-        let log = std::fs::File::create(self.log_path()).expect("log");
-        let mut cmd = Command::new(bin());
-        cmd.args([
-            "--listen",
-            self.listen.as_str(),
-            "--now",
-            self.now.as_str(),
-            "--sweep-interval-ms",
-            "100",
-        ])
-        .args(self.test_offers.then_some("--test-offer-ids"))
-        .arg("--snapshot")
-        .arg(&self.snapshot)
-        .arg("--state-dir")
-        .arg(&self.state)
-        .args(&self.extra)
-        .env_remove("BOOKD_FAILPOINT")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(log);
-        for (k, v) in &self.env {
-            cmd.env(k, v);
-        }
-        let child = cmd.spawn().expect("spawn bookd");
-        self.child = Some(child);
+        self.spawn();
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             let mut text = String::new();
@@ -368,6 +343,42 @@ impl Bookd {
             assert!(Instant::now() < deadline, "bookd did not start: {text}");
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// Starts bookd expecting it to exit before serving (a failpoint hit during the
+    /// start-up recovery); returns its exit status.
+    pub fn start_expect_exit(&mut self) -> std::process::ExitStatus {
+        self.spawn();
+        self.wait_exit()
+    }
+
+    fn spawn(&mut self) {
+        self.log_no += 1;
+        let log = std::fs::File::create(self.log_path()).expect("log");
+        let mut cmd = Command::new(bin());
+        cmd.args([
+            "--listen",
+            self.listen.as_str(),
+            "--now",
+            self.now.as_str(),
+            "--sweep-interval-ms",
+            "100",
+        ])
+        .args(self.test_offers.then_some("--test-offer-ids"))
+        .arg("--snapshot")
+        .arg(&self.snapshot)
+        .arg("--state-dir")
+        .arg(&self.state)
+        .args(&self.extra)
+        .env_remove("BOOKD_FAILPOINT")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log);
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().expect("spawn bookd");
+        self.child = Some(child);
     }
 
     /// Sets (or clears) the failpoint for the next `start`.
@@ -601,6 +612,23 @@ pub async fn try_http(
 /// orders (and of pending ones whose seats are not released), held = seats of live holds
 /// + in-flight orders, and the last outbox row of each leg = capacity - sold - held.
 pub async fn check_consistency(db: &tokio_postgres::Client) {
+    // Committed changes reach `outbox` one sequencer run after their commit.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let pending: i64 = db
+            .query_one("SELECT count(*) FROM outbox_pending", &[])
+            .await
+            .expect("pending")
+            .get(0);
+        if pending == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{pending} outbox changes not sequenced"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let rows = db
         .query(
             "SELECT carrier, flight_number, dep_date::text, origin, booking_class, capacity, sold, held
