@@ -15,7 +15,9 @@ pub mod metrics;
 pub mod offers;
 pub mod outbox_feed;
 pub mod pg;
+pub mod sequencer;
 pub mod service;
+pub mod snapshot_watch;
 pub mod util;
 pub mod validate;
 
@@ -103,7 +105,7 @@ async fn serve(
     key: crypto::DataKey,
     pg_cfg: tokio_postgres::Config,
 ) -> Result<()> {
-    let pool = db::pool(pg_cfg, cfg.pool_size)?;
+    let pool = db::pool(pg_cfg.clone(), cfg.pool_size)?;
     let applied = db::migrate(&pool).await?;
     if !applied.is_empty() {
         tracing::info!(?applied, "migrations applied");
@@ -118,6 +120,16 @@ async fn serve(
         outbox_feed::read_head(&client).await?
     };
     let outbox_seq = outbox_feed::SeqSignal::new(head);
+    // Numbers committed inventory changes into the outbox (bookings take no shared lock).
+    let (seq_stop_tx, seq_stop_rx) = tokio::sync::watch::channel(false);
+    // Its own connection: requests wait for it while holding theirs.
+    let seq_pool = db::pool(pg_cfg.clone(), 1)?;
+    let (sequencer, sequencer_task) =
+        sequencer::Sequencer::start(seq_pool, outbox_seq.clone(), cfg.outbox_poll, seq_stop_rx);
+    // Offers and capacities follow the generation published at --snapshot.
+    let live = snapshot_watch::LiveSnapshot::new(snapshot.clone());
+    // The simulated gateway's and airline's durable writes, group-committed.
+    let sim_ledger = external::SimLedger::start(pool.clone());
     let svc = Arc::new(service::Service {
         pool: pool.clone(),
         clock,
@@ -125,26 +137,22 @@ async fn serve(
         // so it is only ever on when a test asks for it.
         resolver: if cfg.test_offer_ids {
             tracing::warn!("accepting test offer ids (--test-offer-ids): never in production");
-            Arc::new(offers::LegOfferResolver {
-                snapshot: snapshot.clone(),
-            }) as Arc<dyn offers::OfferResolver>
+            Arc::new(snapshot_watch::LiveLegResolver(live.clone()))
+                as Arc<dyn offers::OfferResolver>
         } else {
-            Arc::new(offers::EngineOfferResolver {
-                snapshot: snapshot.clone(),
-                overlay: searchd::overlay::Overlay::new(),
-            })
+            Arc::new(snapshot_watch::LiveEngineResolver(live.clone()))
         },
-        capacity: Arc::new(offers::SnapshotCapacity {
-            snapshot: snapshot.clone(),
-        }),
+        capacity: Arc::new(snapshot_watch::LiveCapacity(live.clone())),
         key,
         gateway: Arc::new(external::SimGateway {
             pool: pool.clone(),
             config: cfg.payment,
+            ledger: sim_ledger.clone(),
         }),
         airline: Arc::new(external::SimAirline {
             pool: pool.clone(),
             config: cfg.airline,
+            ledger: sim_ledger,
         }),
         pay_breaker: external::Breaker::new(
             "payment_gateway",
@@ -160,6 +168,7 @@ async fn serve(
         },
         metrics,
         outbox_seq: outbox_seq.clone(),
+        sequencer,
     });
     // Recovery before serving: every saga left in flight is finished or compensated.
     match svc.recover(true).await {
@@ -185,6 +194,13 @@ async fn serve(
         }
         _ => None,
     };
+    let snapshot_watcher = snapshot_watch::spawn(
+        cfg.snapshot.clone(),
+        live,
+        publisher.as_ref().map(|(p, _)| p.announcer()),
+        snapshot_watch::DEFAULT_INTERVAL,
+        rx.clone(),
+    );
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
         .map_err(|e| Error::Config(format!("--listen {}: {e}", cfg.listen)))?;
@@ -233,6 +249,10 @@ async fn serve(
     let _ = tx.send(true);
     let _ = server.await;
     let _ = background.await;
+    let _ = snapshot_watcher.await;
+    // Every request has ended: a last sequencer run moves what they committed.
+    let _ = seq_stop_tx.send(true);
+    let _ = sequencer_task.await;
     if let Some((p, poller)) = publisher {
         p.shutdown().await;
         let _ = poller.await;

@@ -58,9 +58,9 @@ pub type FeedError = Box<dyn std::error::Error + Send + Sync>;
 /// - `changes_after(after, limit)` returns changes with `seq > after` in ascending seq order,
 ///   at most `limit`; `Ok(None)` when changes after `after` are no longer all retained (the
 ///   outbox was pruned past it), which sends the node a full state.
-/// - `full_state()` returns `(as_of, entries)`: the current seats of every leg class, each
-///   with the seq of its last change, consistent as of `as_of` (every change up to `as_of`
-///   included, none after).
+/// - `full_state()` returns `(as_of, entries)`: the current seats of every leg class,
+///   consistent as of `as_of` (every change up to `as_of` included, none after), each with a
+///   seq of at most `as_of` (the seq of its last change, or `as_of` itself).
 /// - `watch_seq()` notifies when `current_seq()` advances.
 pub trait InventoryFeed: Send + Sync + 'static {
     fn changes_after(
@@ -387,11 +387,14 @@ impl Publisher {
     /// Announces a new snapshot: every node gets `SnapshotPublished` (so it reloads) and then
     /// a full state under the new id.
     pub fn publish_snapshot(&self, snapshot_id: &str) {
-        let id: String = snapshot_id
-            .chars()
-            .take(wire::MAX_SNAPSHOT_ID_LEN)
-            .collect();
-        self.shared.snapshot.send_replace(id);
+        self.announcer().publish_snapshot(snapshot_id);
+    }
+
+    /// A handle that announces snapshots from another task (bookd's snapshot watcher).
+    pub fn announcer(&self) -> Announcer {
+        Announcer {
+            shared: self.shared.clone(),
+        }
     }
 
     /// Closes every connection and stops the tasks.
@@ -412,6 +415,29 @@ impl Publisher {
             }
         }
         let _ = tokio::time::timeout(Duration::from_secs(2), self.endpoint.wait_idle()).await;
+    }
+}
+
+/// Announces snapshots to every node of a running [`Publisher`] (cheap to clone).
+#[derive(Clone)]
+pub struct Announcer {
+    shared: Arc<Shared>,
+}
+
+impl Announcer {
+    /// See [`Publisher::publish_snapshot`]. Announcing the id already announced does nothing
+    /// (a node is only sent what differs from the state it was sent under).
+    pub fn publish_snapshot(&self, snapshot_id: &str) {
+        let id: String = snapshot_id
+            .chars()
+            .take(wire::MAX_SNAPSHOT_ID_LEN)
+            .collect();
+        self.shared.snapshot.send_replace(id);
+    }
+
+    /// The snapshot id nodes are synced under.
+    pub fn snapshot_id(&self) -> String {
+        self.shared.snapshot.borrow().clone()
     }
 }
 

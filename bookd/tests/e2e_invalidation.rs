@@ -6,9 +6,12 @@
 //! `--test-offer-ids`). Every wait is bounded.
 //!
 //! The searchd binary: `target/<profile>/searchd`, next to this test's `deps/` directory
-//! (or `SEARCHD_BIN`). `cargo test --workspace` builds it; with `cargo test -p bookd` build
-//! it first (`cargo build -p searchd --bin searchd`). A missing or stale binary (older than
-//! searchd's or format's sources) fails the test with that advice; it is never skipped.
+//! (or `SEARCHD_BIN`), and likewise `target/<profile>/indexer` (or `INDEXER_BIN`), which
+//! publishes new snapshot generations at bookd's path. `cargo test --workspace` builds them;
+//! with `cargo test -p bookd` build them first
+//! (`cargo build -p searchd --bin searchd -p indexer --bin indexer`). A missing or stale
+//! binary (older than its crate's or format's sources) fails the test with that advice; it
+//! is never skipped.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -62,35 +65,49 @@ fn newest_mtime(dir: &Path, newest: &mut (SystemTime, PathBuf)) {
 
 /// The searchd binary of this build; panics (never skips) when it is missing or stale.
 fn searchd_bin() -> PathBuf {
-    if let Some(p) = std::env::var_os("SEARCHD_BIN") {
+    fresh_bin("searchd", "SEARCHD_BIN", &["searchd/src", "format/src"])
+}
+
+/// The indexer binary of this build (`INDEXER_BIN` to override); panics when missing or
+/// stale.
+fn indexer_bin() -> PathBuf {
+    fresh_bin("indexer", "INDEXER_BIN", &["indexer/src", "format/src"])
+}
+
+/// `target/<profile>/NAME`, next to this test's `deps/` directory (or `$env`), checked to be
+/// newer than every file under `sources`.
+fn fresh_bin(name: &str, env: &str, sources: &[&str]) -> PathBuf {
+    if let Some(p) = std::env::var_os(env) {
         let p = PathBuf::from(p);
-        assert!(p.is_file(), "SEARCHD_BIN={} is not a file", p.display());
+        assert!(p.is_file(), "{env}={} is not a file", p.display());
         return p;
     }
     let exe = std::env::current_exe().expect("the test executable's path");
-    // target/<profile>/deps/e2e_invalidation-HASH -> target/<profile>/searchd
+    // target/<profile>/deps/e2e_invalidation-HASH -> target/<profile>/NAME
     let dir = exe
         .parent()
         .and_then(Path::parent)
         .expect("the test executable is under target/<profile>/deps");
-    let bin = dir.join(format!("searchd{}", std::env::consts::EXE_SUFFIX));
-    let advice = "build it with `cargo build -p searchd --bin searchd` (`cargo test --workspace` \
-                  builds it too), or point SEARCHD_BIN at one";
+    let bin = dir.join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
+    let advice = format!(
+        "build it with `cargo build -p {name} --bin {name}` (`cargo test --workspace` \
+         builds it too), or point {env} at one"
+    );
     let built = match std::fs::metadata(&bin).and_then(|m| m.modified()) {
         Ok(t) => t,
         Err(e) => panic!(
-            "the searchd binary {} is missing ({e}): {advice}",
+            "the {name} binary {} is missing ({e}): {advice}",
             bin.display()
         ),
     };
     let ws = workspace();
     let mut newest = (SystemTime::UNIX_EPOCH, PathBuf::new());
-    for d in ["searchd/src", "format/src"] {
+    for d in sources {
         newest_mtime(&ws.join(d), &mut newest);
     }
     assert!(
         newest.0 <= built,
-        "the searchd binary {} is older than {}: {advice}",
+        "the {name} binary {} is older than {}: {advice}",
         bin.display(),
         newest.1.display()
     );
@@ -877,8 +894,10 @@ async fn a_sale_through_bookd_reaches_three_searchd_processes() {
     b.stop();
 }
 
-/// bookd announces a snapshot (`SnapshotPublished`, from an in-process publisher here: the
-/// bookd binary does not reload snapshots yet): the searchd process loads it, and the seats
+/// bookd announces a snapshot (`SnapshotPublished`, from an in-process publisher here; the
+/// bookd binary's own announcements are tested by
+/// `a_snapshot_published_at_bookds_path_is_announced_to_every_node`): the searchd process
+/// loads it, and the seats
 /// bookd sold stay sold through the swap (the new snapshot's overlay is filled before it
 /// serves), checked by searches running all along.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -988,4 +1007,354 @@ async fn an_announced_snapshot_is_loaded_without_resurrecting_sold_seats() {
     }
     drop(node);
     publisher.shutdown().await;
+}
+
+// ------------------------------------------------------------------ snapshot publication
+
+/// `indexer build` (the real binary) of the fixture feeds with `availability`, published
+/// at `out`.
+fn indexer_build(indexer: &Path, out: &Path, availability: &Path) {
+    let d = fixtures();
+    let output = Command::new(indexer)
+        .arg("build")
+        .arg("--ssim")
+        .arg(d.join("gna_iata_sample.ssim"))
+        .arg("--airports")
+        .arg(d.join("airports.csv"))
+        .arg("--metros")
+        .arg(d.join("metro_areas.csv"))
+        .arg("--mct")
+        .arg(d.join("small/mct.csv"))
+        .arg("--fares")
+        .arg(d.join("small/fares.csv"))
+        .arg("--availability")
+        .arg(availability)
+        .arg("--out")
+        .arg(out)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run the indexer");
+    assert!(
+        output.status.success(),
+        "indexer build --out {}: {}",
+        out.display(),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+fn snapshot_id(path: &Path) -> String {
+    format::Snapshot::open(path)
+        .expect("a sound snapshot")
+        .manifest
+        .snapshot_id
+}
+
+/// Waits (bounded) for a JSON log line with this message (and, if given, this field
+/// value); returns the line.
+fn wait_log_line(log: &Path, message: &str, field: Option<(&str, &str)>) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        let found = text
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .find(|v| {
+                v["fields"]["message"] == message
+                    && field.is_none_or(|(k, want)| v["fields"][k] == want)
+            });
+        if let Some(v) = found {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no {message:?} ({field:?}) in {}: {text}",
+            log.display()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+impl Searchd {
+    /// One sample from `/metrics`.
+    async fn metric(&self, name: &str) -> Option<u64> {
+        let r = self.get("/metrics").await?;
+        let text = r.body.as_str()?.to_string();
+        let prefix = format!("{name} ");
+        text.lines()
+            .find_map(|l| l.strip_prefix(prefix.as_str()))
+            .and_then(|v| v.trim().parse().ok())
+    }
+}
+
+/// The indexer publishes a new generation at bookd's `--snapshot` path: bookd opens and
+/// checks it, swaps its own copy (offers and capacities) and announces it to every node
+/// (`SnapshotPublished`), and each of 3 searchd processes loads it. Seats bookd sold stay
+/// sold, and a leg class that only the new snapshot has seats for is sold by bookd from the
+/// new snapshot's capacity. A broken generation at the path is refused and never
+/// announced.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_published_at_bookds_path_is_announced_to_every_node() {
+    let searchd = searchd_bin();
+    let indexer = indexer_bin();
+    if !pg_available() {
+        return;
+    }
+    let tmp = tempfile::tempdir().expect("tempdir");
+    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o711)).expect("chmod");
+    // Generation 1: XX 103 MRU->RUN on 2005-06-16 has no availability rows (every class
+    // closed: not offered, and bookd has no seats for it).
+    let full = fixtures().join("small/availability.csv");
+    let text = std::fs::read_to_string(&full).expect("availability");
+    let without: String = text
+        .lines()
+        .filter(|l| !l.starts_with("XX,103,2005-06-16,MRU,"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert!(without.lines().count() + 2 <= text.lines().count());
+    let first_avail = tmp.path().join("availability-1.csv");
+    std::fs::write(&first_avail, without).expect("write availability");
+    let snapshot = tmp.path().join("snap");
+    indexer_build(&indexer, &snapshot, &first_avail);
+    let first_id = snapshot_id(&snapshot);
+
+    let cluster = tmp.path().join("cluster");
+    let c = cluster.to_str().expect("utf8 path");
+    bookd_cmd(&["certs", "init", "--cluster-dir", c]);
+    for n in ["n1", "n2", "n3"] {
+        bookd_cmd(&["certs", "issue", "--cluster-dir", c, "--name", n]);
+    }
+    let mut b = Bookd {
+        tmp: tmp.path().to_path_buf(),
+        snapshot: snapshot.clone(),
+        state: tmp.path().join("state"),
+        cluster: cluster.clone(),
+        listen: format!("127.0.0.1:{}", free_port(false))
+            .parse()
+            .expect("addr"),
+        quic: format!("127.0.0.1:{}", free_port(true))
+            .parse()
+            .expect("addr"),
+        child: None,
+        starts: 0,
+    };
+    b.start();
+    let bookd_log = tmp.path().join("bookd-1.log");
+    let state = b.state.to_str().expect("utf8 path").to_string();
+    let client = Client {
+        addr: b.listen,
+        key: bookd_cmd(&["keys", "create", "--name", "e2e", "--state-dir", &state])
+            .trim()
+            .to_string(),
+    };
+    let mut nodes = Vec::new();
+    for n in ["n1", "n2", "n3"] {
+        nodes.push(Searchd::new(&searchd, tmp.path(), &snapshot, &b, n));
+    }
+    for n in &nodes {
+        n.wait_ready().await;
+    }
+
+    // XX 103 is not offered, and bookd refuses its (unpriced) offer id.
+    let mru = Query {
+        origin: "MRU",
+        destination: "RUN",
+        date: "2005-06-16",
+    };
+    for n in &nodes {
+        assert!(n.find(&mru, "XX103", 1).await.is_none(), "{}", n.name);
+    }
+    let r = nodes[0]
+        .get("/v1/search?origin=MRU&destination=RUN&date=2005-06-16&max_connections=0&priced_only=false&limit=1000")
+        .await
+        .expect("search");
+    let unpriced = r.body["data"]["itineraries"]
+        .as_array()
+        .expect("itineraries")
+        .iter()
+        .find(|it| flight_of(it).as_deref() == Some("XX103"))
+        .expect("XX103 is scheduled (unpriced)")
+        .clone();
+    assert_eq!(unpriced["price"], Value::Null);
+    let body = order_body(unpriced["id"].as_str().expect("id"), 1, "tok_ok").to_string();
+    let r = try_http(
+        b.listen,
+        "POST",
+        "/v1/orders",
+        &client.auth(),
+        Some(body.into_bytes()),
+    )
+    .await
+    .expect("bookd answers");
+    assert_eq!(r.status, 409, "no seats in generation 1: {:?}", r.body);
+
+    // Sell out XX 102 RUN->MRU 2005-06-16 class M (the cheapest class with seats).
+    let run = Query {
+        origin: "RUN",
+        destination: "MRU",
+        date: "2005-06-16",
+    };
+    let one = nodes[0]
+        .find(&run, "XX102", 1)
+        .await
+        .expect("XX102 offered");
+    assert_eq!(class_of(&one).as_deref(), Some("M"), "{one}");
+    let seats = one["seats_available"].as_i64().expect("seats");
+    let party = u32::try_from(seats).expect("seats");
+    let it = nodes[0]
+        .find(&run, "XX102", party)
+        .await
+        .expect("offered to the party");
+    assert_eq!(class_of(&it).as_deref(), Some("M"));
+    client
+        .order(it["id"].as_str().expect("id"), party as usize)
+        .await
+        .expect("the order is confirmed");
+    let sold = Offer {
+        query: run.clone(),
+        flight: "XX102".into(),
+        leg: LegClass {
+            carrier: "XX".into(),
+            number: "102".into(),
+            date: "2005-06-16".into(),
+            origin: "RUN".into(),
+            class: "M".into(),
+        },
+        id: String::new(),
+        seats,
+    };
+    let not_m = |it: Option<&Value>| it.is_none_or(|it| class_of(it).as_deref() != Some("M"));
+    until_every_node(&nodes, &sold, 1, "M sold out", not_m).await;
+
+    // A broken generation at the path: bookd refuses it and announces nothing.
+    let broken = tmp.path().join("broken");
+    indexer_build(&indexer, &broken, &full);
+    let broken_dir = std::fs::canonicalize(&broken).expect("generation dir");
+    let file = broken_dir.join("availability.rkyv");
+    let mut bytes = std::fs::read(&file).expect("read");
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x5a;
+    std::fs::write(&file, bytes).expect("corrupt");
+    let link = tmp.path().join(".snap.link-test");
+    std::os::unix::fs::symlink(&broken_dir, &link).expect("link");
+    std::fs::rename(&link, &snapshot).expect("publish the broken generation");
+    let refused = wait_log_line(
+        &bookd_log,
+        "snapshot refused; keeping the one in service, nothing announced",
+        None,
+    );
+    eprintln!(
+        "bookd refused the broken generation: {}",
+        refused["fields"]["error"]
+    );
+    // Longer than bookd's poll and a node's reaction to an announcement.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    for n in &nodes {
+        assert_eq!(
+            n.metric("searchd_invalidation_snapshots_published_total")
+                .await,
+            Some(0),
+            "{}: a broken snapshot was announced",
+            n.name
+        );
+        let r = n.get("/readyz").await.expect("readyz");
+        assert_eq!(r.status, 200, "{}: {:?}", n.name, r.body);
+        assert_eq!(r.body["data"]["generation"], 1, "{}", n.name);
+        assert_eq!(r.body["data"]["snapshot_id"], first_id.as_str());
+        assert!(not_m(n.find(&run, "XX102", 1).await.as_ref()));
+    }
+
+    // The real indexer publishes generation 2 at bookd's path.
+    let started = Instant::now();
+    indexer_build(&indexer, &snapshot, &full);
+    let second_id = snapshot_id(&snapshot);
+    assert_ne!(second_id, first_id);
+    let swapped = wait_log_line(
+        &bookd_log,
+        "snapshot swapped in",
+        Some(("snapshot_id", second_id.as_str())),
+    );
+    assert_eq!(swapped["fields"]["announced"], true);
+    for n in &nodes {
+        loop {
+            let r = n.get("/readyz").await.expect("readyz");
+            let announced = n
+                .metric("searchd_invalidation_snapshots_published_total")
+                .await;
+            if r.status == 200
+                && r.body["data"]["generation"] == 2
+                && r.body["data"]["snapshot_id"] == second_id.as_str()
+                && announced == Some(1)
+            {
+                break;
+            }
+            assert!(
+                started.elapsed() < CONVERGE,
+                "{}: generation 2 not served/announced: {r:?}, announced {announced:?}",
+                n.name
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    eprintln!(
+        "snapshot {first_id} -> {second_id} served by every node {:?} after the indexer started",
+        started.elapsed()
+    );
+
+    // Sold seats stay sold on every node (generation 2's own availability has M seats).
+    for n in &nodes {
+        let it = n.find(&run, "XX102", 1).await;
+        assert!(not_m(it.as_ref()), "{}: M resurrected: {it:?}", n.name);
+    }
+    let (inv, _) = b.inventory().await;
+    assert_eq!(inv.get(&sold.leg), Some(&0), "{inv:?}");
+
+    // XX 103 has seats in generation 2 only: offered everywhere, and bookd sells it with
+    // generation 2's capacity.
+    let mut found = None;
+    for n in &nodes {
+        let it = n.find(&mru, "XX103", 1).await;
+        assert!(it.is_some(), "{}: XX103 offered in generation 2", n.name);
+        found = it;
+    }
+    let it = found.expect("XX103 offered");
+    let class = class_of(&it).expect("class");
+    let seats = it["seats_available"].as_i64().expect("seats");
+    assert!(seats >= 2, "{it}");
+    client
+        .order(it["id"].as_str().expect("id"), 1)
+        .await
+        .expect("bookd sells a class that only generation 2 has seats for");
+    let leg = LegClass {
+        carrier: "XX".into(),
+        number: "103".into(),
+        date: "2005-06-16".into(),
+        origin: "MRU".into(),
+        class: class.clone(),
+    };
+    let (inv, _) = b.inventory().await;
+    assert_eq!(
+        inv.get(&leg).map(|&s| i64::from(s)),
+        Some(seats - 1),
+        "capacity from generation 2: {inv:?}"
+    );
+    let new_leg = Offer {
+        query: mru.clone(),
+        flight: "XX103".into(),
+        leg,
+        id: String::new(),
+        seats,
+    };
+    until_every_node(&nodes, &new_leg, 1, "XX103 one seat fewer", |it| {
+        it.is_some_and(|it| {
+            class_of(it).as_deref() == Some(class.as_str())
+                && it["seats_available"].as_i64() == Some(seats - 1)
+        })
+    })
+    .await;
+    for n in &nodes {
+        let r = n.get("/readyz").await.expect("readyz");
+        assert_eq!(r.status, 200, "{}: {:?}", n.name, r.body);
+    }
+    drop(nodes);
+    b.stop();
 }
