@@ -8,6 +8,7 @@ use std::process::ExitCode;
 
 use clap::error::ErrorKind;
 use clap::Parser;
+use searchd::server::log::{self as slog, LogSink};
 use searchd::server::{self, Cli, Config, UsageError};
 
 fn main() -> ExitCode {
@@ -64,20 +65,30 @@ fn run() -> anyhow::Result<()> {
         }
     };
     let config = Config::from_cli(cli, env_token)?;
-    init_logging();
-    server::run(config)
+    let sink = init_logging();
+    let result = server::run(config);
+    // The access lines still batched (graceful shutdown loses none).
+    let _ = sink.flush();
+    result
 }
 
-/// One JSON object per line on stderr; level from `SEARCHD_LOG` (default `info`).
-fn init_logging() {
+/// One JSON object per line on stderr, access lines batched (see `server::log`); level from
+/// `SEARCHD_LOG` (default `info`).
+fn init_logging() -> LogSink {
     let filter = tracing_subscriber::EnvFilter::try_from_env("SEARCHD_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let sink = LogSink::new(Box::new(std::io::stderr()));
+    if let Err(e) = sink.spawn_flusher() {
+        eprintln!("searchd: warning: failed to start the log flusher ({e}); access lines are flushed when the buffer fills and at exit");
+    }
     let _ = tracing_subscriber::fmt()
         .json()
         .flatten_event(true)
         .with_current_span(false)
         .with_span_list(false)
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(sink.clone())
         .try_init();
+    slog::install_access_sink(&sink);
+    sink
 }

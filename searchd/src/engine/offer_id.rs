@@ -125,35 +125,78 @@ pub(crate) fn slice_key(ctx: &Ctx<'_>, segs: &[DatedSeg]) -> [u8; 1 + 3 * SEG_BY
 }
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
+/// Most bytes of an id: header 6, 2 slices of (1 + 3 segments), price 11, checksum 8.
+const MAX_ID_BYTES: usize = 6 + 2 * (1 + 3 * SEG_BYTES) + 11 + 8;
+const _: () = assert!(2 * MAX_ID_BYTES <= MAX_ID_CHARS);
 
-/// Encodes an itinerary (with the party and cabin of the query that found it).
-pub(crate) fn encode(ctx: &Ctx<'_>, it: &Itinerary) -> String {
+/// The id's bytes (before hex), on the stack: one is made per rendered itinerary.
+struct IdBytes {
+    b: [u8; MAX_ID_BYTES],
+    len: usize,
+}
+
+impl IdBytes {
+    fn push(&mut self, v: &[u8]) {
+        // The layout bounds every part (at most 2 slices of at most 3 segments).
+        self.b[self.len..self.len + v.len()].copy_from_slice(v);
+        self.len += v.len();
+    }
+}
+
+fn id_bytes(ctx: &Ctx<'_>, it: &Itinerary) -> IdBytes {
     let f = ctx.filters;
-    let mut b: Vec<u8> = Vec::with_capacity(112);
-    b.push(VERSION);
-    b.extend_from_slice(&[f.adults, f.children, f.infants, f.cabin.unwrap_or(255)]);
-    b.push(it.n_slices);
-    for sl in it.slices() {
-        b.push(sl.n);
-        for s in sl.segs() {
-            b.extend_from_slice(&seg_key(ctx, s).bytes());
+    let mut b = IdBytes {
+        b: [0u8; MAX_ID_BYTES],
+        len: 0,
+    };
+    let slices = it.slices();
+    let slices = &slices[..slices.len().min(2)];
+    b.push(&[
+        VERSION,
+        f.adults,
+        f.children,
+        f.infants,
+        f.cabin.unwrap_or(255),
+        slices.len() as u8,
+    ]);
+    for sl in slices {
+        let segs = sl.segs();
+        let segs = &segs[..segs.len().min(3)];
+        b.push(&[segs.len() as u8]);
+        for s in segs {
+            b.push(&seg_key(ctx, s).bytes());
         }
     }
     match &it.price {
         Some(p) => {
-            b.extend_from_slice(&p.cur);
-            b.extend_from_slice(&p.total.to_be_bytes());
+            b.push(&p.cur);
+            b.push(&p.total.to_be_bytes());
         }
-        None => b.extend_from_slice(&[0u8; 11]),
+        None => b.push(&[0u8; 11]),
     }
-    let sum = xxhash_rust::xxh3::xxh3_64(&b);
-    b.extend_from_slice(&sum.to_be_bytes());
-    let mut s = String::with_capacity(b.len() * 2);
-    for x in b {
-        s.push(HEX[(x >> 4) as usize] as char);
-        s.push(HEX[(x & 15) as usize] as char);
+    let sum = xxhash_rust::xxh3::xxh3_64(&b.b[..b.len]);
+    b.push(&sum.to_be_bytes());
+    b
+}
+
+/// Appends the id of an itinerary (found with the context's party and cabin) as lowercase
+/// hex to `out`: what [`encode`] returns, without allocating.
+pub(crate) fn encode_into(ctx: &Ctx<'_>, it: &Itinerary, out: &mut Vec<u8>) {
+    let b = id_bytes(ctx, it);
+    let mut hex = [0u8; 2 * MAX_ID_BYTES];
+    for (pair, &x) in hex.chunks_exact_mut(2).zip(&b.b[..b.len]) {
+        pair[0] = HEX[(x >> 4) as usize];
+        pair[1] = HEX[(x & 15) as usize];
     }
-    s
+    out.extend_from_slice(&hex[..2 * b.len]);
+}
+
+/// Encodes an itinerary (with the party and cabin of the query that found it).
+pub(crate) fn encode(ctx: &Ctx<'_>, it: &Itinerary) -> String {
+    let mut out = Vec::with_capacity(2 * MAX_ID_BYTES);
+    encode_into(ctx, it, &mut out);
+    // Only ASCII hex digits were written.
+    String::from_utf8(out).unwrap_or_default()
 }
 
 fn invalid(detail: &str) -> ApiError {

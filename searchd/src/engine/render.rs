@@ -405,6 +405,343 @@ pub(crate) fn offer_id_of(ctx: &Ctx<'_>, it: &Itinerary) -> String {
     offer_id::encode(ctx, it)
 }
 
+/// JSON written straight to bytes, as `serde_json`'s compact serialiser writes the views
+/// above (the same bytes: keys in the same order, strings escaped the same way), but without
+/// going through `Serializer`: strings the renderer makes itself (dates, times, amounts,
+/// offer ids) are known to need no escaping, and snapshot strings are checked once instead
+/// of escaped byte by byte. This is what the server sends; the views remain for `Value`s.
+pub(crate) struct JsonOut<'o> {
+    pub(crate) buf: &'o mut Vec<u8>,
+    /// Dates formatted so far (days, `YYYY-MM-DD`), by `days % 8`: a response's times fall
+    /// on a few consecutive dates, local and UTC.
+    days: [(i32, [u8; 10]); 8],
+}
+
+/// `"00"` to `"99"`.
+const PAIRS: &[u8; 200] = b"0001020304050607080910111213141516171819\
+2021222324252627282930313233343536373839\
+4041424344454647484950515253545556575859\
+6061626364656667686970717273747576777879\
+8081828384858687888990919293949596979899";
+
+/// ASCII bytes without the leading and trailing bytes `str::trim` removes (ASCII
+/// `White_Space`: tab, line feed, vertical tab, form feed, carriage return, space).
+fn trim_ws(b: &[u8]) -> &[u8] {
+    let ws = |c: &u8| matches!(c, b'\t'..=b'\r' | b' ');
+    let start = b.iter().position(|c| !ws(c)).unwrap_or(b.len());
+    let end = b.iter().rposition(|c| !ws(c)).map_or(start, |e| e + 1);
+    &b[start..end]
+}
+
+/// Whether serde_json writes `s` between quotes unchanged.
+fn plain(s: &[u8]) -> bool {
+    s.iter().all(|&c| c >= 0x20 && c != b'"' && c != b'\\')
+}
+
+impl<'o> JsonOut<'o> {
+    pub(crate) fn new(buf: &'o mut Vec<u8>) -> Self {
+        // No date maps to slot 0 with `i32::MIN` days (`i32::MIN % 8 == 0` is not a real
+        // entry: `ymd` checks the whole key).
+        JsonOut {
+            buf,
+            days: [(i32::MIN, [0; 10]); 8],
+        }
+    }
+
+    fn raw(&mut self, b: &[u8]) {
+        self.buf.extend_from_slice(b);
+    }
+
+    /// A string, escaped as serde_json escapes it.
+    fn str(&mut self, s: &str) {
+        if plain(s.as_bytes()) {
+            self.buf.push(b'"');
+            self.buf.extend_from_slice(s.as_bytes());
+            self.buf.push(b'"');
+        } else if serde_json::to_writer(&mut *self.buf, s).is_err() {
+            // Writing into a `Vec` cannot fail; keep the document valid regardless.
+            self.buf.extend_from_slice(b"\"\"");
+        }
+    }
+
+    /// Bytes that `String::from_utf8_lossy` would turn into a string (codes from the
+    /// snapshot: IATA, currency).
+    fn lossy(&mut self, b: &[u8]) {
+        if b.is_ascii() {
+            // ASCII is UTF-8: no validation call for three-letter codes.
+            self.ascii(b);
+        } else {
+            self.str(&String::from_utf8_lossy(b));
+        }
+    }
+
+    /// ASCII bytes as a string (escaped if needed).
+    fn ascii(&mut self, b: &[u8]) {
+        debug_assert!(b.is_ascii());
+        if plain(b) {
+            self.buf.push(b'"');
+            self.buf.extend_from_slice(b);
+            self.buf.push(b'"');
+        } else {
+            self.str(std::str::from_utf8(b).unwrap_or(""));
+        }
+    }
+
+    fn u64(&mut self, mut v: u64) {
+        let mut tmp = [0u8; 20];
+        let mut i = tmp.len();
+        loop {
+            i -= 1;
+            tmp[i] = b'0' + (v % 10) as u8;
+            v /= 10;
+            if v == 0 {
+                break;
+            }
+        }
+        self.buf.extend_from_slice(&tmp[i..]);
+    }
+
+    fn i64(&mut self, v: i64) {
+        if v < 0 {
+            self.buf.push(b'-');
+        }
+        self.u64(v.unsigned_abs());
+    }
+
+    /// `YYYY-MM-DD` of `days` (no quotes), or `None` for years outside 0..=9999.
+    fn ymd(&mut self, days: i32) -> Option<[u8; 10]> {
+        let slot = (days & 7) as usize;
+        let (d, b) = self.days[slot];
+        if d == days && days != i32::MIN {
+            return Some(b);
+        }
+        let (y, m, d) = civil_from_days(days);
+        if !(0..=9999).contains(&y) {
+            return None;
+        }
+        let y = y as usize;
+        let mut b = [b'-'; 10];
+        b[0..2].copy_from_slice(&PAIRS[(y / 100) * 2..(y / 100) * 2 + 2]);
+        b[2..4].copy_from_slice(&PAIRS[(y % 100) * 2..(y % 100) * 2 + 2]);
+        let (m, d) = (m as usize % 100, d as usize % 100);
+        b[5..7].copy_from_slice(&PAIRS[m * 2..m * 2 + 2]);
+        b[8..10].copy_from_slice(&PAIRS[d * 2..d * 2 + 2]);
+        self.days[slot] = (days, b);
+        Some(b)
+    }
+
+    /// What [`minutes`] serialises to.
+    fn minutes(&mut self, minutes: i64, utc: bool) {
+        let days = minutes.div_euclid(1440);
+        let mod_min = minutes.rem_euclid(1440) as usize;
+        match i32::try_from(days).ok().and_then(|d| self.ymd(d)) {
+            Some(ymd) => {
+                // `"YYYY-MM-DDTHH:MM"` or `"YYYY-MM-DDTHH:MM:00Z"`, copied once.
+                let mut t = *b"\"YYYY-MM-DDTHH:MM:00Z\"";
+                t[1..11].copy_from_slice(&ymd);
+                let (h, m) = (mod_min / 60 * 2, mod_min % 60 * 2);
+                t[12..14].copy_from_slice(&PAIRS[h..h + 2]);
+                t[15..17].copy_from_slice(&PAIRS[m..m + 2]);
+                if utc {
+                    self.buf.extend_from_slice(&t);
+                } else {
+                    t[17] = b'"';
+                    self.buf.extend_from_slice(&t[..18]);
+                }
+            }
+            None if utc => self.str(&format::date::format_utc_minutes(minutes)),
+            None => self.str(&format::date::format_local_minutes(minutes)),
+        }
+    }
+
+    /// A value formatted into a [`Buf`] (ASCII digits, signs and letters: no escaping).
+    fn buf<const N: usize>(&mut self, b: &Buf<N>) {
+        self.str(b.as_str());
+    }
+
+    /// What [`MoneyJson`] serialises to.
+    pub(crate) fn money(&mut self, minor: i64, cur: &[u8; 3]) {
+        self.raw(b"{\"amount\":");
+        self.buf(&amount(minor, cur));
+        self.raw(b",\"currency\":");
+        self.lossy(cur);
+        self.buf.push(b'}');
+    }
+
+    fn iata(&mut self, ctx: &Ctx<'_>, a: AirportId) {
+        match ctx.places.airports.get(a as usize) {
+            Some(p) => self.lossy(&p.iata),
+            None => self.raw(b"\"\""),
+        }
+    }
+
+    /// What [`SegmentJson`] serialises to.
+    fn segment(&mut self, ctx: &Ctx<'_>, s: &DatedSeg) {
+        let net = ctx.net;
+        let fl = net.flights.get(s.flight as usize);
+        let legs = ctx.seg_legs(s);
+        self.raw(b"{\"aircraft\":");
+        match legs.first() {
+            Some(l) if l.aircraft.is_ascii() => self.ascii(trim_ws(&l.aircraft)),
+            Some(l) => self.str(String::from_utf8_lossy(&l.aircraft).trim()),
+            None => self.raw(b"\"\""),
+        }
+        self.raw(b",\"arrival_local\":");
+        self.minutes(s.arr_local, false);
+        self.raw(b",\"arrival_utc\":");
+        self.minutes(s.arr_utc, true);
+        self.raw(b",\"carrier\":");
+        self.str(
+            net.carriers
+                .get(s.carrier as usize)
+                .map(carrier_str)
+                .unwrap_or(""),
+        );
+        self.raw(b",\"departure_local\":");
+        self.minutes(s.dep_local, false);
+        self.raw(b",\"departure_utc\":");
+        self.minutes(s.dep_utc, true);
+        self.raw(b",\"destination\":");
+        self.iata(ctx, s.dest);
+        self.raw(b",\"flight_number\":");
+        match fl {
+            Some(f) => self.buf(&flight_number(f.number.to_native(), f.suffix)),
+            None => self.raw(b"null"),
+        }
+        self.raw(b",\"origin\":");
+        self.iata(ctx, s.origin);
+        self.raw(b",\"stops\":[");
+        let n = legs.len().saturating_sub(1);
+        for (i, l) in legs[..n].iter().enumerate() {
+            if i > 0 {
+                self.buf.push(b',');
+            }
+            self.iata(ctx, l.arr.to_native());
+        }
+        self.raw(b"]}");
+    }
+
+    /// What [`SliceView`] serialises to.
+    fn slice(&mut self, ctx: &Ctx<'_>, sl: &Slice) {
+        let segs = sl.segs();
+        let (Some(first), Some(last)) = (segs.first(), segs.last()) else {
+            self.raw(b"{}");
+            return;
+        };
+        self.raw(b"{\"arrival_local\":");
+        self.minutes(last.arr_local, false);
+        self.raw(b",\"departure_local\":");
+        self.minutes(first.dep_local, false);
+        self.raw(b",\"destination\":");
+        self.iata(ctx, last.dest);
+        self.raw(b",\"duration_minutes\":");
+        self.i64(sl.duration());
+        self.raw(b",\"origin\":");
+        self.iata(ctx, first.origin);
+        self.raw(b",\"segments\":[");
+        for (i, g) in segs.iter().enumerate() {
+            if i > 0 {
+                self.buf.push(b',');
+            }
+            self.segment(ctx, g);
+        }
+        self.raw(b"]}");
+    }
+
+    /// What [`ItineraryJson`] serialises to.
+    pub(crate) fn itinerary(&mut self, ctx: &Ctx<'_>, it: &Itinerary, price_changed: Option<bool>) {
+        // One growth check per itinerary instead of a reallocation in the middle of one
+        // (a 3-segment round trip is about 2.5 KB).
+        self.buf.reserve(3072);
+        self.raw(b"{\"fares\":[");
+        let comps = it.price.as_ref().map(|p| p.comps()).unwrap_or(&[]);
+        for (i, c) in comps.iter().enumerate() {
+            if i > 0 {
+                self.buf.push(b',');
+            }
+            let f = ctx.fares.fares.get(c.adt as usize);
+            self.raw(b"{\"booking_class\":");
+            match f.map(|f| f.booking_class) {
+                Some(c) => {
+                    let mut tmp = [0u8; 4];
+                    self.str((c as char).encode_utf8(&mut tmp));
+                }
+                None => self.raw(b"\"\""),
+            }
+            self.raw(b",\"cabin\":");
+            self.str(
+                f.and_then(|f| CABINS.get(f.cabin as usize))
+                    .copied()
+                    .unwrap_or(""),
+            );
+            self.raw(b",\"fare_basis\":");
+            self.str(f.map(|f| ctx.fares.text(&f.basis)).unwrap_or(""));
+            self.raw(b",\"segments\":[");
+            for (k, n) in (c.from..=c.to).enumerate() {
+                if k > 0 {
+                    self.buf.push(b',');
+                }
+                self.u64(u64::from(n));
+            }
+            self.raw(b"]}");
+        }
+        self.raw(b"],\"id\":\"");
+        offer_id::encode_into(ctx, it, self.buf);
+        self.raw(b"\",\"price\":");
+        match &it.price {
+            Some(p) => self.money(p.total, &p.cur),
+            None => self.raw(b"null"),
+        }
+        if let Some(changed) = price_changed {
+            self.raw(if changed {
+                b",\"price_changed\":true"
+            } else {
+                b",\"price_changed\":false"
+            });
+        }
+        self.raw(b",\"seats_available\":");
+        match &it.price {
+            Some(p) => self.u64(u64::from(p.seats)),
+            None => self.raw(b"null"),
+        }
+        self.raw(b",\"slices\":[");
+        for (i, sl) in it.slices().iter().enumerate() {
+            if i > 0 {
+                self.buf.push(b',');
+            }
+            self.slice(ctx, sl);
+        }
+        self.raw(b"]}");
+    }
+}
+
+impl ItineraryJson<'_, '_> {
+    /// The JSON bytes of this view (what `serde_json::to_vec` gives, faster).
+    pub(crate) fn to_json_bytes(&self) -> Vec<u8> {
+        let mut buf = Vec::with_capacity(1536);
+        JsonOut::new(&mut buf).itinerary(self.fares.ctx, self.fares.it, self.price_changed);
+        buf
+    }
+}
+
+impl Itineraries<'_, '_> {
+    /// `{"itineraries":[...]}`: the `data` of a search response as JSON bytes (what
+    /// `serde_json::to_vec` of the search's `data` view gives, faster).
+    pub(crate) fn search_data_bytes(&self) -> Vec<u8> {
+        let mut buf = Vec::with_capacity(32 + 1280 * self.items.len());
+        let mut out = JsonOut::new(&mut buf);
+        out.raw(b"{\"itineraries\":[");
+        for (i, it) in self.items.iter().enumerate() {
+            if i > 0 {
+                out.buf.push(b',');
+            }
+            out.itinerary(self.ctx, it, None);
+        }
+        out.raw(b"]}");
+        buf
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -452,5 +789,61 @@ mod tests {
                 assert_eq!(v(&got), v(&m));
             }
         }
+    }
+
+    #[test]
+    fn the_byte_writer_matches_serde_for_times_and_codes() {
+        let mut buf = Vec::new();
+        let mut out = JsonOut::new(&mut buf);
+        // Days hitting the same cache slot alternately, out-of-range years, negatives.
+        let mut ms: Vec<i64> = vec![
+            -1_000_000,
+            -1,
+            0,
+            59,
+            1439,
+            1440,
+            i64::MIN / 2,
+            i64::MAX / 2,
+        ];
+        for d in [
+            20_000i64, 20_008, 20_000, 20_016, 20_001, 2_932_896, 2_932_897, -719_468,
+        ] {
+            for m in [0, 1, 61, 719, 1439] {
+                ms.push(d * 1440 + m);
+            }
+        }
+        for m in ms {
+            for utc in [false, true] {
+                out.buf.clear();
+                out.minutes(m, utc);
+                let want = serde_json::to_vec(&minutes(m, utc)).unwrap_or_default();
+                assert_eq!(
+                    String::from_utf8_lossy(out.buf),
+                    String::from_utf8_lossy(&want),
+                    "{m} utc {utc}"
+                );
+            }
+        }
+        for code in [
+            &b"AB "[..],
+            b" A\x0b",
+            b"\t\n",
+            b"   ",
+            b"",
+            b"A\"B",
+            b"x\\",
+            b"\x01ZZ",
+        ] {
+            let s = std::str::from_utf8(code).unwrap_or("");
+            assert_eq!(trim_ws(code), s.trim().as_bytes(), "{code:?}");
+            out.buf.clear();
+            out.lossy(code);
+            let want = serde_json::to_vec(&String::from_utf8_lossy(code)).unwrap_or_default();
+            assert_eq!(out.buf.as_slice(), want.as_slice(), "{code:?}");
+        }
+        out.buf.clear();
+        out.lossy(&[b'A', 0xff, b'B']);
+        assert_eq!(out.buf.as_slice(), "\"A\u{fffd}B\"".as_bytes());
     }
 }

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU16, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -11,6 +11,27 @@ use std::time::Duration;
 const BUCKETS: [f64; 14] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
+/// The same bounds in microseconds (what `observe` compares with).
+const BUCKETS_US: [u64; 14] = [
+    500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000,
+    2_500_000, 5_000_000, 10_000_000,
+];
+
+/// Every `route` label the server uses (`http::Route::label`); others go to the overflow map.
+const ROUTES: [&str; 10] = [
+    "search",
+    "offer",
+    "calendar",
+    "places",
+    "healthz",
+    "readyz",
+    "metrics",
+    "openapi",
+    "admin_reload",
+    "unmatched",
+];
+/// Distinct statuses counted lock-free per route; more go to the overflow map.
+const STATUS_SLOTS: usize = 12;
 
 #[derive(Default, Clone)]
 struct Series {
@@ -18,6 +39,39 @@ struct Series {
     sum_us: u64,
     /// Non-cumulative counts per bucket; the last slot is +Inf.
     buckets: [u64; BUCKETS.len() + 1],
+}
+
+/// One (route, status) series updated with relaxed atomics: a request costs a few
+/// uncontended increments instead of a mutex and a map lookup.
+#[derive(Default)]
+struct AtomicSeries {
+    /// 0 while the slot is free; set once (compare-and-swap) to the status it counts.
+    status: AtomicU16,
+    count: AtomicU64,
+    sum_us: AtomicU64,
+    buckets: [AtomicU64; BUCKETS.len() + 1],
+}
+
+impl AtomicSeries {
+    fn add(&self, us: u64, slot: usize) {
+        self.buckets[slot].fetch_add(1, Ordering::Relaxed);
+        self.sum_us.fetch_add(us, Ordering::Relaxed);
+        self.count.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn snapshot(&self) -> Series {
+        let mut s = Series {
+            count: 0,
+            sum_us: self.sum_us.load(Ordering::Relaxed),
+            buckets: [0; BUCKETS.len() + 1],
+        };
+        for (b, a) in s.buckets.iter_mut().zip(&self.buckets) {
+            *b = a.load(Ordering::Relaxed);
+        }
+        // The count is the buckets' sum, so a scrape racing a request stays consistent.
+        s.count = s.buckets.iter().sum();
+        s
+    }
 }
 
 /// What the snapshot gauges show (read from the served snapshot at render time).
@@ -30,9 +84,11 @@ pub struct SnapshotGauges<'a> {
     pub places: u64,
 }
 
-#[derive(Default)]
 pub struct Metrics {
-    requests: Mutex<BTreeMap<(&'static str, u16), Series>>,
+    /// `[route][slot]`, see [`ROUTES`] and [`STATUS_SLOTS`].
+    table: Box<[[AtomicSeries; STATUS_SLOTS]; ROUTES.len()]>,
+    /// Series that do not fit the table (unknown route label, or more statuses than slots).
+    overflow: Mutex<BTreeMap<(&'static str, u16), Series>>,
     pub connections_active: AtomicI64,
     pub connections_accepted: AtomicU64,
     pub connections_refused: AtomicU64,
@@ -42,47 +98,106 @@ pub struct Metrics {
     pub reload_failures: AtomicU64,
 }
 
+impl Default for Metrics {
+    fn default() -> Metrics {
+        Metrics::new()
+    }
+}
+
 impl Metrics {
     pub fn new() -> Metrics {
-        Metrics::default()
+        Metrics {
+            table: Box::default(),
+            overflow: Mutex::new(BTreeMap::new()),
+            connections_active: AtomicI64::new(0),
+            connections_accepted: AtomicU64::new(0),
+            connections_refused: AtomicU64::new(0),
+            requests_in_flight: AtomicI64::new(0),
+            request_timeouts: AtomicU64::new(0),
+            reloads: AtomicU64::new(0),
+            reload_failures: AtomicU64::new(0),
+        }
+    }
+
+    fn overflow(&self) -> std::sync::MutexGuard<'_, BTreeMap<(&'static str, u16), Series>> {
+        match self.overflow.lock() {
+            Ok(m) => m,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+
+    /// The lock-free series of a route and status, claiming a free slot if needed.
+    fn series(&self, route: &str, status: u16) -> Option<&AtomicSeries> {
+        let r = ROUTES.iter().position(|&x| x == route)?;
+        if status == 0 {
+            return None;
+        }
+        for slot in &self.table[r] {
+            match slot
+                .status
+                .compare_exchange(0, status, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => return Some(slot),
+                Err(s) if s == status => return Some(slot),
+                Err(_) => {}
+            }
+        }
+        None
     }
 
     /// Records one answered request.
     pub fn observe(&self, route: &'static str, status: u16, latency: Duration) {
         let us = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
-        let secs = latency.as_secs_f64();
-        let slot = BUCKETS
+        let slot = BUCKETS_US
             .iter()
-            .position(|&b| secs <= b)
+            .position(|&b| us <= b)
             .unwrap_or(BUCKETS.len());
-        let mut map = match self.requests.lock() {
-            Ok(m) => m,
-            Err(poisoned) => poisoned.into_inner(),
-        };
+        if let Some(s) = self.series(route, status) {
+            s.add(us, slot);
+            return;
+        }
+        let mut map = self.overflow();
         let s = map.entry((route, status)).or_default();
         s.count += 1;
         s.sum_us = s.sum_us.saturating_add(us);
         s.buckets[slot] += 1;
     }
 
+    /// Every series, ordered by route label then status.
+    fn all_series(&self) -> Vec<((&'static str, u16), Series)> {
+        let mut all: Vec<((&'static str, u16), Series)> = self
+            .overflow()
+            .iter()
+            .map(|(k, v)| (*k, v.clone()))
+            .collect();
+        for (route, slots) in ROUTES.iter().zip(self.table.iter()) {
+            for slot in slots {
+                let status = slot.status.load(Ordering::Acquire);
+                if status == 0 {
+                    break;
+                }
+                let s = slot.snapshot();
+                if s.count > 0 {
+                    all.push(((*route, status), s));
+                }
+            }
+        }
+        all.sort_by(|a, b| a.0.cmp(&b.0));
+        all
+    }
+
     /// Number of requests recorded for a route and status (for tests and logs).
     pub fn count(&self, route: &'static str, status: u16) -> u64 {
-        let map = match self.requests.lock() {
-            Ok(m) => m,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        map.get(&(route, status)).map(|s| s.count).unwrap_or(0)
+        self.all_series()
+            .iter()
+            .filter(|(k, _)| *k == (route, status))
+            .map(|(_, s)| s.count)
+            .sum()
     }
 
     /// The whole exposition.
     pub fn render(&self, snap: Option<&SnapshotGauges<'_>>, uptime: Duration) -> String {
-        let series: Vec<((&'static str, u16), Series)> = {
-            let map = match self.requests.lock() {
-                Ok(m) => m,
-                Err(poisoned) => poisoned.into_inner(),
-            };
-            map.iter().map(|(k, v)| (*k, v.clone())).collect()
-        };
+        let series = self.all_series();
         let mut out = String::with_capacity(4096 + series.len() * 1200);
         header(
             &mut out,
@@ -292,5 +407,53 @@ mod tests {
         ));
         assert_eq!(m.count("places", 200), 2);
         assert_eq!(escape("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+    }
+
+    #[test]
+    fn statuses_beyond_the_slots_and_unknown_routes_are_still_counted() {
+        let m = Metrics::new();
+        let statuses: Vec<u16> = (0..(STATUS_SLOTS as u16 + 5)).map(|i| 400 + i).collect();
+        for &st in &statuses {
+            for _ in 0..st - 399 {
+                m.observe("search", st, Duration::from_micros(u64::from(st)));
+            }
+        }
+        m.observe("not-a-route", 200, Duration::from_millis(1));
+        for &st in &statuses {
+            assert_eq!(m.count("search", st), u64::from(st - 399), "status {st}");
+        }
+        assert_eq!(m.count("not-a-route", 200), 1);
+        let text = m.render(None, Duration::from_secs(1));
+        // Series come out ordered by route, then status, whichever store holds them.
+        let lines: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("searchd_http_requests_total{"))
+            .collect();
+        assert_eq!(lines.len(), statuses.len() + 1);
+        assert!(lines[0].contains("route=\"not-a-route\""));
+        let mut sorted = lines[1..].to_vec();
+        sorted.sort();
+        assert_eq!(sorted, lines[1..].to_vec());
+    }
+
+    #[test]
+    fn concurrent_observations_are_all_counted() {
+        let m = std::sync::Arc::new(Metrics::new());
+        let threads: Vec<_> = (0..4)
+            .map(|t| {
+                let m = std::sync::Arc::clone(&m);
+                std::thread::spawn(move || {
+                    for i in 0..10_000u64 {
+                        let st = if (i + t) % 3 == 0 { 200 } else { 404 };
+                        m.observe("search", st, Duration::from_micros(i));
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join()
+                .unwrap_or_else(|_| panic!("observer thread panicked"));
+        }
+        assert_eq!(m.count("search", 200) + m.count("search", 404), 40_000);
     }
 }

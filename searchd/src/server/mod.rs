@@ -3,6 +3,7 @@
 //!
 //! - `config`: command line to a checked [`Config`].
 //! - `http`: routing, envelopes, request ids, the access log.
+//! - `log`: the log sink (access lines batched, everything else written through).
 //! - `state`: the served snapshot, its reload and the watcher of the snapshot link.
 //! - `metrics`: Prometheus text exposition.
 //! - `params`: strict query string decoding.
@@ -11,6 +12,7 @@
 pub mod config;
 mod engine_adapter;
 pub mod http;
+pub mod log;
 pub mod metrics;
 pub mod params;
 pub mod state;

@@ -26,12 +26,18 @@ impl Server {
     /// Starts `searchd --snapshot SNAP --listen 127.0.0.1:0 --admin-token ...` plus `extra`,
     /// and waits until it listens and `/readyz` answers 200.
     pub fn start(snapshot: &Path, extra: &[&str]) -> Server {
+        Server::start_logging(snapshot, extra, "info")
+    }
+
+    /// [`Server::start`] with `SEARCHD_LOG` set to `log_filter` (which must keep the
+    /// `listening` line, target `searchd::server` at info).
+    pub fn start_logging(snapshot: &Path, extra: &[&str], log_filter: &str) -> Server {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_searchd"));
         cmd.arg("--snapshot")
             .arg(snapshot)
             .args(["--listen", "127.0.0.1:0", "--admin-token", ADMIN_TOKEN])
             .args(extra)
-            .env("SEARCHD_LOG", "info")
+            .env("SEARCHD_LOG", log_filter)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
