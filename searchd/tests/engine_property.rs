@@ -502,6 +502,91 @@ fn engine_names(data: &serde_json::Value) -> Vec<(String, String)> {
         .collect()
 }
 
+/// One itinerary of a response: (id, price in minor units or `None`, outbound UTC departure).
+fn engine_rows(data: &serde_json::Value) -> Vec<(String, Option<i64>, String)> {
+    data["itineraries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|it| {
+            let price = it["price"]["amount"]
+                .as_str()
+                .map(|a| a.replace('.', "").parse::<i64>().unwrap());
+            let dep = it["slices"][0]["segments"][0]["departure_utc"]
+                .as_str()
+                .unwrap()
+                .to_string();
+            (it["id"].as_str().unwrap().to_string(), price, dep)
+        })
+        .collect()
+}
+
+/// Ordered results with small limits (the top-k path of one-way searches, whose buffer is
+/// compacted every `2 * limit` slices) against the full list - itself checked against the
+/// brute force - ordered by the documented keys: sort=price by (price, departure, id) with
+/// unpriced last, sort=departure by (departure, id); `max_price` and `priced_only` filter
+/// `meta.total` and the results alike.
+fn check_small_limits(
+    b: &Built,
+    base: &[(&str, &str)],
+    all: &[(String, Option<i64>, String)],
+    seed: u64,
+) {
+    let prices: Vec<i64> = all.iter().filter_map(|r| r.1).collect();
+    let mut caps: Vec<Option<i64>> = vec![None];
+    if !prices.is_empty() {
+        let mut sorted = prices.clone();
+        sorted.sort();
+        // A cap equal to a price (inclusive bound, ties) and one between prices.
+        caps.push(Some(sorted[sorted.len() / 2]));
+        caps.push(Some(sorted[0] + 1));
+    }
+    for sort in ["price", "departure"] {
+        for priced_only in ["true", "false"] {
+            for cap in &caps {
+                let mut want: Vec<&(String, Option<i64>, String)> = all
+                    .iter()
+                    .filter(|r| match cap {
+                        Some(m) => r.1.is_some_and(|v| v <= *m),
+                        None => priced_only == "false" || r.1.is_some(),
+                    })
+                    .collect();
+                if sort == "price" {
+                    want.sort_by(|x, y| {
+                        (x.1.is_none(), x.1, &x.2, &x.0).cmp(&(y.1.is_none(), y.1, &y.2, &y.0))
+                    });
+                } else {
+                    want.sort_by(|x, y| (&x.2, &x.0).cmp(&(&y.2, &y.0)));
+                }
+                let cap_s = cap.map(|m| format!("{}.{:02}", m / 100, m % 100));
+                for limit in ["1", "2", "3", "7"] {
+                    let mut p: Vec<(&str, &str)> = base
+                        .iter()
+                        .filter(|(k, _)| !["sort", "limit", "priced_only", "max_price"].contains(k))
+                        .copied()
+                        .collect();
+                    p.push(("sort", sort));
+                    p.push(("priced_only", priced_only));
+                    p.push(("limit", limit));
+                    if let Some(c) = &cap_s {
+                        p.push(("max_price", c));
+                    }
+                    let (data, meta) = search(b, &p);
+                    let got: Vec<String> = engine_rows(&data).into_iter().map(|r| r.0).collect();
+                    let n: usize = limit.parse().unwrap();
+                    let expect: Vec<String> = want.iter().take(n).map(|r| r.0.clone()).collect();
+                    assert_eq!(got, expect, "seed {seed} small limit {p:?}");
+                    assert_eq!(
+                        meta["total"].as_u64(),
+                        Some(want.len() as u64),
+                        "seed {seed} total {p:?}"
+                    );
+                }
+            }
+        }
+    }
+}
+
 fn amount(minor: i64) -> String {
     format!("{}.{:02}", minor / 100, minor % 100)
 }
@@ -610,6 +695,7 @@ fn engine_equals_brute_force_on_random_networks() {
             );
             checked_itins += want.len();
             priced += want.iter().filter(|w| w.1 != "null").count();
+            check_small_limits(&b, &p, &engine_rows(&data), seed);
 
             // Price order with a small limit: the first prices of the full sorted list.
             let mut p2 = p.clone();
@@ -661,6 +747,22 @@ fn engine_equals_brute_force_on_random_networks() {
                     .min();
                 let got = day["lowest_price"]["amount"].as_str().map(str::to_string);
                 assert_eq!(got, best.map(amount), "seed {seed} calendar day {k}");
+                // The day's itinerary is the first of that day's sort=price search (the
+                // calendar prunes by price bounds and departure ties; the search does not).
+                let day_s = iso(qd.date);
+                let mut ps: Vec<(&str, &str)> = p2
+                    .iter()
+                    .filter(|(k, _)| !["date", "limit"].contains(k))
+                    .copied()
+                    .collect();
+                ps.push(("date", &day_s));
+                ps.push(("limit", "1"));
+                let (first, _) = search(&b, &ps);
+                assert_eq!(
+                    day["itinerary_id"].as_str(),
+                    first["itineraries"][0]["id"].as_str(),
+                    "seed {seed} calendar day {k} itinerary"
+                );
                 if let Some(id) = day["itinerary_id"].as_str() {
                     let (o, _) = searchd::engine::offer(&b.snap, &b.overlay, clock(), id).unwrap();
                     assert_eq!(o["price"]["amount"].as_str(), got.as_deref());

@@ -34,6 +34,10 @@ struct Args {
     /// 1-stop pair and exit: a small workload for `valgrind --tool=callgrind`.
     #[arg(long)]
     json_only: Option<usize>,
+    /// Only run the priced 1-stop search (and then the 31-day calendar) of this pair, e.g.
+    /// `SDQ-MIA`, `-n` times each, and exit: a small workload for profilers.
+    #[arg(long)]
+    pair: Option<String>,
 }
 
 fn report(name: &str, mut v: Vec<u64>, results: u64) {
@@ -117,6 +121,35 @@ fn main() -> Result<()> {
         }
         return Ok(());
     }
+    if let Some(pair) = &args.pair {
+        let (o, d) = pair
+            .split_once('-')
+            .ok_or_else(|| anyhow!("--pair wants ORIGIN-DESTINATION, got {pair:?}"))?;
+        let overlay = Overlay::new();
+        let clock = Clock {
+            now_utc_min: now_utc_min(),
+        };
+        let q = parse_all(&snap, &[w.one_stop(o, d)])?;
+        run_kind(
+            &format!("1-stop {pair}"),
+            args.n,
+            &snap,
+            &overlay,
+            clock,
+            &q,
+        );
+        let p = w.calendar(o, d);
+        let mut v = Vec::with_capacity(args.calendar_n);
+        for _ in 0..args.calendar_n {
+            let t = Instant::now();
+            let r = engine::calendar(&snap, &overlay, clock, &p)
+                .map_err(|e| anyhow!("calendar {p:?}: {e:?}"))?;
+            v.push(t.elapsed().as_nanos() as u64);
+            std::hint::black_box(r);
+        }
+        report(&format!("calendar 31 days {pair}"), v, 0);
+        return Ok(());
+    }
     println!("hubs (departing segment patterns): {:?}", w.hubs);
     println!("date {}  clock {}", w.date, benches::NOW);
     println!("direct pairs: {:?}", w.direct_pairs);
@@ -181,5 +214,20 @@ fn main() -> Result<()> {
         days += r.1["count"].as_u64().unwrap_or(0);
     }
     report("calendar 31 days (with JSON)", v, days);
+
+    // Per pair, to see which pairs make the tail.
+    for (p, (o, d)) in cal.iter().zip(&w.one_stop_pairs) {
+        let n = (args.calendar_n / cal.len()).max(1);
+        let mut v = Vec::with_capacity(n);
+        let mut days = 0u64;
+        for _ in 0..n {
+            let t = Instant::now();
+            let r = engine::calendar(&snap, &overlay, clock, p)
+                .map_err(|e| anyhow!("calendar {p:?}: {e:?}"))?;
+            v.push(t.elapsed().as_nanos() as u64);
+            days += r.1["count"].as_u64().unwrap_or(0);
+        }
+        report(&format!("  calendar {o}-{d}"), v, days);
+    }
     Ok(())
 }

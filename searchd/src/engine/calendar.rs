@@ -38,6 +38,7 @@ pub fn run_calendar(
         // Cheapest-only: exact lower bounds skip what cannot beat the day's best so far.
         ctx.cap
             .set(Some(q.filters.max_price_micros.unwrap_or(i128::MAX)));
+        ctx.cap_dep.set(i64::MAX);
         paths::slices(&ctx, &q.origin, &q.destination, day, &mut bufs, &mut cands);
         if ctx.exhausted() {
             return Err(too_broad());

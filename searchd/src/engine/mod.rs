@@ -199,6 +199,9 @@ pub(crate) struct Ctx<'a> {
     /// Cheapest-only mode (the calendar): candidates whose lower bound exceeds this value
     /// (millionths) are skipped, and only priced candidates within it are kept.
     pub cap: Cell<Option<i128>>,
+    /// Cheapest-only mode: the outbound UTC departure of the slice that set `cap` (a slice
+    /// priced exactly `cap` that departs later cannot win the tie), `i64::MAX` before one.
+    pub cap_dep: Cell<i64>,
     work: Cell<u64>,
     limit: u64,
     exhausted: Cell<bool>,
@@ -234,6 +237,7 @@ impl<'a> Ctx<'a> {
             ends: e,
             market_cache: RefCell::new([(u64::MAX, 0); MARKET_CACHE]),
             cap: Cell::new(None),
+            cap_dep: Cell::new(i64::MAX),
             work: Cell::new(0),
             limit: work_limit(),
             exhausted: Cell::new(false),

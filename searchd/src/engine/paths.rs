@@ -11,8 +11,8 @@ use format::model::{AirportId, ArchivedSegmentRef};
 
 use super::prep::MctQuery;
 use super::price::{
-    comp_lb, comp_lb_market, comp_price_with, micros, price_refs, CompOpts, Priced, SeatCache,
-    EMPTY,
+    comp_lb, comp_price_with, flight_class_mask, market_of, masked_lb, masked_lb_at, price_refs,
+    value1, value2, warm_seats, CompOpts, Priced, SeatCache, EMPTY,
 };
 use super::{Ctx, DatedSeg, Slice};
 
@@ -23,6 +23,10 @@ pub(crate) struct Cand {
     price: Option<CompOpts>,
     seats: SeatCache,
     lb: Option<Option<i128>>,
+    /// Cheapest-only mode: lower bounds of this segment as a component of its own, and of
+    /// a through component on its carrier to the slice's destination (see [`masked_lb`]).
+    own: Option<Option<i128>>,
+    through: Option<Option<i128>>,
 }
 
 impl Cand {
@@ -32,7 +36,42 @@ impl Cand {
             price: None,
             seats: SeatCache::default(),
             lb: None,
+            own: None,
+            through: None,
         }
+    }
+
+    /// [`masked_lb`] of this segment alone, on its own date and classes.
+    fn own_lb(&mut self, ctx: &Ctx<'_>) -> Option<i128> {
+        if self.own.is_none() {
+            let s = &self.seg;
+            self.own = Some(masked_lb(
+                ctx,
+                s.carrier,
+                s.origin,
+                s.dest,
+                Some(s.dep_local.div_euclid(1440) as i32),
+                flight_class_mask(ctx, s.flight, Some(s.day)),
+            ));
+        }
+        self.own.flatten()
+    }
+
+    /// [`masked_lb`] of a component starting with this segment and ending at `to` (on its
+    /// carrier, date and classes: a later segment of the component only restricts more).
+    fn through_lb(&mut self, ctx: &Ctx<'_>, to: AirportId) -> Option<i128> {
+        if self.through.is_none() {
+            let s = &self.seg;
+            self.through = Some(masked_lb(
+                ctx,
+                s.carrier,
+                s.origin,
+                to,
+                Some(s.dep_local.div_euclid(1440) as i32),
+                flight_class_mask(ctx, s.flight, Some(s.day)),
+            ));
+        }
+        self.through.flatten()
     }
 
     /// Lower bound of this segment as a component of its own (see [`comp_lb`]).
@@ -47,18 +86,50 @@ impl Cand {
         }
     }
 
-    fn single(&mut self, ctx: &Ctx<'_>) -> CompOpts {
-        match self.price {
-            Some(p) => p,
-            None => {
-                let Cand { seg, seats, .. } = self;
-                let seg = *seg;
-                let p = comp_price_with(ctx, std::slice::from_ref(&seg), &mut |_, c| {
-                    seats.get(ctx, &seg, c)
-                });
-                self.price = Some(p);
-                p
-            }
+    /// This segment's price as a component of its own, computed once per candidate.
+    fn single(&mut self, ctx: &Ctx<'_>) -> &CompOpts {
+        if self.price.is_none() {
+            let Cand { seg, seats, .. } = self;
+            let seg = *seg;
+            let p = comp_price_with(ctx, std::slice::from_ref(&seg), &mut |_, c| {
+                seats.get(ctx, &seg, c)
+            });
+            self.price = Some(p);
+        }
+        self.price.as_ref().unwrap_or(&EMPTY)
+    }
+}
+
+/// Where enumerated slices go: a sink sees every slice that satisfies the query's
+/// itinerary rules with its cheapest price, and asks for the full price (the
+/// constructions) only for the slices it keeps.
+pub(crate) trait Sink {
+    /// `value`: the slice's cheapest price in millionths (`None`: no valid construction);
+    /// `price` builds the constructions (`value` is `price().best()`'s).
+    fn offer(
+        &mut self,
+        ctx: &Ctx<'_>,
+        slice: &Slice,
+        value: Option<i128>,
+        price: impl FnOnce() -> Priced,
+    );
+}
+
+/// Keeps every slice (in cheapest-only mode: those within the cap, lowering it).
+impl Sink for Vec<SliceCand> {
+    #[inline]
+    fn offer(
+        &mut self,
+        ctx: &Ctx<'_>,
+        slice: &Slice,
+        value: Option<i128>,
+        price: impl FnOnce() -> Priced,
+    ) {
+        if keep(ctx, value, slice.dep_utc()) {
+            self.push(SliceCand {
+                slice: *slice,
+                price: price(),
+            });
         }
     }
 }
@@ -131,7 +202,7 @@ fn departures(
     local_hi: i64,
     utc_lo: i64,
     utc_hi: i64,
-    out: &mut Vec<Cand>,
+    out: &mut Vec<DatedSeg>,
 ) {
     if segs.is_empty() || local_lo > local_hi {
         return;
@@ -174,7 +245,7 @@ fn departures(
             if !stops_ok(ctx, &seg) {
                 continue;
             }
-            out.push(Cand::new(seg));
+            out.push(seg);
         }
     }
 }
@@ -242,7 +313,21 @@ pub(crate) fn connects(ctx: &Ctx<'_>, a: &DatedSeg, b: &DatedSeg) -> bool {
         return false;
     }
     let gap = b.dep_utc - a.arr_utc;
-    gap <= i64::from(ctx.filters.max_connection_minutes) && gap >= min_connection(ctx, a, b)
+    if gap > i64::from(ctx.filters.max_connection_minutes) {
+        return false;
+    }
+    if ctx.filters.min_connection_minutes.is_none() && gap >= i64::from(ctx.prep.ceil(a.dest)) {
+        // No rule at this station asks for more: the lookup cannot refuse it.
+        return true;
+    }
+    gap >= min_connection(ctx, a, b)
+}
+
+/// [`no_revisit`] for a connection `f` then `g` of a slice from `f.origin` to `g.dest`
+/// (both query ends, `f.dest` is not): two nonstop segments cannot revisit anything.
+#[inline]
+fn no_revisit2(ctx: &Ctx<'_>, f: &DatedSeg, g: &DatedSeg) -> bool {
+    (f.from_leg == f.to_leg && g.from_leg == g.to_leg) || no_revisit(ctx, &[*f], g)
 }
 
 fn lower_bound(ctx: &Ctx<'_>, via: AirportId) -> i64 {
@@ -260,9 +345,11 @@ fn onward(
     to: AirportId,
     arr_lo: i64,
     arr_hi: i64,
+    segs: &mut Vec<DatedSeg>,
     out: &mut Vec<Cand>,
 ) {
     out.clear();
+    segs.clear();
     let lo = arr_lo + lower_bound(ctx, via);
     let hi = arr_hi + i64::from(ctx.filters.max_connection_minutes);
     let (olo, ohi) = ctx.prep.off_range(via);
@@ -273,9 +360,51 @@ fn onward(
         hi + ohi,
         lo,
         hi,
-        out,
+        segs,
     );
-    out.sort_unstable_by_key(|c| c.seg.dep_utc);
+    // Sort the small segments, then wrap them (candidates are large).
+    segs.sort_unstable_by_key(|s| s.dep_utc);
+    warm(ctx, segs);
+    out.extend(segs.iter().map(|&s| Cand::new(s)));
+}
+
+/// Most listed segments get priced: touch their availability first, in one tight loop
+/// whose independent cache misses overlap (see [`warm_seats`]). Not in cheapest-only mode,
+/// which prices few of them.
+fn warm(ctx: &Ctx<'_>, segs: &[DatedSeg]) {
+    if ctx.cap.get().is_some() || !ctx.overlay.is_empty() {
+        return;
+    }
+    let mut x = 0u64;
+    for s in segs {
+        x ^= warm_seats(ctx, s);
+    }
+    std::hint::black_box(x);
+}
+
+/// The departures from `a` to `b` on local times `[llo, lhi]`, as candidates.
+fn leaving(
+    ctx: &Ctx<'_>,
+    a: AirportId,
+    b: AirportId,
+    llo: i64,
+    lhi: i64,
+    segs: &mut Vec<DatedSeg>,
+    out: &mut Vec<Cand>,
+) {
+    out.clear();
+    segs.clear();
+    departures(
+        ctx,
+        ctx.net.segments_between(a, b),
+        llo,
+        lhi,
+        i64::MIN,
+        i64::MAX,
+        segs,
+    );
+    warm(ctx, segs);
+    out.extend(segs.iter().map(|&s| Cand::new(s)));
 }
 
 fn window(ctx: &Ctx<'_>, list: &[Cand], arr: i64, via: AirportId) -> (usize, usize) {
@@ -307,17 +436,30 @@ fn may_beat(ctx: &Ctx<'_>, lb: impl FnOnce() -> Option<i128>) -> bool {
     }
 }
 
-/// In cheapest-only mode: keeps only priced candidates within the cap, and lowers the cap.
-fn keep(ctx: &Ctx<'_>, p: &Priced) -> bool {
+/// In cheapest-only mode: keeps only priced candidates within the cap - and on a tie with
+/// it, only those departing no later than the slice that set it (the day's answer is the
+/// least by (price, departure, id)) - and lowers the cap.
+fn keep(ctx: &Ctx<'_>, value: Option<i128>, dep: i64) -> bool {
     let Some(cap) = ctx.cap.get() else {
         return true;
     };
-    match p.best() {
-        Some(b) if b.micros() <= cap => {
-            ctx.cap.set(Some(b.micros()));
+    match value {
+        Some(v) if (v, dep) <= (cap, ctx.cap_dep.get()) => {
+            ctx.cap.set(Some(v));
+            ctx.cap_dep.set(dep);
             true
         }
         _ => false,
+    }
+}
+
+/// In cheapest-only mode: whether nothing with price lower bound `lb` (`None`: cannot be
+/// priced) departing at `dep` can be kept (see [`keep`]).
+fn over(ctx: &Ctx<'_>, lb: Option<i128>, dep: i64) -> bool {
+    match (lb, ctx.cap.get()) {
+        (None, _) => true,
+        (Some(v), Some(cap)) => (v, dep) > (cap, ctx.cap_dep.get()),
+        (Some(_), None) => false,
     }
 }
 
@@ -327,6 +469,228 @@ pub(crate) struct Buffers {
     first: Vec<Cand>,
     second: Vec<Cand>,
     third: Vec<Cand>,
+    segs: Vec<DatedSeg>,
+    /// Cheapest-only mode: per (origin, destination) airport pair, its connection points
+    /// ordered by a date-independent lower bound (see [`via_bounds`]). Valid for one set of
+    /// filters: a calendar uses fresh buffers.
+    vias: Vec<(AirportId, AirportId, Vec<ViaBound>)>,
+}
+
+/// A connection point `v` of `a -> v -> b` and lower bounds (millionths) on every 1-stop
+/// slice through it (`all`) and on its second segment priced on its own (`second`).
+#[derive(Clone, Debug)]
+pub(crate) struct ViaBound {
+    all: i128,
+    via: AirportId,
+    second: Option<i128>,
+    /// Per carrier from the origin to this point: the union of its flights' class masks
+    /// and fare markets of the first segment alone and (when the carrier also flies on to
+    /// the destination) of a through component with the masks of both sides, to bound a
+    /// given day's slices with that day's fare rules before listing any departure.
+    first: Vec<FirstCarrier>,
+    /// The last local departure date (days since `Network::first_day`) on which a segment
+    /// from the origin to this point may have seats: later, nothing through it is priced.
+    last: i64,
+}
+
+/// See [`ViaBound::first`]: (class mask, own market, through market and mask).
+type FirstCarrier = (u32, Option<usize>, Option<(usize, u32)>);
+
+/// Per carrier of the segments of `list`, the union of their flights' class masks; returns
+/// the last local departure date (days since `Network::first_day`) on which one of them may
+/// have seats.
+fn carrier_masks(ctx: &Ctx<'_>, list: &[ArchivedSegmentRef], out: &mut Vec<(u16, u32)>) -> i64 {
+    out.clear();
+    let mut last = i64::MIN;
+    for r in list {
+        if !ctx.step(1) {
+            return i64::MAX;
+        }
+        let flight = r.flight.to_native();
+        let Some(fl) = ctx.net.flights.get(flight as usize) else {
+            continue;
+        };
+        if !ctx.overlay.is_empty() {
+            last = i64::MAX;
+        } else if let Some(&(lo, hi)) = ctx.prep.flight_days.get(flight as usize) {
+            if lo <= hi {
+                last = last.max(i64::from(hi) + i64::from(r.dep_day_shift));
+            }
+        } else {
+            last = i64::MAX;
+        }
+        let c = fl.carrier.to_native();
+        let m = flight_class_mask(ctx, flight, None);
+        match out.iter_mut().find(|x| x.0 == c) {
+            Some(x) => x.1 |= m,
+            None => out.push((c, m)),
+        }
+    }
+    last
+}
+
+/// Date-independent lower bounds of every connection point from `a` to `b`, cheapest
+/// first; points through which nothing can be priced are left out (cheapest-only mode
+/// keeps priced slices only). Each bound ignores travel dates, days of week, advance
+/// purchase and seat counts, but not the booking classes the flights have rows for.
+fn via_bounds(ctx: &Ctx<'_>, a: AirportId, b: AirportId) -> Vec<ViaBound> {
+    let mut out = Vec::new();
+    let (mut m1, mut m2) = (Vec::new(), Vec::new());
+    for v in vias(ctx, a, ctx.prep.into(b)) {
+        if ctx.is_end(v) {
+            continue;
+        }
+        let last = carrier_masks(ctx, ctx.net.segments_between(a, v), &mut m1);
+        carrier_masks(ctx, ctx.net.segments_between(v, b), &mut m2);
+        let own1 = m1
+            .iter()
+            .filter_map(|&(c, m)| masked_lb(ctx, c, a, v, None, m))
+            .min();
+        let own2 = m2
+            .iter()
+            .filter_map(|&(c, m)| masked_lb(ctx, c, v, b, None, m))
+            .min();
+        let through = m1
+            .iter()
+            .filter_map(|&(c, m)| {
+                let m2 = m2.iter().find(|x| x.0 == c)?.1;
+                masked_lb(ctx, c, a, b, None, m & m2)
+            })
+            .min();
+        if let Some(all) = min_lb(add(own1, own2), through) {
+            let first = m1
+                .iter()
+                .map(|&(c, m)| {
+                    let through = m2
+                        .iter()
+                        .find(|x| x.0 == c)
+                        .and_then(|x| market_of(ctx, c, a, b).map(|i| (i, m & x.1)));
+                    (m, market_of(ctx, c, a, v), through)
+                })
+                .collect();
+            out.push(ViaBound {
+                all,
+                via: v,
+                second: own2,
+                last,
+                first,
+            });
+        }
+    }
+    out.sort_by_key(|x| (x.all, x.via));
+    out
+}
+
+/// 1-stop slices in cheapest-only mode: connection points in order of their bound, until
+/// the bound exceeds the cap (the best price so far); within one, segments and pairs are
+/// skipped when their bound exceeds the cap, so only the few that may win are priced
+/// (which needs seat lookups). Bounds are exact lower bounds, and ties are priced.
+fn one_stop_cheapest(
+    ctx: &Ctx<'_>,
+    a: AirportId,
+    b: AirportId,
+    llo: i64,
+    lhi: i64,
+    bufs: &mut Buffers,
+    out: &mut impl Sink,
+) {
+    let Buffers {
+        first,
+        second,
+        segs,
+        vias: cache,
+        ..
+    } = bufs;
+    if !cache.iter().any(|x| x.0 == a && x.1 == b) {
+        let list = via_bounds(ctx, a, b);
+        cache.push((a, b, list));
+    }
+    let Some((_, _, list)) = cache.iter().find(|x| x.0 == a && x.1 == b) else {
+        return;
+    };
+    let first_day = i64::from(ctx.net.first_day.to_native());
+    for vb in list {
+        if over(ctx, Some(vb.all), i64::MIN) {
+            break; // every later point's bound is at least this one's
+        }
+        if llo.div_euclid(1440) - first_day > vb.last {
+            continue;
+        }
+        // This day's fare rules (dates, days of week, advance purchase) for first segments
+        // departing on it, before listing them.
+        let dl = llo.div_euclid(1440) as i32;
+        let day_lb = vb
+            .first
+            .iter()
+            .filter_map(|&(m, own, through)| {
+                let own = own.and_then(|i| masked_lb_at(ctx, i, Some(dl), m));
+                let through = through.and_then(|(i, mm)| masked_lb_at(ctx, i, Some(dl), mm));
+                min_lb(add(own, vb.second), through)
+            })
+            .min();
+        if over(ctx, day_lb, i64::MIN) {
+            continue;
+        }
+        let v = vb.via;
+        leaving(ctx, a, v, llo, lhi, segs, first);
+        if first.is_empty() {
+            continue;
+        }
+        // Through fares are looked up only when the split bound alone rules a segment out.
+        let any = first.iter_mut().any(|fc| {
+            let dep = fc.seg.dep_utc;
+            !over(ctx, add(fc.own_lb(ctx), vb.second), dep)
+                || !over(ctx, fc.through_lb(ctx, b), dep)
+        });
+        if !any {
+            continue;
+        }
+        let (alo, ahi) = arr_range(first);
+        onward(ctx, v, b, alo, ahi, segs, second);
+        if second.is_empty() {
+            continue;
+        }
+        for fc in first.iter_mut() {
+            let f = fc.seg;
+            let f_own = fc.own_lb(ctx);
+            if over(ctx, add(f_own, vb.second), f.dep_utc)
+                && over(ctx, fc.through_lb(ctx, b), f.dep_utc)
+            {
+                continue;
+            }
+            let (s, e) = window(ctx, second, f.arr_utc, v);
+            for gc in second[s..e].iter_mut() {
+                if !ctx.step(1) {
+                    return;
+                }
+                let g = gc.seg;
+                if !connects(ctx, &f, &g) || !no_revisit2(ctx, &f, &g) {
+                    continue;
+                }
+                let same = f.carrier == g.carrier;
+                let joint = if same { fc.through_lb(ctx, b) } else { None };
+                if over(ctx, min_lb(add(f_own, gc.own_lb(ctx)), joint), f.dep_utc) {
+                    continue;
+                }
+                // A joint component costs at least `joint`: when that is over the cap it
+                // cannot make the price, and the slice is kept only within the cap.
+                let ab = if same && !over(ctx, joint, f.dep_utc) {
+                    multi(ctx, &mut [&mut *fc, &mut *gc])
+                } else {
+                    EMPTY
+                };
+                let a = fc.single(ctx);
+                let b = gc.single(ctx);
+                let e = &EMPTY;
+                out.offer(ctx, &Slice::two(f, g), value2(a, &ab, b), || {
+                    price_refs(2, &[[a, &ab, e], [e, b, e], [e, e, e]])
+                });
+            }
+        }
+        if ctx.exhausted() {
+            return;
+        }
+    }
 }
 
 /// Appends every slice from `origins` to `dests` departing on local date `date` that the
@@ -337,7 +701,7 @@ pub(crate) fn slices(
     dests: &[AirportId],
     date: i32,
     bufs: &mut Buffers,
-    out: &mut Vec<SliceCand>,
+    out: &mut impl Sink,
 ) {
     let f = ctx.filters;
     let tod_lo = i64::from(f.depart_after.unwrap_or(0));
@@ -353,29 +717,21 @@ pub(crate) fn slices(
                 continue;
             }
             // Direct.
-            bufs.first.clear();
-            departures(
-                ctx,
-                ctx.net.segments_between(a, b),
-                llo,
-                lhi,
-                i64::MIN,
-                i64::MAX,
-                &mut bufs.first,
-            );
+            leaving(ctx, a, b, llo, lhi, &mut bufs.segs, &mut bufs.first);
             for c in bufs.first.iter_mut() {
+                let seg = c.seg;
                 let a = c.single(ctx);
                 let e = &EMPTY;
-                let price = price_refs(1, &[[&a, e, e], [e, e, e], [e, e, e]]);
-                if keep(ctx, &price) {
-                    out.push(SliceCand {
-                        slice: Slice::one(c.seg),
-                        price,
-                    });
-                }
+                out.offer(ctx, &Slice::one(seg), value1(a), || {
+                    price_refs(1, &[[a, e, e], [e, e, e], [e, e, e]])
+                });
             }
             if f.max_connections >= 1 {
-                one_stop(ctx, a, b, llo, lhi, bufs, out);
+                if ctx.cap.get().is_some() {
+                    one_stop_cheapest(ctx, a, b, llo, lhi, bufs, out);
+                } else {
+                    one_stop(ctx, a, b, llo, lhi, bufs, out);
+                }
             }
             if f.max_connections >= 2 {
                 two_stop(ctx, a, b, llo, lhi, bufs, out);
@@ -410,27 +766,6 @@ fn arr_range(list: &[Cand]) -> (i64, i64) {
     (lo, hi)
 }
 
-/// A lower bound over every connection from `first` to `second` (cheapest-only mode).
-fn via_lb(ctx: &Ctx<'_>, first: &mut [Cand], second: &mut [Cand]) -> Option<i128> {
-    let min_f = first.iter_mut().filter_map(|c| c.lb(ctx)).min();
-    let min_g = second.iter_mut().filter_map(|c| c.lb(ctx)).min();
-    let mut lb = add(min_f, min_g);
-    let mut seen: [u16; 8] = [u16::MAX; 8];
-    for f in first.iter() {
-        let c = f.seg.carrier;
-        if seen.contains(&c) {
-            continue;
-        }
-        if let Some(slot) = seen.iter_mut().find(|x| **x == u16::MAX) {
-            *slot = c;
-        }
-        if let Some(g) = second.iter().find(|g| g.seg.carrier == c) {
-            lb = min_lb(lb, comp_lb(ctx, &[f.seg, g.seg]));
-        }
-    }
-    lb
-}
-
 fn one_stop(
     ctx: &Ctx<'_>,
     a: AirportId,
@@ -438,44 +773,25 @@ fn one_stop(
     llo: i64,
     lhi: i64,
     bufs: &mut Buffers,
-    out: &mut Vec<SliceCand>,
+    out: &mut impl Sink,
 ) {
-    let Buffers { first, second, .. } = bufs;
+    let Buffers {
+        first,
+        second,
+        segs,
+        ..
+    } = bufs;
     for v in vias(ctx, a, ctx.prep.into(b)) {
         if ctx.is_end(v) {
             continue;
         }
-        first.clear();
-        departures(
-            ctx,
-            ctx.net.segments_between(a, v),
-            llo,
-            lhi,
-            i64::MIN,
-            i64::MAX,
-            first,
-        );
+        leaving(ctx, a, v, llo, lhi, segs, first);
         if first.is_empty() {
             continue;
         }
-        if ctx.cap.get().is_some() {
-            // Nothing from `first` can beat the cap when its cheapest first leg alone, or
-            // the cheapest through fare from `a` to `b` of its carriers, cannot.
-            let own = first.iter_mut().filter_map(|c| c.lb(ctx)).min();
-            let through = first
-                .iter()
-                .filter_map(|c| comp_lb_market(ctx, c.seg.carrier, a, b))
-                .min();
-            if !may_beat(ctx, || min_lb(own, through)) {
-                continue;
-            }
-        }
         let (alo, ahi) = arr_range(first);
-        onward(ctx, v, b, alo, ahi, second);
+        onward(ctx, v, b, alo, ahi, segs, second);
         if second.is_empty() {
-            continue;
-        }
-        if ctx.cap.get().is_some() && !may_beat(ctx, || via_lb(ctx, first, second)) {
             continue;
         }
         for fc in first.iter_mut() {
@@ -486,36 +802,20 @@ fn one_stop(
                     return;
                 }
                 let g = gc.seg;
-                if !connects(ctx, &f, &g) || !no_revisit(ctx, &[f], &g) {
+                if !connects(ctx, &f, &g) || !no_revisit2(ctx, &f, &g) {
                     continue;
                 }
-                if !may_beat(ctx, || {
-                    let pair = (f.carrier == g.carrier)
-                        .then(|| comp_lb(ctx, &[f, g]))
-                        .flatten();
-                    // The singles' own cheapest prices bound any split construction.
-                    let cheapest =
-                        |o: CompOpts| o.opts().iter().map(|x| micros(x.total, &x.cur)).min();
-                    let split = add(cheapest(fc.single(ctx)), cheapest(gc.single(ctx)));
-                    min_lb(split, pair)
-                }) {
-                    continue;
-                }
-                let a = fc.single(ctx);
-                let b = gc.single(ctx);
                 let ab = if f.carrier == g.carrier {
-                    multi(ctx, &mut [fc, gc])
+                    multi(ctx, &mut [&mut *fc, &mut *gc])
                 } else {
                     EMPTY
                 };
+                let a = fc.single(ctx);
+                let b = gc.single(ctx);
                 let e = &EMPTY;
-                let price = price_refs(2, &[[&a, &ab, e], [e, &b, e], [e, e, e]]);
-                if keep(ctx, &price) {
-                    out.push(SliceCand {
-                        slice: Slice::two(f, g),
-                        price,
-                    });
-                }
+                out.offer(ctx, &Slice::two(f, g), value2(a, &ab, b), || {
+                    price_refs(2, &[[a, &ab, e], [e, b, e], [e, e, e]])
+                });
             }
         }
         if ctx.exhausted() {
@@ -532,12 +832,14 @@ fn two_stop(
     llo: i64,
     lhi: i64,
     bufs: &mut Buffers,
-    out: &mut Vec<SliceCand>,
+    out: &mut impl Sink,
 ) {
     let Buffers {
         first,
         second,
         third,
+        segs,
+        ..
     } = bufs;
     let into_b = ctx.prep.into(b);
     for m in ctx.net.markets_from(a) {
@@ -545,16 +847,7 @@ fn two_stop(
         if ctx.is_end(v1) {
             continue;
         }
-        first.clear();
-        departures(
-            ctx,
-            ctx.net.segments_between(a, v1),
-            llo,
-            lhi,
-            i64::MIN,
-            i64::MAX,
-            first,
-        );
+        leaving(ctx, a, v1, llo, lhi, segs, first);
         if first.is_empty() {
             continue;
         }
@@ -563,12 +856,12 @@ fn two_stop(
             if ctx.is_end(v2) {
                 continue;
             }
-            onward(ctx, v1, v2, alo, ahi, second);
+            onward(ctx, v1, v2, alo, ahi, segs, second);
             if second.is_empty() {
                 continue;
             }
             let (blo, bhi) = arr_range(second);
-            onward(ctx, v2, b, blo, bhi, third);
+            onward(ctx, v2, b, blo, bhi, segs, third);
             if third.is_empty() {
                 continue;
             }
@@ -608,9 +901,6 @@ fn two_stop(
                         }) {
                             continue;
                         }
-                        let a = fc.single(ctx);
-                        let b = gc.single(ctx);
-                        let c = hc.single(ctx);
                         let (mut ab, mut bc, mut abc) = (EMPTY, EMPTY, EMPTY);
                         if f.carrier == g.carrier {
                             ab = multi(ctx, &mut [&mut *fc, &mut *gc]);
@@ -621,14 +911,13 @@ fn two_stop(
                         if g.carrier == h.carrier {
                             bc = multi(ctx, &mut [&mut *gc, &mut *hc]);
                         }
+                        let a = fc.single(ctx);
+                        let b = gc.single(ctx);
+                        let c = hc.single(ctx);
                         let e = &EMPTY;
-                        let price = price_refs(3, &[[&a, &ab, &abc], [e, &b, &bc], [e, e, &c]]);
-                        if keep(ctx, &price) {
-                            out.push(SliceCand {
-                                slice: Slice::three(f, g, h),
-                                price,
-                            });
-                        }
+                        let price = price_refs(3, &[[a, &ab, &abc], [e, b, &bc], [e, e, c]]);
+                        let value = price.best().map(|p| p.micros());
+                        out.offer(ctx, &Slice::three(f, g, h), value, || price);
                     }
                 }
             }

@@ -17,6 +17,9 @@ pub(crate) struct Prepared {
     mct_wild: Vec<u32>,
     /// Per airport: the smallest MCT any rule (or the default) can give there.
     pub mct_floor: Vec<u16>,
+    /// Per airport: the largest MCT any rule (or the default) can give there; a connection
+    /// at least this long needs no rule lookup.
+    pub mct_ceil: Vec<u16>,
     /// Per airport: min and max UTC offset of the legs departing it.
     pub off_lo: Vec<i16>,
     pub off_hi: Vec<i16>,
@@ -25,12 +28,67 @@ pub(crate) struct Prepared {
     into: Vec<AirportId>,
     /// `avail_start[f]..avail_start[f+1]`: the availability keys of flight `f`.
     avail_start: Vec<u32>,
+    /// Per flight: bit `c - 'A'` is set when the snapshot has an availability row for
+    /// booking class `c` on some leg and day of the flight, bit 31 when it has one for a
+    /// class outside `A..=Z`. A class without any row is closed on every dated leg of the
+    /// flight (as long as the live overlay is empty), which makes fare lower bounds tight.
+    pub flight_classes: Vec<u32>,
+    /// Per flight: the first and last base-day index with any availability row (empty
+    /// range `(1, 0)` when none): on other days every class is closed.
+    pub flight_days: Vec<(u16, u16)>,
+    /// Per flight, packed for the seat lookup (one cache line read instead of three).
+    pub flight_avail: Vec<FlightAvail>,
+
     /// Per fare market `[s, e)` whose ADT fares are `s..s+k`: `adt_by_amount[s..s+k]` are
     /// those fares' global indexes ordered by (amount, index).
     pub adt_by_amount: Vec<u32>,
+    /// `adt_ladder[i]` holds what pricing reads of fare `adt_by_amount[i]`, packed and in
+    /// the same order: walking a market's fares cheapest first reads consecutive memory
+    /// instead of one scattered fare record per step.
+    pub adt_ladder: Vec<LadderFare>,
     /// Per fare market (index of `Fares::market_keys`): the smallest ADT or CHD amount, in
     /// millionths (`i128::MAX` when the market has no ADT fare and so prices nothing).
     pub market_lb: Vec<i128>,
+    /// Per fare market (index of `Fares::market_keys`): where its fares are, packed so that
+    /// pricing a component reads one record.
+    pub market_info: Vec<MarketInfo>,
+}
+
+/// Where a flight's availability keys are, and their shape: keys are sorted by (leg, base
+/// day, class), so the keys of (leg, day) are near `start + len * (leg * days + day -
+/// day_lo) / (legs * days)` with `days = day_hi - day_lo + 1`.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct FlightAvail {
+    pub start: u32,
+    pub len: u32,
+    pub day_lo: u16,
+    pub day_hi: u16,
+    /// 1 + the highest leg index with a row.
+    pub legs: u8,
+}
+
+/// A fare market's fares: `Fares::fares[start..end]`, of which the first `adt` are ADT,
+/// whose currencies number `curs` (saturating at 255; pricing a component stops once it has
+/// found a valid fare in each). Checked at build: `start <= start + adt <= end <= len`.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct MarketInfo {
+    pub start: u32,
+    pub end: u32,
+    pub adt: u32,
+    pub curs: u8,
+}
+
+/// The fields of an ADT fare that pricing reads (see `Prepared::adt_ladder`).
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct LadderFare {
+    pub amount: i64,
+    pub first_day: i32,
+    pub last_day: i32,
+    pub advance_purchase_days: u16,
+    pub days_mask: u8,
+    pub cabin: u8,
+    pub booking_class: u8,
+    pub currency: [u8; 3],
 }
 
 static CACHE: RwLock<Vec<Arc<Prepared>>> = RwLock::new(Vec::new());
@@ -52,7 +110,8 @@ pub(crate) fn get(snap: &Snapshot) -> Arc<Prepared> {
             Err(p) => p.into_inner(),
         };
         for p in cache.iter() {
-            if p.key.1 == snap.manifest.snapshot_id && p.key.0 == snap.dir {
+            // Byte comparison of the path (a `Path` comparison parses components).
+            if p.key.1 == snap.manifest.snapshot_id && p.key.0.as_os_str() == snap.dir.as_os_str() {
                 return p.clone();
             }
         }
@@ -108,11 +167,19 @@ fn build(snap: &Snapshot) -> Prepared {
         .map(|r| r.minutes.to_native())
         .min()
         .unwrap_or(u16::MAX);
+    let wild_max = wild
+        .iter()
+        .filter_map(|&i| mct.rules.get(i as usize))
+        .map(|r| r.minutes.to_native())
+        .max()
+        .unwrap_or(0);
     let mut mct_floor = vec![default.min(wild_min); n];
-    for (a, floor) in mct_floor.iter_mut().enumerate() {
+    let mut mct_ceil = vec![default.max(wild_max); n];
+    for a in 0..n {
         for &i in &idx[counts[a] as usize..counts[a + 1] as usize] {
             if let Some(r) = mct.rules.get(i as usize) {
-                *floor = (*floor).min(r.minutes.to_native());
+                mct_floor[a] = mct_floor[a].min(r.minutes.to_native());
+                mct_ceil[a] = mct_ceil[a].max(r.minutes.to_native());
             }
         }
     }
@@ -160,6 +227,9 @@ fn build(snap: &Snapshot) -> Prepared {
     let keys = &snap.availability.get().keys;
     let n_flights = net.flights.len();
     let mut avail_start = vec![0u32; n_flights + 1];
+    let mut flight_classes = vec![0u32; n_flights];
+    let mut flight_days = vec![(1u16, 0u16); n_flights];
+    let mut flight_legs = vec![0u8; n_flights];
     let mut i = 0usize;
     for (f, slot) in avail_start.iter_mut().enumerate() {
         while i < keys.len() && ((keys[i].to_native() >> 32) as usize) < f {
@@ -167,15 +237,71 @@ fn build(snap: &Snapshot) -> Prepared {
         }
         *slot = i as u32;
     }
+    for k in keys.iter() {
+        let k = k.to_native();
+        let class = (k & 0xff) as u8;
+        let bit = if class.is_ascii_uppercase() {
+            1u32 << (class - b'A')
+        } else {
+            1u32 << 31
+        };
+        if let Some(m) = flight_classes.get_mut((k >> 32) as usize) {
+            *m |= bit;
+        }
+        let day = ((k >> 8) & 0xffff) as u16;
+        let leg = ((k >> 24) & 0xff) as u8;
+        if let Some(l) = flight_legs.get_mut((k >> 32) as usize) {
+            *l = (*l).max(leg.saturating_add(1));
+        }
+        if let Some(r) = flight_days.get_mut((k >> 32) as usize) {
+            *r = if r.0 > r.1 {
+                (day, day)
+            } else {
+                (r.0.min(day), r.1.max(day))
+            };
+        }
+    }
+
+    let flight_avail = (0..n_flights)
+        .map(|f| {
+            let (start, end) = (avail_start[f], avail_start[f + 1]);
+            let (day_lo, day_hi) = flight_days[f];
+            FlightAvail {
+                start,
+                len: end.saturating_sub(start),
+                day_lo,
+                day_hi,
+                legs: flight_legs[f],
+            }
+        })
+        .collect();
 
     // ADT fares of each market by amount.
     let fares = snap.fares.get();
     let mut adt_by_amount: Vec<u32> = (0..fares.fares.len() as u32).collect();
     let starts = &fares.market_starts;
     let mut market_lb = Vec::with_capacity(starts.len());
+    let mut market_info = Vec::with_capacity(starts.len());
     for w in starts.windows(2) {
         let (s, e) = (w[0].to_native() as usize, w[1].to_native() as usize);
         let m = fares.fares.get(s..e).unwrap_or(&[]);
+        let mut curs: Vec<[u8; 3]> = m
+            .iter()
+            .take_while(|f| f.passenger_type == 0)
+            .map(|f| f.currency)
+            .collect();
+        curs.sort_unstable();
+        curs.dedup();
+        market_info.push(if m.is_empty() {
+            MarketInfo::default()
+        } else {
+            MarketInfo {
+                start: s as u32,
+                end: e as u32,
+                adt: m.iter().take_while(|f| f.passenger_type == 0).count() as u32,
+                curs: curs.len().min(255) as u8,
+            }
+        });
         let has_adt = m.first().is_some_and(|f| f.passenger_type == 0);
         let lb = m
             .iter()
@@ -204,6 +330,22 @@ fn build(snap: &Snapshot) -> Prepared {
             });
         }
     }
+    let adt_ladder = adt_by_amount
+        .iter()
+        .map(|&i| match fares.fares.get(i as usize) {
+            Some(f) => LadderFare {
+                amount: f.amount_minor.to_native(),
+                first_day: f.first_day.to_native(),
+                last_day: f.last_day.to_native(),
+                advance_purchase_days: f.advance_purchase_days.to_native(),
+                days_mask: f.days_mask,
+                cabin: f.cabin,
+                booking_class: f.booking_class,
+                currency: f.currency,
+            },
+            None => LadderFare::default(),
+        })
+        .collect();
 
     Prepared {
         key: key_of(snap),
@@ -211,13 +353,19 @@ fn build(snap: &Snapshot) -> Prepared {
         mct_idx: idx,
         mct_wild: wild,
         mct_floor,
+        mct_ceil,
         off_lo,
         off_hi,
         into_off,
         into,
         avail_start,
+        flight_classes,
+        flight_days,
+        flight_avail,
         adt_by_amount,
+        adt_ladder,
         market_lb,
+        market_info,
     }
 }
 
@@ -257,6 +405,10 @@ impl Prepared {
 
     pub fn floor(&self, a: AirportId) -> u16 {
         self.mct_floor.get(a as usize).copied().unwrap_or(0)
+    }
+
+    pub fn ceil(&self, a: AirportId) -> u16 {
+        self.mct_ceil.get(a as usize).copied().unwrap_or(u16::MAX)
     }
 
     /// The minimum connection time of the most specific matching rule: a named station

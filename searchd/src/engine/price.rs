@@ -10,6 +10,7 @@
 
 use format::model::{AirportId, ArchivedFare, CarrierId};
 
+use super::prep::{FlightAvail, LadderFare};
 use super::{Ctx, DatedSeg};
 use crate::api::currency_decimals;
 
@@ -166,35 +167,128 @@ fn market_index(ctx: &Ctx<'_>, carrier: CarrierId, o: AirportId, d: AirportId) -
     r
 }
 
-/// Index range of a fare market in `Fares::fares`.
-fn market_range(ctx: &Ctx<'_>, carrier: CarrierId, o: AirportId, d: AirportId) -> (usize, usize) {
-    let Some(i) = market_index(ctx, carrier, o, d) else {
-        return (0, 0);
-    };
-    let starts = &ctx.fares.market_starts;
-    match (starts.get(i), starts.get(i + 1)) {
-        (Some(s), Some(e)) => {
-            let (s, e) = (s.to_native() as usize, e.to_native() as usize);
-            if s <= e && e <= ctx.fares.fares.len() {
-                (s, e)
-            } else {
-                (0, 0)
-            }
-        }
-        _ => (0, 0),
+/// A fare market's place in `Fares::fares`: fares `s..e`, of which `s..s + adt` are ADT,
+/// with `curs` distinct ADT currencies.
+#[derive(Clone, Copy, Default)]
+struct MarketRange {
+    s: usize,
+    e: usize,
+    adt: usize,
+    curs: usize,
+}
+
+/// The fares of a market (empty when the market has none).
+fn market_range(ctx: &Ctx<'_>, carrier: CarrierId, o: AirportId, d: AirportId) -> MarketRange {
+    match market_index(ctx, carrier, o, d) {
+        Some(i) => market_bounds(ctx, i),
+        None => MarketRange::default(),
     }
 }
 
-/// [`comp_lb`] of any component of `carrier` from `o` to `d`.
-pub(crate) fn comp_lb_market(
+/// [`market_range`] of market index `i`.
+fn market_bounds(ctx: &Ctx<'_>, i: usize) -> MarketRange {
+    match ctx.prep.market_info.get(i) {
+        Some(m) => MarketRange {
+            s: m.start as usize,
+            e: m.end as usize,
+            adt: m.adt as usize,
+            curs: usize::from(m.curs),
+        },
+        None => MarketRange::default(),
+    }
+}
+
+/// Every booking class (no class can be ruled out).
+pub(crate) const ANY_CLASS: u32 = u32::MAX;
+
+/// Whether `class` may have seats on a flight with class mask `mask` (see
+/// `Prepared::flight_classes`).
+#[inline]
+pub(crate) fn class_in(mask: u32, class: u8) -> bool {
+    if class.is_ascii_uppercase() {
+        (mask >> (class - b'A')) & 1 == 1
+    } else {
+        mask >> 31 == 1
+    }
+}
+
+/// The classes that may have seats on `flight` on base-day index `day` (`None`: any day):
+/// those with an availability row in the snapshot for the flight (none outside the days
+/// it has rows for); every class while the live overlay has entries (it may open any).
+#[inline]
+pub(crate) fn flight_class_mask(ctx: &Ctx<'_>, flight: u32, day: Option<u16>) -> u32 {
+    if !ctx.overlay.is_empty() {
+        return ANY_CLASS;
+    }
+    let f = flight as usize;
+    let (Some(&mask), Some(&(lo, hi))) =
+        (ctx.prep.flight_classes.get(f), ctx.prep.flight_days.get(f))
+    else {
+        return ANY_CLASS;
+    };
+    match day {
+        Some(d) if d < lo || d > hi => 0,
+        _ => mask,
+    }
+}
+
+/// A lower bound (millionths) on what the party pays for a component of `carrier` from `o`
+/// to `d` priced with an ADT fare whose booking class is in `mask` (and whose cabin is the
+/// query's, if given), first departure on local date `dl` (`None`: any date, ignoring
+/// travel dates, days of week and advance purchase). `None` when no such fare exists, so
+/// no such component can be priced at all. Adults pay the fare, children at least the
+/// market's cheapest ADT or CHD amount (and at most the fare), infants at least 0.
+pub(crate) fn masked_lb(
     ctx: &Ctx<'_>,
     carrier: CarrierId,
     o: AirportId,
     d: AirportId,
+    dl: Option<i32>,
+    mask: u32,
 ) -> Option<i128> {
     let i = market_index(ctx, carrier, o, d)?;
-    let m = *ctx.prep.market_lb.get(i)?;
-    (m != i128::MAX).then(|| m * i128::from(ctx.filters.seated()))
+    masked_lb_at(ctx, i, dl, mask)
+}
+
+/// The fare market index of a component of `carrier` from `o` to `d`, if it has fares.
+pub(crate) fn market_of(
+    ctx: &Ctx<'_>,
+    carrier: CarrierId,
+    o: AirportId,
+    d: AirportId,
+) -> Option<usize> {
+    market_index(ctx, carrier, o, d)
+}
+
+/// [`masked_lb`] of fare market index `i`.
+pub(crate) fn masked_lb_at(ctx: &Ctx<'_>, i: usize, dl: Option<i32>, mask: u32) -> Option<i128> {
+    let m = market_bounds(ctx, i);
+    let ladder = ctx.prep.adt_ladder.get(m.s..m.s + m.adt)?;
+    let chd_floor = *ctx.prep.market_lb.get(i)?;
+    let f = ctx.filters;
+    let wd = dl.map(format::date::weekday);
+    let (adults, children) = (i128::from(f.adults), i128::from(f.children));
+    let mut best: Option<i128> = None;
+    for fare in ladder {
+        if f.cabin.is_some_and(|c| c != fare.cabin) || !class_in(mask, fare.booking_class) {
+            continue;
+        }
+        if let (Some(dl), Some(wd)) = (dl, wd) {
+            if !ladder_date_ok(fare, dl, wd, ctx.today) {
+                continue;
+            }
+        }
+        let a = micros(fare.amount, &fare.currency);
+        let v = adults * a + children * a.min(chd_floor);
+        if best.is_none_or(|b| v < b) {
+            best = Some(v);
+        }
+        if m.curs <= 1 {
+            // One currency: fares come in amount order, the first admitted is the least.
+            break;
+        }
+    }
+    best
 }
 
 /// A lower bound (millionths) on what the party pays for `segs` as one component, ignoring
@@ -328,14 +422,21 @@ impl SeatCache {
     /// availability keys, so this is one search per leg instead of one per class. Only
     /// without live overlay entries (which take precedence per class).
     fn fill(&mut self, ctx: &Ctx<'_>, s: &DatedSeg) {
-        let (start, end) = ctx.prep.avail_range(s.flight);
+        let fa = ctx
+            .prep
+            .flight_avail
+            .get(s.flight as usize)
+            .copied()
+            .unwrap_or_default();
+        let (start, end) = (fa.start as usize, fa.start as usize + fa.len as usize);
         let keys = ctx.avail.keys.get(start..end).unwrap_or(&[]);
         let seats = ctx.avail.seats.get(start..end).unwrap_or(&[]);
         let mut all = [u16::MAX - 1; 26];
         for leg in s.from_leg..=s.to_leg {
             let mut this = [0u16; 26];
             let first = format::model::avail_key(s.flight, leg, s.day, 0);
-            let mut i = lower_bound(keys.len(), |j| keys[j].to_native(), first);
+            let guess = avail_guess(&fa, leg, s.day);
+            let mut i = gallop(keys.len(), |j| keys[j].to_native(), first, guess);
             while let Some(k) = keys.get(i) {
                 let k = k.to_native();
                 if k >> 8 != first >> 8 {
@@ -356,29 +457,75 @@ impl SeatCache {
     }
 }
 
-/// The first position whose key is `>= key` in a sorted array of `n` keys: a few
-/// interpolation steps (keys are spread nearly evenly), then binary search.
-pub(crate) fn lower_bound(n: usize, at: impl Fn(usize) -> u64, key: u64) -> usize {
-    // Invariant: keys before `lo` are < key, keys from `hi` on are >= key.
-    let (mut lo, mut hi) = (0usize, n);
-    for _ in 0..3 {
-        if hi - lo <= 16 {
-            break;
-        }
-        let (klo, khi) = (at(lo), at(hi - 1));
-        if key <= klo {
-            return lo;
-        }
-        if key > khi {
-            return hi;
-        }
-        let frac = (key - klo) as f64 / (khi - klo) as f64;
-        let pos = (lo + (frac * (hi - 1 - lo) as f64) as usize).clamp(lo + 1, hi - 1);
-        if at(pos) < key {
-            lo = pos + 1;
-        } else {
-            hi = pos;
-        }
+/// Where the keys of (`leg`, `day`) of a flight probably start, relative to its first key
+/// (exact when every leg has rows for every day of its range with the same classes).
+#[inline]
+pub(crate) fn avail_guess(fa: &FlightAvail, leg: u8, day: u16) -> usize {
+    if fa.len == 0 || fa.legs == 0 || fa.day_lo > fa.day_hi {
+        return 0;
+    }
+    let days = u64::from(fa.day_hi - fa.day_lo) + 1;
+    let d = u64::from(day.clamp(fa.day_lo, fa.day_hi) - fa.day_lo);
+    let slot = u64::from(leg.min(fa.legs - 1)) * days + d;
+    (u64::from(fa.len) * slot / (u64::from(fa.legs) * days)) as usize
+}
+
+/// Reads the availability line where segment `s`'s first leg probably is, so that a later
+/// [`SeatCache`] fill finds it in cache: a loop of these over a list of candidates lets the
+/// processor overlap the cache misses (a fill's own lookups depend on each other).
+#[inline]
+pub(crate) fn warm_seats(ctx: &Ctx<'_>, s: &DatedSeg) -> u64 {
+    let Some(fa) = ctx.prep.flight_avail.get(s.flight as usize) else {
+        return 0;
+    };
+    if fa.len == 0 {
+        return 0;
+    }
+    let g = (fa.start as usize + avail_guess(fa, s.from_leg, s.day))
+        .min(ctx.avail.keys.len().saturating_sub(1));
+    let k = ctx.avail.keys.get(g).map_or(0, |k| k.to_native());
+    let v = ctx.avail.seats.get(g).map_or(0, |v| v.to_native());
+    k ^ u64::from(v)
+}
+
+/// The first position whose key is `>= key` in a sorted array of `n` keys, starting from a
+/// guessed position: gallops away from `guess` in doubling
+/// steps, then binary-searches the last step, so a good guess costs one or two reads.
+pub(crate) fn gallop(n: usize, at: impl Fn(usize) -> u64, key: u64, guess: usize) -> usize {
+    if n == 0 {
+        return 0;
+    }
+    let g = guess.min(n - 1);
+    // Invariant for the final search: keys before `lo` are < key, keys from `hi` on are >= key.
+    let (mut lo, mut hi);
+    if at(g) < key {
+        lo = g + 1;
+        let mut step = 1usize;
+        hi = loop {
+            let j = g.saturating_add(step);
+            if j >= n {
+                break n;
+            }
+            if at(j) >= key {
+                break j;
+            }
+            lo = j + 1;
+            step = step.saturating_mul(2);
+        };
+    } else {
+        hi = g;
+        let mut step = 1usize;
+        lo = loop {
+            if step > g {
+                break 0;
+            }
+            let j = g - step;
+            if at(j) < key {
+                break j + 1;
+            }
+            hi = j;
+            step = step.saturating_mul(2);
+        };
     }
     while lo < hi {
         let m = lo + (hi - lo) / 2;
@@ -407,6 +554,15 @@ fn date_ok(f: &ArchivedFare, dl: i32, weekday: u32, today: i32) -> bool {
         && dl <= f.last_day.to_native()
         && (f.days_mask >> weekday) & 1 == 1
         && i64::from(dl) - i64::from(today) >= i64::from(f.advance_purchase_days.to_native())
+}
+
+/// [`date_ok`] of a packed ADT fare.
+#[inline]
+fn ladder_date_ok(f: &LadderFare, dl: i32, weekday: u32, today: i32) -> bool {
+    f.first_day <= dl
+        && dl <= f.last_day
+        && (f.days_mask >> weekday) & 1 == 1
+        && i64::from(dl) - i64::from(today) >= i64::from(f.advance_purchase_days)
 }
 
 /// The cheapest valid companion fare (CHD = 1, INF = 2) of a (cabin, class, currency).
@@ -450,7 +606,12 @@ pub(crate) fn comp_price_with(
     if segs.iter().any(|s| s.carrier != carrier) {
         return out;
     }
-    let (s, e) = market_range(ctx, carrier, first.origin, last.dest);
+    let MarketRange {
+        s,
+        e,
+        adt: k,
+        curs: n_curs,
+    } = market_range(ctx, carrier, first.origin, last.dest);
     let all = match ctx.fares.fares.get(s..e) {
         Some(a) if !a.is_empty() => a,
         _ => return out,
@@ -466,19 +627,16 @@ pub(crate) fn comp_price_with(
         // Adults only: the party pays `adults` x the ADT amount, so in amount order the
         // first valid fare of each currency is that currency's cheapest; seats are looked up
         // only for fares that could still win.
-        let k = all.iter().take_while(|x| x.passenger_type == 0).count();
         let order = ctx.prep.adt_by_amount.get(s..s + k).unwrap_or(&[]);
+        let ladder = ctx.prep.adt_ladder.get(s..s + k).unwrap_or(&[]);
         let mut done: [[u8; 3]; MAXCUR + 1] = [[0; 3]; MAXCUR + 1];
         let mut n_done = 0usize;
         let mut class_seats = [u16::MAX; 26];
-        for &gi in order {
-            let Some(fare) = ctx.fares.fares.get(gi as usize) else {
-                continue;
-            };
+        for (&gi, fare) in order.iter().zip(ladder) {
             let cur = fare.currency;
             if done[..n_done].contains(&cur)
                 || f.cabin.is_some_and(|c| c != fare.cabin)
-                || !date_ok(fare, dl, wd, ctx.today)
+                || !ladder_date_ok(fare, dl, wd, ctx.today)
             {
                 continue;
             }
@@ -506,13 +664,18 @@ pub(crate) fn comp_price_with(
                 adt: gi,
                 chd: NONE,
                 inf: NONE,
-                total: adults.saturating_mul(fare.amount_minor.to_native()),
+                total: adults.saturating_mul(fare.amount),
                 cur,
                 seats: left,
             });
             if n_done < done.len() {
                 done[n_done] = cur;
                 n_done += 1;
+            }
+            if n_done >= n_curs {
+                // Every currency of the market has its cheapest valid fare: the rest are
+                // dearer fares of those currencies.
+                break;
             }
         }
         return out;
@@ -586,6 +749,30 @@ pub(crate) fn comp_price_with(
         i = j;
     }
     out
+}
+
+/// The cheapest value (millionths) of a one-component slice: `price_refs(1, ..)`'s best.
+#[inline]
+pub fn value1(a: &CompOpts) -> Option<i128> {
+    a.opts().iter().map(|x| micros(x.total, &x.cur)).min()
+}
+
+/// The cheapest value (millionths) of a two-segment slice priced with `ab` for both
+/// segments as one component, or `a` then `b`: what `price_refs(2, ..)`'s best would be,
+/// without building the constructions (the minimum over currencies and partitions is the
+/// same whichever currencies `price_refs` keeps).
+#[inline]
+pub fn value2(a: &CompOpts, ab: &CompOpts, b: &CompOpts) -> Option<i128> {
+    let mut best = value1(ab);
+    for x in a.opts() {
+        if let Some(y) = b.get(&x.cur) {
+            let v = micros(x.total.saturating_add(y.total), &x.cur);
+            if best.is_none_or(|m| v < m) {
+                best = Some(v);
+            }
+        }
+    }
+    best
 }
 
 /// The partitions of 1..=3 segments into consecutive components, fewest components first
@@ -759,6 +946,25 @@ mod tests {
                 interpolation_search(keys.len(), |j| keys[j], u64::MAX),
                 None
             );
+        }
+    }
+
+    #[test]
+    fn gallop_is_a_lower_bound_from_any_guess() {
+        let sets: Vec<Vec<u64>> = vec![
+            vec![],
+            vec![5],
+            (0..300).map(|i| i / 3 * 7).collect(),
+            (0..300).map(|i| i * i).collect(),
+        ];
+        for keys in sets {
+            let n = keys.len();
+            for key in [0u64, 1, 5, 6, 7, 8, 50, 1000, 89_401, u64::MAX] {
+                let want = keys.partition_point(|&k| k < key);
+                for guess in [0, 1, n / 2, n.saturating_sub(1), n, n + 10] {
+                    assert_eq!(gallop(n, |j| keys[j], key, guess), want, "{key} {guess}");
+                }
+            }
         }
     }
 

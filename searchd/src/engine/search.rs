@@ -106,6 +106,7 @@ struct Scratch {
     bufs: Buffers,
     outs: Vec<SliceCand>,
     ins: Vec<SliceCand>,
+    top: Vec<(TopKey, SliceCand)>,
 }
 
 thread_local! {
@@ -124,6 +125,10 @@ fn put_scratch(mut s: Scratch) {
         if v.capacity() > max {
             *v = Vec::new();
         }
+    }
+    s.top.clear();
+    if s.top.capacity() > max {
+        s.top = Vec::new();
     }
     SCRATCH.with(|c| *c.borrow_mut() = s);
 }
@@ -145,11 +150,21 @@ pub fn run_search(
         &[&q.origin, &q.destination],
     );
     let mut sc = take_scratch();
-    let Scratch { bufs, outs, ins } = &mut sc;
-    paths::slices(&ctx, &q.origin, &q.destination, q.date, bufs, outs);
+    let Scratch {
+        bufs,
+        outs,
+        ins,
+        top,
+    } = &mut sc;
     let mut res = match q.return_date {
-        None => one_way(&ctx, q, outs),
+        None => {
+            // One way: count and keep only the best `limit` while enumerating.
+            let mut sink = TopK::new(q, top);
+            paths::slices(&ctx, &q.origin, &q.destination, q.date, bufs, &mut sink);
+            sink.finish(&ctx)
+        }
         Some(r) => {
+            paths::slices(&ctx, &q.origin, &q.destination, q.date, bufs, outs);
             if !ctx.exhausted() {
                 paths::slices(&ctx, &q.destination, &q.origin, r, bufs, ins);
             }
@@ -164,61 +179,111 @@ pub fn run_search(
     res
 }
 
-fn primary_one(sort: SortBy, c: &SliceCand) -> (bool, i128) {
-    match sort {
-        SortBy::Price => match c.price.best() {
-            Some(p) => (false, p.micros()),
-            None => (true, 0),
-        },
-        SortBy::Duration => (false, i128::from(c.slice.duration())),
-        SortBy::Departure => (false, 0),
-    }
+/// The order of one-way results before the id: (unpriced last, sort value, departure).
+type TopKey = (bool, i128, i64);
+
+/// The one-way sink: counts every slice that passes the price filters (`meta.total`) and
+/// keeps the best `limit` under the query's order. Kept slices live in a buffer of up to
+/// `2 * limit`; when it fills, the best `limit` are selected and the worst kept key becomes
+/// a threshold: a later slice with a strictly larger key can never be among the best
+/// `limit` (those already number `limit`), so it is counted but neither priced in full nor
+/// stored. Slices with an equal key are kept (the id decides). Exact, and O(1) amortised
+/// per slice.
+struct TopK<'s> {
+    sort: SortBy,
+    priced_only: bool,
+    limit: usize,
+    total: u64,
+    threshold: Option<TopKey>,
+    items: &'s mut Vec<(TopKey, SliceCand)>,
 }
 
-pub(crate) fn one_way(ctx: &Ctx<'_>, q: &SearchQuery, outs: &[SliceCand]) -> SearchResult {
-    // Sort small keys, not the candidates: (primary, departure) then the id on full ties.
-    let mut keyed: Vec<((bool, i128, i64), u32)> = outs
-        .iter()
-        .enumerate()
-        .filter(|(_, c)| {
-            passes_price(
-                ctx.filters,
-                q.priced_only,
-                c.price.best().map(|p| p.micros()),
-            )
-        })
-        .map(|(i, c)| {
-            let (u, p) = primary_one(q.sort, c);
-            ((u, p, c.slice.dep_utc()), i as u32)
-        })
-        .collect();
-    let total = keyed.len() as u64;
-    let cmp = |a: &((bool, i128, i64), u32), b: &((bool, i128, i64), u32)| {
-        a.0.cmp(&b.0).then_with(|| {
-            let (x, y) = (&outs[a.1 as usize].slice, &outs[b.1 as usize].slice);
-            slice_key(ctx, x.segs()).cmp(&slice_key(ctx, y.segs()))
-        })
-    };
-    if keyed.len() > q.limit {
-        keyed.select_nth_unstable_by(q.limit - 1, cmp);
-        keyed.truncate(q.limit);
+fn top_cmp(ctx: &Ctx<'_>, a: &(TopKey, SliceCand), b: &(TopKey, SliceCand)) -> std::cmp::Ordering {
+    a.0.cmp(&b.0)
+        .then_with(|| slice_key(ctx, a.1.slice.segs()).cmp(&slice_key(ctx, b.1.slice.segs())))
+}
+
+impl<'s> TopK<'s> {
+    fn new(q: &SearchQuery, items: &'s mut Vec<(TopKey, SliceCand)>) -> Self {
+        items.clear();
+        TopK {
+            sort: q.sort,
+            priced_only: q.priced_only,
+            limit: q.limit.max(1),
+            total: 0,
+            threshold: None,
+            items,
+        }
     }
-    keyed.sort_by(cmp);
-    let itineraries = keyed
-        .iter()
-        .map(|&(_, i)| {
-            let c = &outs[i as usize];
-            Itinerary {
+
+    /// Keeps the best `limit` items and sets the threshold.
+    fn compact(&mut self, ctx: &Ctx<'_>) {
+        if self.items.len() <= self.limit {
+            return;
+        }
+        self.items
+            .select_nth_unstable_by(self.limit - 1, |a, b| top_cmp(ctx, a, b));
+        self.items.truncate(self.limit);
+        self.threshold = self.items.iter().map(|x| x.0).max();
+    }
+
+    fn finish(mut self, ctx: &Ctx<'_>) -> SearchResult {
+        self.compact(ctx);
+        self.items.sort_by(|a, b| top_cmp(ctx, a, b));
+        let itineraries = self
+            .items
+            .iter()
+            .map(|(_, c)| Itinerary {
                 slices: [c.slice, Slice::default()],
                 n_slices: 1,
                 price: c.price.best().map(|p| ItinPrice::from_parts(&[(p, 0)])),
-            }
-        })
-        .collect();
-    SearchResult {
-        itineraries,
-        total,
-        too_broad: false,
+            })
+            .collect();
+        SearchResult {
+            itineraries,
+            total: self.total,
+            too_broad: false,
+        }
+    }
+}
+
+impl paths::Sink for TopK<'_> {
+    #[inline]
+    fn offer(
+        &mut self,
+        ctx: &Ctx<'_>,
+        slice: &Slice,
+        value: Option<i128>,
+        price: impl FnOnce() -> Priced,
+    ) {
+        if !passes_price(ctx.filters, self.priced_only, value) {
+            return;
+        }
+        self.total += 1;
+        let (unpriced, primary) = match self.sort {
+            SortBy::Price => match value {
+                Some(v) => (false, v),
+                None => (true, 0),
+            },
+            SortBy::Duration => (false, i128::from(slice.duration())),
+            SortBy::Departure => (false, 0),
+        };
+        let key = (unpriced, primary, slice.dep_utc());
+        if self.threshold.is_some_and(|t| key > t) {
+            return;
+        }
+        let price = price();
+        debug_assert_eq!(price.best().map(|p| p.micros()), value);
+        self.items.push((
+            key,
+            SliceCand {
+                slice: *slice,
+                price,
+            },
+        ));
+        if self.items.len() >= 2 * self.limit {
+            self.compact(ctx);
+        }
     }
 }
 
@@ -563,8 +628,8 @@ pub fn search_raw(
     clock: Clock,
     params: &[(String, String)],
 ) -> Result<(Vec<u8>, Value), ApiError> {
-    search_with(snap, overlay, clock, params, |d, n| {
-        to_json_bytes(d, 32 + 1280 * n)
+    search_with(snap, overlay, clock, params, |d, _| {
+        d.itineraries.search_data_bytes()
     })
 }
 
@@ -665,7 +730,7 @@ pub fn offer_raw(
     clock: Clock,
     id: &str,
 ) -> Result<(Vec<u8>, Value), ApiError> {
-    offer_with(snap, overlay, clock, id, |v| to_json_bytes(v, 1280))
+    offer_with(snap, overlay, clock, id, |v| v.to_json_bytes())
 }
 
 fn offer_with<T>(
