@@ -26,9 +26,11 @@
 //! may already include changes numbered above its head; replaying those (absolute values)
 //! ends in the same state.
 
+use std::future::Future;
 use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering::SeqCst;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use deadpool_postgres::{Pool, Transaction};
@@ -118,62 +120,116 @@ pub async fn write_pending(
 
 /// Moves committed pending rows to `outbox` (see the module documentation); returns the
 /// head after the move and how many rows moved.
-/// `None` when nothing was pending (checked without a transaction or lock: an idle
-/// sequencer costs one indexed read per poll).
+/// `None` when nothing was pending (checked without a transaction or lock, through the
+/// primary key: an idle sequencer costs one indexed read per poll, and an empty move would
+/// cost a WAL flush, its row lock giving it a transaction id).
+///
+/// The move itself is one round trip: `BEGIN`, the `outbox_head` row lock, the move and
+/// `COMMIT` are pipelined on one connection. PostgreSQL still runs them one after the
+/// other, so the move statement's snapshot (READ COMMITTED: taken when the statement
+/// starts) is taken after the lock is granted, and it reads the current head itself. If the
+/// lock or the move fails, the server answers the pipelined `COMMIT` of the failed
+/// transaction with a rollback and the connection is idle again.
 pub async fn move_pending(pool: &Pool, max: i64) -> Result<Option<(u64, i64)>> {
-    let mut client = pool.get().await?;
-    let any: bool = client
-        .query_one(
-            &client
-                .prepare_cached("SELECT EXISTS (SELECT 1 FROM outbox_pending)")
-                .await?,
-            &[],
-        )
-        .await?
-        .get(0);
-    if !any {
-        return Ok(None);
+    let client = pool.get().await?;
+    {
+        // Through the primary key: a queue table's heap starts with pages of dead rows
+        // until autovacuum reaches them, which a sequential scan would walk every time.
+        let any = client
+            .query_opt(
+                &client
+                    .prepare_cached("SELECT id FROM outbox_pending ORDER BY id LIMIT 1")
+                    .await?,
+                &[],
+            )
+            .await?
+            .is_some();
+        if !any {
+            return Ok(None);
+        }
     }
-    let tx = client.transaction().await?;
-    // The lock first: the next statement's snapshot is taken after it is granted.
-    let head: i64 = tx
-        .query_one(
-            &tx.prepare_cached("SELECT seq FROM outbox_head FOR UPDATE")
-                .await?,
-            &[],
-        )
-        .await?
-        .get(0);
-    let moved: i64 = tx
-        .query_one(
-            &tx.prepare_cached(
-                "WITH p AS (
+    let lock = client
+        .prepare_cached("SELECT seq FROM outbox_head FOR UPDATE")
+        .await?;
+    // The rows to move are the first `max` visible ids: an index range scan below the
+    // (`max` + 1)-th visible id (or all of them), instead of probing the key once per row.
+    let mv = client
+        .prepare_cached(
+            "WITH h0 AS (SELECT seq FROM outbox_head),
+                  p AS (
                      DELETE FROM outbox_pending
-                     WHERE id IN (SELECT id FROM outbox_pending ORDER BY id LIMIT $2)
+                     WHERE id < COALESCE(
+                         (SELECT id FROM outbox_pending ORDER BY id OFFSET $1 LIMIT 1),
+                         9223372036854775807)
                      RETURNING *
-                 ),
-                 n AS (SELECT p.*, row_number() OVER (ORDER BY p.id) AS k FROM p),
-                 ins AS (
+                  ),
+                  n AS (SELECT p.*, row_number() OVER (ORDER BY p.id) AS k FROM p),
+                  ins AS (
                      INSERT INTO outbox (seq, carrier, flight_number, dep_date, origin,
                                          booking_class, seats_remaining, reason, created_at)
-                     SELECT $1 + k, carrier, flight_number, dep_date, origin, booking_class,
-                            seats_remaining, reason, created_at
+                     SELECT (SELECT seq FROM h0) + k, carrier, flight_number, dep_date, origin,
+                            booking_class, seats_remaining, reason, created_at
                      FROM n ORDER BY k
-                 ),
-                 h AS (UPDATE outbox_head SET seq = $1 + (SELECT count(*) FROM n))
-                 SELECT count(*) FROM n",
-            )
-            .await?,
-            &[&head, &max],
+                  ),
+                  h AS (UPDATE outbox_head SET seq = seq + (SELECT count(*) FROM n))
+             SELECT (SELECT seq FROM h0) + count(*), count(*) FROM n",
         )
-        .await?
-        .get(0);
+        .await?;
+    let begin = client.prepare_cached("BEGIN").await?;
+    let commit = client.prepare_cached("COMMIT").await?;
+    // tokio-postgres sends a request when its future is first polled: polling the four in
+    // this fixed order (unlike `tokio::join!`, which rotates its start) puts them on the
+    // wire in this order.
+    let move_params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&max];
+    let mut f_begin = std::pin::pin!(client.execute(&begin, &[]));
+    let mut f_lock = std::pin::pin!(client.query_one(&lock, &[]));
+    let mut f_move = std::pin::pin!(client.query_one(&mv, &move_params));
+    let mut f_commit = std::pin::pin!(client.execute(&commit, &[]));
+    let (mut r_begin, mut r_lock, mut r_move, mut r_commit) = (None, None, None, None);
+    std::future::poll_fn(|cx| {
+        if r_begin.is_none() {
+            if let Poll::Ready(r) = f_begin.as_mut().poll(cx) {
+                r_begin = Some(r);
+            }
+        }
+        if r_lock.is_none() {
+            if let Poll::Ready(r) = f_lock.as_mut().poll(cx) {
+                r_lock = Some(r);
+            }
+        }
+        if r_move.is_none() {
+            if let Poll::Ready(r) = f_move.as_mut().poll(cx) {
+                r_move = Some(r);
+            }
+        }
+        if r_commit.is_none() {
+            if let Poll::Ready(r) = f_commit.as_mut().poll(cx) {
+                r_commit = Some(r);
+            }
+        }
+        if r_begin.is_some() && r_lock.is_some() && r_move.is_some() && r_commit.is_some() {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    })
+    .await;
+    let (Some(begin), Some(locked), Some(moved), Some(commit)) =
+        (r_begin, r_lock, r_move, r_commit)
+    else {
+        unreachable!("the poll_fn above ends only when all four are ready");
+    };
+    begin?;
+    locked?;
+    let row = moved?;
+    commit?;
+    let head: i64 = row.get(0);
+    let moved: i64 = row.get(1);
+    debug_assert!(moved <= max, "moved {moved} rows, at most {max} asked");
     if moved == 0 {
-        tx.rollback().await?;
-    } else {
-        tx.commit().await?;
+        return Ok(None);
     }
-    Ok(Some((u64::try_from(head + moved).unwrap_or(0), moved)))
+    Ok(Some((u64::try_from(head).unwrap_or(0), moved)))
 }
 
 /// The sequencer task's handle: bookings [`Sequencer::wake`] it after each commit that
