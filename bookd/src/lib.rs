@@ -105,7 +105,7 @@ async fn serve(
     key: crypto::DataKey,
     pg_cfg: tokio_postgres::Config,
 ) -> Result<()> {
-    let pool = db::pool(pg_cfg.clone(), cfg.pool_size)?;
+    let pool = db::pool(db::point_lookups(pg_cfg.clone()), cfg.pool_size)?;
     let applied = db::migrate(&pool).await?;
     if !applied.is_empty() {
         tracing::info!(?applied, "migrations applied");
@@ -123,7 +123,9 @@ async fn serve(
     // Numbers committed inventory changes into the outbox (bookings take no shared lock).
     let (seq_stop_tx, seq_stop_rx) = tokio::sync::watch::channel(false);
     // Its own connection: requests wait for it while holding theirs.
-    let seq_pool = db::pool(pg_cfg.clone(), 1)?;
+    // Keyed reads there too: on a small, churning `outbox_pending` (every row is deleted
+    // once numbered) a sequential scan reads the dead rows as well.
+    let seq_pool = db::pool(db::point_lookups(pg_cfg.clone()), 1)?;
     let (sequencer, sequencer_task) =
         sequencer::Sequencer::start(seq_pool, outbox_seq.clone(), cfg.outbox_poll, seq_stop_rx);
     // Offers and capacities follow the generation published at --snapshot.
