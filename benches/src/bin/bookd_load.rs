@@ -64,6 +64,19 @@ struct Args {
     /// Departure days (from the workload date) searched for offers.
     #[arg(long, default_value_t = 14)]
     days: i32,
+    /// Open loop for the orders phase: issue orders on a fixed schedule of R per second
+    /// (instead of `--workers` closed-loop clients); latency is measured from each
+    /// request's scheduled send time, so a stalled server is not hidden by a client that
+    /// waits before sending (coordinated omission).
+    #[arg(long)]
+    order_rate: Option<f64>,
+    /// Open loop for the holds phase: R holds per second on a fixed schedule.
+    #[arg(long)]
+    hold_rate: Option<f64>,
+    /// Open loop: upper bound on connections (a request whose send time comes while all
+    /// are busy opens a new one; at the bound it waits and the run reports it).
+    #[arg(long, default_value_t = 4096)]
+    max_conns: usize,
 }
 
 /// One bookable offer (a direct flight, 1 adult) and the seats its class shows.
@@ -181,12 +194,187 @@ fn body(offer: &str, order: bool, i: usize) -> Value {
 
 #[derive(Default)]
 struct Tally {
+    /// Open loop: requests that could not be sent at their scheduled time because
+    /// `--max-conns` connections were all busy (their latency still counts from the
+    /// scheduled time).
+    late_for_conn: AtomicU64,
+    /// Open loop: connections opened.
+    conns: AtomicU64,
     ok: AtomicU64,
     sold_out: AtomicU64,
+    /// Open loop: latency from the moment the request was actually sent (for comparison
+    /// with `lat_ns`, which counts from the scheduled time).
+    sent_ns: Mutex<Vec<u64>>,
+    /// Open loop: (second of the schedule the request was due in, latency from the due time).
+    by_sec: Mutex<Vec<(u64, u64)>>,
     other: AtomicU64,
     seats: AtomicU64,
     lat_ns: Mutex<Vec<u64>>,
     errors: Mutex<Vec<String>>,
+}
+
+/// Counts one answer; `next_offer` moves the request's lane to its next offer (sold out,
+/// price changed or expired).
+fn classify(
+    tally: &Tally,
+    order: bool,
+    offer: &Offer,
+    status: u16,
+    v: &Value,
+    next_offer: impl Fn(),
+) {
+    let code = v["errors"][0]["code"].as_str().unwrap_or("");
+    match status {
+        201 if !order || v["data"]["status"] == "confirmed" => {
+            tally.ok.fetch_add(1, Relaxed);
+            tally.seats.fetch_add(offer.legs, Relaxed);
+        }
+        409 if code == "seats_unavailable" => {
+            tally.sold_out.fetch_add(1, Relaxed);
+            next_offer();
+        }
+        _ => {
+            tally.other.fetch_add(1, Relaxed);
+            if let Ok(mut e) = tally.errors.lock() {
+                if e.len() < 20 {
+                    e.push(format!("{status} {v}"));
+                }
+            }
+            // A price change or expired offer: move on too.
+            if status == 409 || status == 410 {
+                next_offer();
+            }
+        }
+    }
+}
+
+/// Open-loop phase: request i is due at `start + i / rate`, for `total` requests or until
+/// `--secs`. Each request runs in its own task on an idle connection, or a new one when all
+/// are busy, so a slow answer never delays the next send; latency counts from the due
+/// time. Request i books on lane `i % workers`, lanes advance through the offers like the
+/// closed-loop workers do.
+async fn open_phase(
+    args: &Args,
+    offers: Arc<Vec<Offer>>,
+    cursors: Arc<Vec<AtomicUsize>>,
+    order: bool,
+    total: usize,
+    rate: f64,
+) -> Result<(Arc<Tally>, Duration)> {
+    if !(rate.is_finite() && rate > 0.0) {
+        bail!("the request rate must be a positive number, got {rate}");
+    }
+    let path = if order { "/v1/orders" } else { "/v1/holds" };
+    let run = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let tally = Arc::new(Tally::default());
+    let idle: Arc<Mutex<Vec<Sender>>> = Arc::new(Mutex::new(Vec::new()));
+    let permits = Arc::new(tokio::sync::Semaphore::new(args.max_conns.max(1)));
+    let lanes = cursors.len().max(1);
+    let start = tokio::time::Instant::now();
+    let secs = Duration::from_secs(args.secs);
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..total {
+        let due = start + Duration::from_secs_f64(i as f64 / rate);
+        if due - start >= secs {
+            break;
+        }
+        tokio::time::sleep_until(due).await;
+        let lane = i % lanes;
+        let c = cursors[lane].load(Relaxed);
+        let Some(_) = offers.get(c * lanes + lane) else {
+            println!("  offers exhausted after {i} requests");
+            break;
+        };
+        let (offers, cursors, tally, idle, permits) = (
+            offers.clone(),
+            cursors.clone(),
+            tally.clone(),
+            idle.clone(),
+            permits.clone(),
+        );
+        let (addr, key, no_idem) = (args.addr, args.key.clone(), args.no_idempotency_key);
+        tasks.spawn(async move {
+            let permit = match permits.clone().try_acquire_owned() {
+                Ok(p) => p,
+                Err(_) => {
+                    tally.late_for_conn.fetch_add(1, Relaxed);
+                    permits.acquire_owned().await?
+                }
+            };
+            // Skip idle connections the server has closed meanwhile (its keep-alive
+            // timeout): sending on one fails with "channel closed" before any request
+            // leaves, which is the client's fault, not an answer.
+            let pooled = idle.lock().ok().and_then(|mut v| {
+                while let Some(s) = v.pop() {
+                    if !s.is_closed() {
+                        return Some(s);
+                    }
+                }
+                None
+            });
+            let mut sender = match pooled {
+                Some(s) => s,
+                None => {
+                    tally.conns.fetch_add(1, Relaxed);
+                    connect(addr).await?
+                }
+            };
+            let offer = &offers[c * lanes + lane];
+            let idem = format!("bench-{run}-{}-open-{i}", if order { "o" } else { "h" });
+            let sent = Instant::now();
+            let r = post(
+                &mut sender,
+                addr,
+                path,
+                &key,
+                (!no_idem).then_some(idem.as_str()),
+                &body(&offer.id, order, i),
+            )
+            .await;
+            let now = tokio::time::Instant::now();
+            match r {
+                Ok((status, v)) => {
+                    if let Ok(mut l) = tally.lat_ns.lock() {
+                        l.push((now - due).as_nanos() as u64);
+                    }
+                    if let Ok(mut l) = tally.by_sec.lock() {
+                        l.push(((due - start).as_secs(), (now - due).as_nanos() as u64));
+                    }
+                    if let Ok(mut l) = tally.sent_ns.lock() {
+                        l.push(sent.elapsed().as_nanos() as u64);
+                    }
+                    classify(&tally, order, offer, status, &v, || {
+                        // Only the first answer that finds offer `c` sold out moves the lane.
+                        let _ = cursors[lane].compare_exchange(c, c + 1, Relaxed, Relaxed);
+                    });
+                    if let Ok(mut v) = idle.lock() {
+                        v.push(sender);
+                    }
+                }
+                Err(e) => {
+                    tally.other.fetch_add(1, Relaxed);
+                    if let Ok(mut v) = tally.errors.lock() {
+                        if v.len() < 20 {
+                            v.push(e.to_string());
+                        }
+                    }
+                }
+            }
+            drop(permit);
+            anyhow::Ok(())
+        });
+        // Reap finished tasks as we go so the set stays small.
+        while let Some(r) = tasks.try_join_next() {
+            r??;
+        }
+    }
+    while let Some(r) = tasks.join_next().await {
+        r??;
+    }
+    Ok((tally, start.elapsed()))
 }
 
 /// One phase: `total` POSTs to `path` by `workers` connections, stops at `deadline`.
@@ -259,29 +447,9 @@ async fn phase(
                     }
                 };
                 lat.push(t.elapsed().as_nanos() as u64);
-                let code = v["errors"][0]["code"].as_str().unwrap_or("");
-                match status {
-                    201 if !order || v["data"]["status"] == "confirmed" => {
-                        tally.ok.fetch_add(1, Relaxed);
-                        tally.seats.fetch_add(offer.legs, Relaxed);
-                    }
-                    409 if code == "seats_unavailable" => {
-                        tally.sold_out.fetch_add(1, Relaxed);
-                        cursor.fetch_add(1, Relaxed);
-                    }
-                    _ => {
-                        tally.other.fetch_add(1, Relaxed);
-                        if let Ok(mut e) = tally.errors.lock() {
-                            if e.len() < 20 {
-                                e.push(format!("{status} {v}"));
-                            }
-                        }
-                        // A price change or expired offer: move on too.
-                        if status == 409 || status == 410 {
-                            cursor.fetch_add(1, Relaxed);
-                        }
-                    }
-                }
+                classify(&tally, order, offer, status, &v, || {
+                    cursor.fetch_add(1, Relaxed);
+                });
             }
             if let Ok(mut all) = tally.lat_ns.lock() {
                 all.extend(lat);
@@ -313,12 +481,96 @@ fn print_phase(name: &str, t: &Tally, took: Duration) -> (u64, u64) {
         ms(quantile(&lat, 0.99)),
         ms(lat.last().copied().unwrap_or(0)),
     );
+    let mut sent = t.sent_ns.lock().map(|v| v.clone()).unwrap_or_default();
+    if !sent.is_empty() {
+        sent.sort_unstable();
+        println!(
+            "  open loop: {} connections opened, {} requests waited for a connection; \
+             latency from the actual send ms p50 {:.2} p90 {:.2} p99 {:.2}",
+            t.conns.load(Relaxed),
+            t.late_for_conn.load(Relaxed),
+            ms(quantile(&sent, 0.5)),
+            ms(quantile(&sent, 0.9)),
+            ms(quantile(&sent, 0.99)),
+        );
+    }
+    let by_sec = t.by_sec.lock().map(|v| v.clone()).unwrap_or_default();
+    if let Some(last) = by_sec.iter().map(|x| x.0).max() {
+        // Where the tail comes from: p99 per 5-second window of the schedule.
+        let mut line = String::from("  p50/p99 ms per 5 s of the schedule:");
+        for w in 0..=last / 5 {
+            let mut l: Vec<u64> = by_sec
+                .iter()
+                .filter(|x| x.0 / 5 == w)
+                .map(|x| x.1)
+                .collect();
+            l.sort_unstable();
+            line.push_str(&format!(
+                " [{}-{} s] {:.1}/{:.1}",
+                w * 5,
+                w * 5 + 5,
+                ms(quantile(&l, 0.5)),
+                ms(quantile(&l, 0.99))
+            ));
+        }
+        println!("{line}");
+    }
     if let Ok(e) = t.errors.lock() {
         for x in e.iter().take(5) {
             println!("  unexpected: {x}");
         }
     }
     (ok, t.seats.load(Relaxed))
+}
+
+/// CPU time of this process and of the whole machine, in clock ticks (`/proc`), to report
+/// the load tool's share of the cores it shares with bookd and PostgreSQL.
+#[derive(Clone, Copy)]
+struct Cpu {
+    own: u64,
+    busy: u64,
+    total: u64,
+}
+
+fn cpu_now() -> Option<Cpu> {
+    let own = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+    let rest = own.rsplit_once(')')?.1;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let own = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let line = stat.lines().next()?;
+    let v: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .take(8)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    if v.len() < 8 {
+        return None;
+    }
+    let total: u64 = v.iter().sum();
+    let idle = v[3] + v[4];
+    Some(Cpu {
+        own,
+        busy: total - idle,
+        total,
+    })
+}
+
+fn print_cpu(name: &str, a: Option<Cpu>, b: Option<Cpu>) {
+    let (Some(a), Some(b)) = (a, b) else {
+        return;
+    };
+    let (own, busy, total) = (b.own - a.own, b.busy - a.busy, (b.total - a.total).max(1));
+    println!(
+        "  {name} CPU: load tool {:.1} s ({:.0} % of all CPU time, {:.0} % of the busy time); \
+         machine busy {:.0} %",
+        own as f64 / 100.0,
+        100.0 * own as f64 / total as f64,
+        100.0 * own as f64 / busy.max(1) as f64,
+        100.0 * busy as f64 / total as f64,
+    );
 }
 
 async fn db(state: &std::path::Path) -> Result<tokio_postgres::Client> {
@@ -423,10 +675,37 @@ fn main() -> Result<()> {
         let offers = Arc::new(offers);
         let cursors: Arc<Vec<AtomicUsize>> =
             Arc::new((0..args.workers).map(|_| AtomicUsize::new(0)).collect());
-        let (o, took) = phase(&args, offers.clone(), cursors.clone(), true, args.orders).await?;
-        let (_, sold) = print_phase("orders (POST /v1/orders, tok_ok)", &o, took);
-        let (h, took) = phase(&args, offers, cursors, false, args.holds).await?;
-        let (_, held) = print_phase("holds (POST /v1/holds)", &h, took);
+        let c0 = cpu_now();
+        let (o, took) = match args.order_rate {
+            Some(r) => {
+                open_phase(&args, offers.clone(), cursors.clone(), true, args.orders, r).await?
+            }
+            None => phase(&args, offers.clone(), cursors.clone(), true, args.orders).await?,
+        };
+        let c1 = cpu_now();
+        let name = match args.order_rate {
+            Some(r) => format!("orders (POST /v1/orders, tok_ok), open loop at {r}/s"),
+            None => format!(
+                "orders (POST /v1/orders, tok_ok), {} closed-loop clients",
+                args.workers
+            ),
+        };
+        let (_, sold) = print_phase(&name, &o, took);
+        print_cpu("orders", c0, c1);
+        let (h, took) = match args.hold_rate {
+            Some(r) => open_phase(&args, offers, cursors, false, args.holds, r).await?,
+            None => phase(&args, offers, cursors, false, args.holds).await?,
+        };
+        let c2 = cpu_now();
+        let name = match args.hold_rate {
+            Some(r) => format!("holds (POST /v1/holds), open loop at {r}/s"),
+            None => format!(
+                "holds (POST /v1/holds), {} closed-loop clients",
+                args.workers
+            ),
+        };
+        let (_, held) = print_phase(&name, &h, took);
+        print_cpu("holds", c1, c2);
         if let Some(c) = &client {
             verify(c, before, sold, held).await?;
         }
