@@ -679,12 +679,7 @@ fn one_stop_cheapest(
                 } else {
                     EMPTY
                 };
-                let a = fc.single(ctx);
-                let b = gc.single(ctx);
-                let e = &EMPTY;
-                out.offer(ctx, &Slice::two(f, g), value2(a, &ab, b), || {
-                    price_refs(2, &[[a, &ab, e], [e, b, e], [e, e, e]])
-                });
+                offer_pair(ctx, out, fc, gc, &ab);
             }
         }
         if ctx.exhausted() {
@@ -766,6 +761,19 @@ fn arr_range(list: &[Cand]) -> (i64, i64) {
     (lo, hi)
 }
 
+/// Offers the 1-stop slice `fc` then `gc`, whose joint component options are `ab` (empty
+/// unless both are on one carrier).
+#[inline]
+fn offer_pair(ctx: &Ctx<'_>, out: &mut impl Sink, fc: &mut Cand, gc: &mut Cand, ab: &CompOpts) {
+    let slice = Slice::two(fc.seg, gc.seg);
+    let a = fc.single(ctx);
+    let b = gc.single(ctx);
+    let e = &EMPTY;
+    out.offer(ctx, &slice, value2(a, ab, b), || {
+        price_refs(2, &[[a, ab, e], [e, b, e], [e, e, e]])
+    });
+}
+
 fn one_stop(
     ctx: &Ctx<'_>,
     a: AirportId,
@@ -818,12 +826,7 @@ fn one_stop(
                 } else {
                     EMPTY
                 };
-                let a = fc.single(ctx);
-                let b = gc.single(ctx);
-                let e = &EMPTY;
-                out.offer(ctx, &Slice::two(f, g), value2(a, &ab, b), || {
-                    price_refs(2, &[[a, &ab, e], [e, b, e], [e, e, e]])
-                });
+                offer_pair(ctx, out, fc, gc, &ab);
             }
         }
         if ctx.exhausted() {
