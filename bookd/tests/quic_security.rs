@@ -132,8 +132,20 @@ async fn only_certificates_of_the_cluster_ca_get_in() {
             Outcome::Accepted(m) => panic!("{what}: served {}", m.kind()),
         }
     }
+    // The client can see the connection drop before bookd's task counts the refusal, so
+    // wait (bounded) for the count instead of reading it once.
     let stats = publisher.stats();
-    assert!(stats.handshakes_refused.load(Ordering::Relaxed) >= 3);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while stats.handshakes_refused.load(Ordering::Relaxed) < 3
+        && std::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert!(
+        stats.handshakes_refused.load(Ordering::Relaxed) >= 3,
+        "bookd counted {} refused handshakes, expected 3",
+        stats.handshakes_refused.load(Ordering::Relaxed)
+    );
 
     // The other way round: a node refuses a bookd whose certificate is from another CA.
     let foreign_bookd = start_publisher(&other, feed.clone()).await;
