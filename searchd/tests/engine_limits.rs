@@ -8,8 +8,12 @@ use std::sync::atomic::Ordering;
 
 use engine_common::*;
 
+/// The budget override is process-wide: tests that set it take turns.
+static BUDGET: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 #[test]
 fn too_broad_queries_are_refused_not_truncated() {
+    let _turn = BUDGET.lock().unwrap_or_else(|e| e.into_inner());
     let mut w = World::new(&[("AAA", "US"), ("BBB", "US"), ("CCC", "US")]);
     let d = d0();
     for i in 0..30u16 {
@@ -65,4 +69,67 @@ fn too_broad_queries_are_refused_not_truncated() {
     searchd::engine::WORK_LIMIT_OVERRIDE.store(0, Ordering::Relaxed);
     let (_, meta) = search(&b, &p);
     assert_eq!(meta["total"].as_u64(), Some(total));
+}
+
+/// A search split in two parallel parts is refused exactly when a whole run is: the parts
+/// count the steps a whole run counts, and the budget applies to their sum. Checked at
+/// every budget from 1 step to the first one the whole run fits in.
+#[test]
+fn split_searches_run_out_of_budget_exactly_when_whole_ones_do() {
+    let _turn = BUDGET.lock().unwrap_or_else(|e| e.into_inner());
+    use searchd::engine::{parse_search, run_search_with, Split};
+    let vias = ["BB1", "BB2", "BB3", "BB4", "BB5"];
+    let mut airports = vec![("AAA", "US"), ("CCC", "US")];
+    airports.extend(vias.iter().map(|v| (*v, "US")));
+    let mut w = World::new(&airports);
+    let d = d0();
+    for (k, v) in vias.iter().enumerate() {
+        for i in 0..3u16 {
+            let t = 300 + i32::from(i) * 40 + k as i32 * 7;
+            let n = 100 + k as u16 * 10 + i;
+            w.flights
+                .push(flight("XX", n, &[d], vec![leg_min("AAA", v, t, t + 60)]));
+            w.flights.push(flight(
+                "XX",
+                n + 500,
+                &[d],
+                vec![leg_min(v, "CCC", t + 120, t + 180)],
+            ));
+        }
+        w.fares.push(fare("XX", "AAA", v, b'Y', 1000));
+        w.fares.push(fare("XX", v, "CCC", b'Y', 1000));
+    }
+    let b = build(&w);
+    let date = iso(d);
+    let q = parse_search(
+        &b.snap,
+        &params(&[
+            ("origin", "AAA"),
+            ("destination", "CCC"),
+            ("date", date.as_str()),
+        ]),
+    )
+    .unwrap();
+    let run = |split| run_search_with(&b.snap, &b.overlay, clock(), &q, split);
+    let whole = run(Split::Never);
+    assert!(whole.total >= 15, "{}", whole.total);
+    let mut budget = 1u64;
+    loop {
+        searchd::engine::WORK_LIMIT_OVERRIDE.store(budget, Ordering::Relaxed);
+        let (w1, s1) = (run(Split::Never), run(Split::Always));
+        assert_eq!(w1.too_broad, s1.too_broad, "budget {budget}");
+        if !w1.too_broad {
+            assert_eq!(w1.itineraries, s1.itineraries, "budget {budget}");
+            assert_eq!(w1.total, s1.total, "budget {budget}");
+            break;
+        }
+        assert!(s1.itineraries.is_empty());
+        budget += 1;
+        assert!(budget < 100_000, "the whole run never fits");
+    }
+    searchd::engine::WORK_LIMIT_OVERRIDE.store(0, Ordering::Relaxed);
+    assert!(
+        budget > 10,
+        "the budget loop should have refused some: {budget}"
+    );
 }

@@ -595,6 +595,21 @@ fn best_of(m: &BTreeMap<[u8; 3], i64>) -> Option<i64> {
     m.values().copied().min()
 }
 
+/// A search split in two parallel parts answers exactly as a whole run (same itineraries
+/// in the same order, same total).
+fn same_split_or_whole(b: &Built, p: &[(&str, &str)], seed: u64) {
+    use searchd::engine::{parse_search, run_search_with, Split};
+    let q = parse_search(&b.snap, &params(p)).unwrap();
+    let whole = run_search_with(&b.snap, &b.overlay, clock(), &q, Split::Never);
+    let split = run_search_with(&b.snap, &b.overlay, clock(), &q, Split::Always);
+    assert_eq!(
+        whole.itineraries, split.itineraries,
+        "seed {seed} split {p:?}"
+    );
+    assert_eq!(whole.total, split.total, "seed {seed} split total {p:?}");
+    assert_eq!(whole.too_broad, split.too_broad, "seed {seed} split {p:?}");
+}
+
 #[test]
 fn engine_equals_brute_force_on_random_networks() {
     let cases: u64 = std::env::var("ENGINE_PROPERTY_CASES")
@@ -674,6 +689,7 @@ fn engine_equals_brute_force_on_random_networks() {
                 p.push(("cabin", format::model::CABINS[cab as usize]));
             }
             let (data, meta) = search(&b, &p);
+            same_split_or_whole(&b, &p, seed);
             let mut got = engine_names(&data);
             got.sort();
             let mut want: Vec<(String, String)> = paths(&c, &segs, &q)
@@ -702,6 +718,7 @@ fn engine_equals_brute_force_on_random_networks() {
             p2.retain(|(k, _)| !["sort", "limit", "priced_only"].contains(k));
             p2.push(("limit", "3"));
             let (data2, meta2) = search(&b, &p2);
+            same_split_or_whole(&b, &p2, seed);
             let mut priced_prices: Vec<i64> = want
                 .iter()
                 .filter(|w| w.1 != "null")

@@ -13,7 +13,7 @@ use anyhow::{anyhow, Context, Result};
 use benches::{now_utc_min, quantile, query_string, Workload};
 use clap::Parser;
 use format::Snapshot;
-use searchd::engine::{self, Clock, SearchQuery};
+use searchd::engine::{self, Clock, SearchQuery, Split};
 use searchd::overlay::Overlay;
 
 #[derive(Parser)]
@@ -38,14 +38,32 @@ struct Args {
     /// `SDQ-MIA`, `-n` times each, and exit: a small workload for profilers.
     #[arg(long)]
     pair: Option<String>,
+    /// Whether a large search may be split over two threads: `auto` (when the process is
+    /// otherwise idle, as searchd does), `never` or `always`.
+    #[arg(long, default_value = "auto", value_parser = parse_split)]
+    split: Split,
 }
 
-fn report(name: &str, mut v: Vec<u64>, results: u64) {
+fn parse_split(s: &str) -> Result<Split, String> {
+    match s {
+        "auto" => Ok(Split::Auto),
+        "never" => Ok(Split::Never),
+        "always" => Ok(Split::Always),
+        _ => Err(format!("--split wants auto, never or always, got {s:?}")),
+    }
+}
+
+fn report(name: &str, v: Vec<u64>, results: u64) {
+    report_work(name, v, results, None);
+}
+
+/// [`report`], with the mean elementary steps (the engine's work budget unit) per query.
+fn report_work(name: &str, mut v: Vec<u64>, results: u64, work: Option<u64>) {
     v.sort_unstable();
     let us = |ns: u64| ns as f64 / 1000.0;
     let mean = v.iter().sum::<u64>() as f64 / v.len().max(1) as f64 / 1000.0;
     println!(
-        "{name:34} n {:6}  mean {:9.1}  p50 {:9.1}  p90 {:9.1}  p99 {:9.1}  max {:9.1} us  (matching itineraries/query {:.1})",
+        "{name:34} n {:6}  mean {:9.1}  p50 {:9.1}  p90 {:9.1}  p99 {:9.1}  max {:9.1} us  (matching itineraries/query {:.1}){}",
         v.len(),
         mean,
         us(quantile(&v, 0.50)),
@@ -53,6 +71,8 @@ fn report(name: &str, mut v: Vec<u64>, results: u64) {
         us(quantile(&v, 0.99)),
         us(v.last().copied().unwrap_or(0)),
         results as f64 / v.len().max(1) as f64,
+        work.map(|w| format!("  steps/query {:.0}", w as f64 / v.len().max(1) as f64))
+            .unwrap_or_default(),
     );
 }
 
@@ -69,24 +89,27 @@ fn run_kind(
     overlay: &Overlay,
     clock: Clock,
     qs: &[SearchQuery],
+    split: Split,
 ) {
     // Warm-up: each query a few times (prepared indexes, scratch buffers, page cache).
     for q in qs {
         for _ in 0..3 {
-            std::hint::black_box(engine::run_search(snap, overlay, clock, q));
+            std::hint::black_box(engine::run_search_with(snap, overlay, clock, q, split));
         }
     }
     let mut v = Vec::with_capacity(n);
     let mut results = 0u64;
+    let mut work = 0u64;
     for i in 0..n {
         let q = &qs[i % qs.len()];
         let t = Instant::now();
-        let r = engine::run_search(snap, overlay, clock, q);
+        let r = engine::run_search_with(snap, overlay, clock, q, split);
         v.push(t.elapsed().as_nanos() as u64);
         results += r.total;
+        work += r.work;
         std::hint::black_box(r);
     }
-    report(name, v, results);
+    report_work(name, v, results, Some(work));
 }
 
 fn main() -> Result<()> {
@@ -137,6 +160,7 @@ fn main() -> Result<()> {
             &overlay,
             clock,
             &q,
+            args.split,
         );
         let p = w.calendar(o, d);
         let mut v = Vec::with_capacity(args.calendar_n);
@@ -173,6 +197,7 @@ fn main() -> Result<()> {
         &overlay,
         clock,
         &direct,
+        args.split,
     );
     run_kind(
         "1-stop priced (sort=price)",
@@ -181,6 +206,7 @@ fn main() -> Result<()> {
         &overlay,
         clock,
         &one,
+        args.split,
     );
 
     // Per pair, to see which pairs make the tail.
@@ -192,6 +218,7 @@ fn main() -> Result<()> {
             &overlay,
             clock,
             std::slice::from_ref(q),
+            args.split,
         );
     }
 

@@ -39,7 +39,15 @@ pub fn run_calendar(
         ctx.cap
             .set(Some(q.filters.max_price_micros.unwrap_or(i128::MAX)));
         ctx.cap_dep.set(i64::MAX);
-        paths::slices(&ctx, &q.origin, &q.destination, day, &mut bufs, &mut cands);
+        paths::slices(
+            &ctx,
+            &q.origin,
+            &q.destination,
+            day,
+            paths::Part::WHOLE,
+            &mut bufs,
+            &mut cands,
+        );
         if ctx.exhausted() {
             return Err(too_broad());
         }

@@ -92,8 +92,8 @@ pub use calendar::{calendar, calendar_raw};
 pub use offer_id::{decode_offer, OfferRef, SegKey};
 pub use prep::prepare;
 pub use search::{
-    offer, offer_raw, price_offer, run_search, search, search_raw, ItinPrice, Itinerary,
-    PricedOffer, SearchResult,
+    offer, offer_raw, price_offer, run_search, run_search_with, search, search_raw,
+    search_raw_within, ItinPrice, Itinerary, PricedOffer, SearchResult, Split,
 };
 
 /// The most elementary steps one query may take.
@@ -258,6 +258,16 @@ impl<'a> Ctx<'a> {
 
     pub fn exhausted(&self) -> bool {
         self.exhausted.get()
+    }
+
+    /// Steps counted so far.
+    pub fn work_done(&self) -> u64 {
+        self.work.get()
+    }
+
+    /// The most steps this query may take.
+    pub fn work_limit(&self) -> u64 {
+        self.limit
     }
 
     #[inline]

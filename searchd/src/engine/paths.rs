@@ -153,6 +153,27 @@ fn multi(ctx: &Ctx<'_>, cands: &mut [&mut Cand]) -> CompOpts {
     })
 }
 
+/// Which share of a slice enumeration to do: connection points (the first one of a 2-stop
+/// slice) are dealt round-robin to `n` parts, and part 0 also does the direct segments, so
+/// the parts enumerate disjoint sets of slices whose union is the whole, each taking the
+/// same elementary steps it would take in a whole enumeration.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Part {
+    pub k: usize,
+    pub n: usize,
+}
+
+impl Part {
+    pub const WHOLE: Part = Part { k: 0, n: 1 };
+
+    /// Whether the `i`-th connection point (in enumeration order) is this part's.
+    #[inline]
+    fn has(self, i: usize) -> bool {
+        debug_assert!(self.k < self.n);
+        i % self.n == self.k
+    }
+}
+
 /// A priced slice candidate.
 #[derive(Clone, Copy, Debug)]
 pub struct SliceCand {
@@ -695,9 +716,13 @@ pub(crate) fn slices(
     origins: &[AirportId],
     dests: &[AirportId],
     date: i32,
+    part: Part,
     bufs: &mut Buffers,
     out: &mut impl Sink,
 ) {
+    assert!(part.k < part.n, "part {part:?} out of range");
+    // Cheapest-only mode lowers one cap as it goes: it is never split.
+    assert!(part == Part::WHOLE || ctx.cap.get().is_none());
     let f = ctx.filters;
     let tod_lo = i64::from(f.depart_after.unwrap_or(0));
     let tod_hi = i64::from(f.depart_before.unwrap_or(1439));
@@ -711,31 +736,51 @@ pub(crate) fn slices(
             if a == b {
                 continue;
             }
-            // Direct.
-            leaving(ctx, a, b, llo, lhi, &mut bufs.segs, &mut bufs.first);
-            for c in bufs.first.iter_mut() {
-                let seg = c.seg;
-                let a = c.single(ctx);
-                let e = &EMPTY;
-                out.offer(ctx, &Slice::one(seg), value1(a), || {
-                    price_refs(1, &[[a, e, e], [e, e, e], [e, e, e]])
-                });
+            if part.k == 0 {
+                // Direct.
+                leaving(ctx, a, b, llo, lhi, &mut bufs.segs, &mut bufs.first);
+                for c in bufs.first.iter_mut() {
+                    let seg = c.seg;
+                    let a = c.single(ctx);
+                    let e = &EMPTY;
+                    out.offer(ctx, &Slice::one(seg), value1(a), || {
+                        price_refs(1, &[[a, e, e], [e, e, e], [e, e, e]])
+                    });
+                }
             }
             if f.max_connections >= 1 {
                 if ctx.cap.get().is_some() {
                     one_stop_cheapest(ctx, a, b, llo, lhi, bufs, out);
                 } else {
-                    one_stop(ctx, a, b, llo, lhi, bufs, out);
+                    one_stop(ctx, a, b, llo, lhi, part, bufs, out);
                 }
             }
             if f.max_connections >= 2 {
-                two_stop(ctx, a, b, llo, lhi, bufs, out);
+                two_stop(ctx, a, b, llo, lhi, part, bufs, out);
             }
             if ctx.exhausted() {
                 return;
             }
         }
     }
+}
+
+/// How many connection points 1-stop slices from `origins` to `dests` may use: a cheap
+/// measure of a search's size, taken before running it.
+pub(crate) fn connection_points(
+    ctx: &Ctx<'_>,
+    origins: &[AirportId],
+    dests: &[AirportId],
+) -> usize {
+    let mut n = 0;
+    for &a in origins {
+        for &b in dests {
+            if a != b {
+                n += vias(ctx, a, ctx.prep.into(b)).count();
+            }
+        }
+    }
+    n
 }
 
 /// Sorted intersection of the destinations of `from`'s markets with `into`.
@@ -774,12 +819,14 @@ fn offer_pair(ctx: &Ctx<'_>, out: &mut impl Sink, fc: &mut Cand, gc: &mut Cand, 
     });
 }
 
+#[allow(clippy::too_many_arguments)]
 fn one_stop(
     ctx: &Ctx<'_>,
     a: AirportId,
     b: AirportId,
     llo: i64,
     lhi: i64,
+    part: Part,
     bufs: &mut Buffers,
     out: &mut impl Sink,
 ) {
@@ -789,8 +836,8 @@ fn one_stop(
         segs,
         ..
     } = bufs;
-    for v in vias(ctx, a, ctx.prep.into(b)) {
-        if ctx.is_end(v) {
+    for (i, v) in vias(ctx, a, ctx.prep.into(b)).enumerate() {
+        if !part.has(i) || ctx.is_end(v) {
             continue;
         }
         leaving(ctx, a, v, llo, lhi, segs, first);
@@ -842,6 +889,7 @@ fn two_stop(
     b: AirportId,
     llo: i64,
     lhi: i64,
+    part: Part,
     bufs: &mut Buffers,
     out: &mut impl Sink,
 ) {
@@ -853,9 +901,9 @@ fn two_stop(
         ..
     } = bufs;
     let into_b = ctx.prep.into(b);
-    for m in ctx.net.markets_from(a) {
+    for (i, m) in ctx.net.markets_from(a).iter().enumerate() {
         let v1 = m.dest.to_native();
-        if ctx.is_end(v1) {
+        if !part.has(i) || ctx.is_end(v1) {
             continue;
         }
         leaving(ctx, a, v1, llo, lhi, segs, first);

@@ -3,6 +3,8 @@
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Mutex;
 
 use format::Snapshot;
 use serde_json::{json, Value};
@@ -88,6 +90,8 @@ pub struct SearchResult {
     pub total: u64,
     /// The work budget ran out: the answer is incomplete and must not be served.
     pub too_broad: bool,
+    /// Elementary steps taken (see [`super::WORK_LIMIT`]).
+    pub work: u64,
 }
 
 fn passes_price(f: &Filters, priced_only: bool, p: Option<i128>) -> bool {
@@ -133,15 +137,147 @@ fn put_scratch(mut s: Scratch) {
     SCRATCH.with(|c| *c.borrow_mut() = s);
 }
 
+/// Searches running in this process right now (see [`split_worth_it`]).
+static RUNNING: AtomicUsize = AtomicUsize::new(0);
+
+/// Counts one running search for as long as it lives.
+struct Running;
+
+impl Running {
+    /// Enters and returns how many searches run, this one included.
+    fn enter() -> (Running, usize) {
+        let n = RUNNING.fetch_add(1, Ordering::Relaxed) + 1;
+        (Running, n)
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        RUNNING.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// A one-way search with fewer connection points than this runs on one thread: splitting
+/// it costs more (waking a pool thread, merging) than it saves. SDQ-MIA, the slowest pair of
+/// the benchmark workload (~600 us), has 207; pairs around 50 take ~60 us.
+const SPLIT_MIN_POINTS: usize = 96;
+
+/// Whether a one-way search is split in two halves run on two threads: only when it is
+/// large and nothing else is searching, so an idle core is there to take the other half.
+/// Under load every core is busy with other requests, and a split would only add overhead.
+fn split_worth_it(ctx: &Ctx<'_>, q: &SearchQuery, running: usize) -> bool {
+    running <= 1
+        && splittable(q)
+        && rayon::current_num_threads() >= 2
+        && paths::connection_points(ctx, &q.origin, &q.destination) >= SPLIT_MIN_POINTS
+}
+
+/// Only one-way searches with connections are split (round trips and nonstop searches are
+/// not).
+fn splittable(q: &SearchQuery) -> bool {
+    q.return_date.is_none() && q.filters.max_connections >= 1
+}
+
+/// Whether [`run_search_with`] splits a search in two parallel parts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Split {
+    /// When it is large and the process is otherwise idle (what [`run_search`] does).
+    Auto,
+    /// Never: one thread.
+    Never,
+    /// Whenever it can be split (one-way with connections), however small: for tests that
+    /// check a split answers exactly as a whole run, and for benchmarks.
+    Always,
+}
+
+/// What one part of a split one-way search found.
+struct PartResult {
+    total: u64,
+    items: Vec<(TopKey, SliceCand)>,
+    work: u64,
+    exhausted: bool,
+}
+
+/// Runs part `part` of a one-way search on this thread, keeping its best `limit`.
+fn one_way_part(
+    snap: &Snapshot,
+    overlay: &Overlay,
+    clock: Clock,
+    q: &SearchQuery,
+    prep: &prep::Prepared,
+    part: paths::Part,
+    limit: u64,
+) -> PartResult {
+    let mut ctx = Ctx::new(
+        snap,
+        overlay,
+        clock,
+        &q.filters,
+        prep,
+        &[&q.origin, &q.destination],
+    );
+    ctx.limit = limit;
+    let mut sc = take_scratch();
+    let mut sink = TopK::new(q, &mut sc.top);
+    paths::slices(
+        &ctx,
+        &q.origin,
+        &q.destination,
+        q.date,
+        part,
+        &mut sc.bufs,
+        &mut sink,
+    );
+    sink.compact(&ctx);
+    let (total, items) = (sink.total, sink.items.clone());
+    put_scratch(sc);
+    PartResult {
+        total,
+        items,
+        work: ctx.work_done(),
+        exhausted: ctx.exhausted(),
+    }
+}
+
 /// Runs a parsed search. Never panics; `too_broad` set when the work budget ran out.
+///
+/// A large one-way search on an otherwise idle process is split in two parts run in
+/// parallel (see [`split_worth_it`]); the answer is the same either way: the parts
+/// enumerate disjoint halves, their best `limit` are merged under the same total order,
+/// their counts add up, and the query is too broad exactly when the parts' steps add up to
+/// more than the budget (each part counts the steps a whole run would count for its half).
 pub fn run_search(
     snap: &Snapshot,
     overlay: &Overlay,
     clock: Clock,
     q: &SearchQuery,
 ) -> SearchResult {
+    run_search_with(snap, overlay, clock, q, Split::Auto)
+}
+
+/// [`run_search`] with the choice of splitting made by the caller.
+pub fn run_search_with(
+    snap: &Snapshot,
+    overlay: &Overlay,
+    clock: Clock,
+    q: &SearchQuery,
+    split: Split,
+) -> SearchResult {
+    run_search_limited(snap, overlay, clock, q, split, super::work_limit())
+}
+
+/// [`run_search_with`] within at most `limit` steps (at most the process's budget).
+fn run_search_limited(
+    snap: &Snapshot,
+    overlay: &Overlay,
+    clock: Clock,
+    q: &SearchQuery,
+    split: Split,
+    limit: u64,
+) -> SearchResult {
+    let (_running, running) = Running::enter();
     let prep = prep::get(snap);
-    let ctx = Ctx::new(
+    let mut ctx = Ctx::new(
         snap,
         overlay,
         clock,
@@ -149,6 +285,69 @@ pub fn run_search(
         &prep,
         &[&q.origin, &q.destination],
     );
+    ctx.limit = limit.min(ctx.limit);
+    let limit = ctx.limit;
+    let parallel = match split {
+        Split::Auto => split_worth_it(&ctx, q, running),
+        Split::Never => false,
+        Split::Always => splittable(q),
+    };
+    if parallel {
+        let halves = [paths::Part { k: 0, n: 2 }, paths::Part { k: 1, n: 2 }];
+        // The second half is offered to the pool and this thread runs the first. Whoever
+        // claims the second half first runs it: if no pool thread has started it by the
+        // time the first half is done (all busy, or slow to wake), this thread runs it too,
+        // so a split is never much slower than a whole run.
+        let claimed = AtomicBool::new(false);
+        let second: Mutex<Option<PartResult>> = Mutex::new(None);
+        let run_second = || {
+            if !claimed.swap(true, Ordering::AcqRel) {
+                let r = one_way_part(snap, overlay, clock, q, &prep, halves[1], limit);
+                if let Ok(mut g) = second.lock() {
+                    *g = Some(r);
+                }
+            }
+        };
+        let first = rayon::in_place_scope(|s| {
+            s.spawn(|_| run_second());
+            let first = one_way_part(snap, overlay, clock, q, &prep, halves[0], limit);
+            run_second();
+            first
+        });
+        // The scope has waited for the spawned job: the second half is done.
+        let second = second.into_inner().ok().flatten();
+        match second {
+            Some(second) => return merge_parts(&ctx, q, [first, second]),
+            // Only if the half panicked while holding the lock (it holds it to store).
+            None => return run_whole(&ctx, q),
+        }
+    }
+    run_whole(&ctx, q)
+}
+
+/// Merges the parts of a split one-way search into its answer.
+fn merge_parts(ctx: &Ctx<'_>, q: &SearchQuery, parts: [PartResult; 2]) -> SearchResult {
+    let work: u64 = parts.iter().map(|p| p.work).sum();
+    if parts.iter().any(|p| p.exhausted) || work > ctx.work_limit() {
+        return SearchResult {
+            too_broad: true,
+            work,
+            ..SearchResult::default()
+        };
+    }
+    let mut items: Vec<(TopKey, SliceCand)> = Vec::new();
+    let mut sink = TopK::new(q, &mut items);
+    for p in parts {
+        sink.total += p.total;
+        sink.items.extend(p.items);
+    }
+    let mut res = sink.finish(ctx);
+    res.work = work;
+    res
+}
+
+/// Runs a whole parsed search on this thread.
+fn run_whole(ctx: &Ctx<'_>, q: &SearchQuery) -> SearchResult {
     let mut sc = take_scratch();
     let Scratch {
         bufs,
@@ -156,19 +355,28 @@ pub fn run_search(
         ins,
         top,
     } = &mut sc;
+    let whole = paths::Part::WHOLE;
     let mut res = match q.return_date {
         None => {
             // One way: count and keep only the best `limit` while enumerating.
             let mut sink = TopK::new(q, top);
-            paths::slices(&ctx, &q.origin, &q.destination, q.date, bufs, &mut sink);
-            sink.finish(&ctx)
+            paths::slices(
+                ctx,
+                &q.origin,
+                &q.destination,
+                q.date,
+                whole,
+                bufs,
+                &mut sink,
+            );
+            sink.finish(ctx)
         }
         Some(r) => {
-            paths::slices(&ctx, &q.origin, &q.destination, q.date, bufs, outs);
+            paths::slices(ctx, &q.origin, &q.destination, q.date, whole, bufs, outs);
             if !ctx.exhausted() {
-                paths::slices(&ctx, &q.destination, &q.origin, r, bufs, ins);
+                paths::slices(ctx, &q.destination, &q.origin, r, whole, bufs, ins);
             }
-            round_trip(&ctx, q, outs, ins)
+            round_trip(ctx, q, outs, ins)
         }
     };
     put_scratch(sc);
@@ -176,6 +384,7 @@ pub fn run_search(
         res.itineraries.clear();
         res.too_broad = true;
     }
+    res.work = ctx.work_done();
     res
 }
 
@@ -243,6 +452,7 @@ impl<'s> TopK<'s> {
             itineraries,
             total: self.total,
             too_broad: false,
+            work: 0,
         }
     }
 }
@@ -437,6 +647,7 @@ fn round_trip(
         itineraries,
         total,
         too_broad: false,
+        work: 0,
     }
 }
 
@@ -577,6 +788,17 @@ fn search_with<T>(
     if res.too_broad {
         return Err(too_broad());
     }
+    Ok(render_search(snap, overlay, clock, &q, &res, out))
+}
+
+fn render_search<T>(
+    snap: &Snapshot,
+    overlay: &Overlay,
+    clock: Clock,
+    q: &SearchQuery,
+    res: &SearchResult,
+    out: impl FnOnce(&SearchData<'_, '_>, usize) -> T,
+) -> (T, Value) {
     let prep = prep::get(snap);
     let ctx = Ctx::new(
         snap,
@@ -593,10 +815,41 @@ fn search_with<T>(
             items: &res.itineraries,
         },
     };
-    Ok((
+    (
         out(&data, count),
         json!({ "count": count, "total": res.total }),
-    ))
+    )
+}
+
+/// [`search_raw`] on this thread within at most `max_work` steps: `Ok(None)` when those
+/// were not enough but the process's budget may be (run it again with [`search_raw`]). For
+/// a server that answers small searches where the request arrived and hands the rest to
+/// threads that may block for longer; the wasted attempt costs at most `max_work` steps.
+pub fn search_raw_within(
+    snap: &Snapshot,
+    overlay: &Overlay,
+    clock: Clock,
+    params: &[(String, String)],
+    max_work: u64,
+) -> Result<Option<(Vec<u8>, Value)>, ApiError> {
+    let q = crate::query::parse_search(snap, params)?;
+    let full = super::work_limit();
+    let res = run_search_limited(snap, overlay, clock, &q, Split::Never, max_work.min(full));
+    if res.too_broad {
+        return if max_work < full {
+            Ok(None)
+        } else {
+            Err(too_broad())
+        };
+    }
+    Ok(Some(render_search(
+        snap,
+        overlay,
+        clock,
+        &q,
+        &res,
+        |d, _| d.itineraries.search_data_bytes(),
+    )))
 }
 
 /// JSON bytes of a `Serialize` view (the views cannot fail to serialise).
