@@ -65,6 +65,65 @@ pub(crate) struct FlightAvail {
     pub day_hi: u16,
     /// 1 + the highest leg index with a row.
     pub legs: u8,
+    /// When every (leg, day) of the flight's range has rows for exactly the same booking
+    /// classes `A`-`Z` (the usual shape), those classes as a bit mask (bit 0 = `A`); the
+    /// seats of (leg, day) are then `seats[start + (leg * days + day - day_lo) * n]` onward
+    /// in class order, `n` = the mask's bit count, read without touching the keys. 0 when
+    /// the shape is irregular (the keys are searched).
+    pub dense_classes: u32,
+}
+
+impl FlightAvail {
+    /// Where the seats of (`leg`, `day`) start in a dense flight (see
+    /// [`FlightAvail::dense_classes`]); `None` when the flight is not dense or has no row
+    /// for that leg and day (closed).
+    #[inline]
+    pub fn dense_at(&self, leg: u8, day: u16) -> Option<usize> {
+        if self.dense_classes == 0 || leg >= self.legs || day < self.day_lo || day > self.day_hi {
+            return None;
+        }
+        let days = usize::from(self.day_hi - self.day_lo) + 1;
+        let n = self.dense_classes.count_ones() as usize;
+        let slot = usize::from(leg) * days + usize::from(day - self.day_lo);
+        Some(self.start as usize + slot * n)
+    }
+}
+
+/// Whether flight `f`'s keys (all `n_keys` of them, in order, read by `key`) have the
+/// dense shape of [`FlightAvail::dense_classes`] for class mask `mask` over `legs` legs and
+/// days `day_lo..=day_hi`.
+fn dense_shape(
+    f: usize,
+    n_keys: usize,
+    key: impl Fn(usize) -> u64,
+    mask: u32,
+    (legs, day_lo, day_hi): (u8, u16, u16),
+) -> bool {
+    if mask == 0 || mask >> 26 != 0 || legs == 0 || day_lo > day_hi {
+        return false;
+    }
+    let n = mask.count_ones() as usize;
+    let days = usize::from(day_hi - day_lo) + 1;
+    if n_keys != usize::from(legs) * days * n {
+        return false;
+    }
+    let mut i = 0usize;
+    for leg in 0..legs {
+        for day in day_lo..=day_hi {
+            // The keys of (leg, day) are this base plus the class, classes ascending.
+            let base = format::model::avail_key(f as u32, leg, day, 0);
+            let mut bits = mask;
+            while bits != 0 {
+                let c = u64::from(bits.trailing_zeros()) + u64::from(b'A');
+                if key(i) != base | c {
+                    return false;
+                }
+                bits &= bits - 1;
+                i += 1;
+            }
+        }
+    }
+    true
 }
 
 /// A fare market's fares: `Fares::fares[start..end]`, of which the first `adt` are ADT,
@@ -266,12 +325,23 @@ fn build(snap: &Snapshot) -> Prepared {
         .map(|f| {
             let (start, end) = (avail_start[f], avail_start[f + 1]);
             let (day_lo, day_hi) = flight_days[f];
+            let mask = flight_classes[f];
+            let dense = keys.get(start as usize..end as usize).is_some_and(|k| {
+                dense_shape(
+                    f,
+                    k.len(),
+                    |i| k[i].to_native(),
+                    mask,
+                    (flight_legs[f], day_lo, day_hi),
+                )
+            });
             FlightAvail {
                 start,
                 len: end.saturating_sub(start),
                 day_lo,
                 day_hi,
                 legs: flight_legs[f],
+                dense_classes: if dense { mask } else { 0 },
             }
         })
         .collect();

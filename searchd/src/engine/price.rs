@@ -428,6 +428,20 @@ impl SeatCache {
             .get(s.flight as usize)
             .copied()
             .unwrap_or_default();
+        if fa.dense_classes != 0 {
+            self.fill_dense(ctx, s, &fa);
+            if cfg!(debug_assertions) {
+                let mut by_keys = SeatCache::default();
+                by_keys.fill_by_keys(ctx, s, &fa);
+                debug_assert_eq!(self.0, by_keys.0, "dense seats of {s:?}");
+            }
+            return;
+        }
+        self.fill_by_keys(ctx, s, &fa);
+    }
+
+    /// [`SeatCache::fill`] by searching the keys of each leg.
+    fn fill_by_keys(&mut self, ctx: &Ctx<'_>, s: &DatedSeg, fa: &FlightAvail) {
         let (start, end) = (fa.start as usize, fa.start as usize + fa.len as usize);
         let keys = ctx.avail.keys.get(start..end).unwrap_or(&[]);
         let seats = ctx.avail.seats.get(start..end).unwrap_or(&[]);
@@ -435,7 +449,7 @@ impl SeatCache {
         for leg in s.from_leg..=s.to_leg {
             let mut this = [0u16; 26];
             let first = format::model::avail_key(s.flight, leg, s.day, 0);
-            let guess = avail_guess(&fa, leg, s.day);
+            let guess = avail_guess(fa, leg, s.day);
             let mut i = gallop(keys.len(), |j| keys[j].to_native(), first, guess);
             while let Some(k) = keys.get(i) {
                 let k = k.to_native();
@@ -448,6 +462,34 @@ impl SeatCache {
                         seats.get(i).map(|v| v.to_native()).unwrap_or(0);
                 }
                 i += 1;
+            }
+            for (a, t) in all.iter_mut().zip(this) {
+                *a = (*a).min(t);
+            }
+        }
+        self.0 = all;
+    }
+
+    /// [`SeatCache::fill`] of a dense flight: each leg's seats are read in class order from
+    /// a position computed from the leg and day, without reading keys.
+    fn fill_dense(&mut self, ctx: &Ctx<'_>, s: &DatedSeg, fa: &FlightAvail) {
+        let mask = fa.dense_classes;
+        let n = mask.count_ones() as usize;
+        let mut all = [u16::MAX - 1; 26];
+        for leg in s.from_leg..=s.to_leg {
+            let row = fa
+                .dense_at(leg, s.day)
+                .and_then(|at| ctx.avail.seats.get(at..at + n));
+            let mut this = [0u16; 26];
+            if let Some(row) = row {
+                let mut bits = mask;
+                for v in row {
+                    let c = bits.trailing_zeros() as usize;
+                    bits &= bits.wrapping_sub(1);
+                    if let Some(t) = this.get_mut(c) {
+                        *t = v.to_native();
+                    }
+                }
             }
             for (a, t) in all.iter_mut().zip(this) {
                 *a = (*a).min(t);
@@ -480,6 +522,9 @@ pub(crate) fn warm_seats(ctx: &Ctx<'_>, s: &DatedSeg) -> u64 {
     };
     if fa.len == 0 {
         return 0;
+    }
+    if let Some(at) = fa.dense_at(s.from_leg, s.day) {
+        return ctx.avail.seats.get(at).map_or(0, |v| u64::from(v.to_native()));
     }
     let g = (fa.start as usize + avail_guess(fa, s.from_leg, s.day))
         .min(ctx.avail.keys.len().saturating_sub(1));
