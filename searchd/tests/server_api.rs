@@ -438,6 +438,16 @@ fn usage_errors_exit_2_and_failures_exit_1() {
     ]);
     assert_eq!(code, Some(2));
     assert!(err.contains("--bookd-quic"), "{err}");
+    let (code, err) = run(&[
+        "--snapshot",
+        "/x",
+        "--listen",
+        "127.0.0.1:0",
+        "--inline-search-steps",
+        "100001",
+    ]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("--inline-search-steps"), "{err}");
     let (code, err) = run(&["--snapshot", "/nonexistent/snap", "--listen", "127.0.0.1:0"]);
     assert_eq!(code, Some(1), "{err}");
     let last = err.trim().lines().last().unwrap_or_default().to_string();

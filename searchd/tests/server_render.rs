@@ -217,12 +217,27 @@ fn search_and_offer_bytes_equal_the_serde_rendering() {
 
 #[test]
 fn the_server_sends_the_rendered_bytes() {
+    sends_the_rendered_bytes(&[]);
+}
+
+/// Searches with connections tried on the request's thread within a small budget and, when
+/// it runs out, run again on the blocking pool, answer exactly as when they are always run
+/// on the pool (`0`) or always first tried with a budget too small for any (`1`).
+#[test]
+fn searches_answer_the_same_inline_or_handed_to_the_pool() {
+    sends_the_rendered_bytes(&["--inline-search-steps", "0"]);
+    sends_the_rendered_bytes(&["--inline-search-steps", "1"]);
+}
+
+fn sends_the_rendered_bytes(extra: &[&str]) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("snap");
     let snap = write(&world(), &path);
     let overlay = searchd::overlay::Overlay::new();
     let now = format::date::format_utc_minutes(clock().now_utc_min);
-    let server = common::Server::start(&path, &["--now", &now]);
+    let mut args = vec!["--now", now.as_str()];
+    args.extend_from_slice(extra);
+    let server = common::Server::start(&path, &args);
     let mut client = common::Client::connect(server.addr).unwrap();
     let mut checked = 0;
     for p in queries().into_iter().step_by(5) {

@@ -81,7 +81,21 @@ pub struct Cli {
     /// Longest to wait for in-flight requests on shutdown
     #[arg(long, value_name = "SECONDS", default_value_t = 15)]
     pub shutdown_timeout: u64,
+
+    /// Engine steps a search with connections may take on the thread that read the request
+    /// before it is handed to the pool of blocking threads (0: always handed over); bounds
+    /// how long one search holds a thread that serves other connections
+    #[arg(long, value_name = "STEPS", default_value_t = DEFAULT_INLINE_SEARCH_STEPS)]
+    pub inline_search_steps: u64,
 }
+
+/// See [`Cli::inline_search_steps`]: ~70-120 us of engine work on the benchmark machine
+/// (15-22 steps per microsecond), which most 1-stop searches between hubs fit in
+/// (OSL-YYC: 512 steps, 35 us), while the largest do not (SDQ-MIA: 13,287 steps, ~600 us).
+pub const DEFAULT_INLINE_SEARCH_STEPS: u64 = 1_500;
+
+/// The most [`Cli::inline_search_steps`] accepted (~3-7 ms of work).
+pub const MAX_INLINE_SEARCH_STEPS: u64 = 100_000;
 
 /// Group of options for bookd's invalidation channel (`--bookd-quic`).
 #[derive(Debug, Clone)]
@@ -114,6 +128,8 @@ pub struct Limits {
     pub max_h2_streams: u32,
     /// How often the snapshot link is checked for a new generation.
     pub watch_interval: Duration,
+    /// See [`Cli::inline_search_steps`].
+    pub inline_search_steps: u64,
 }
 
 impl Limits {
@@ -134,6 +150,7 @@ impl Limits {
             max_concurrent_work: (cores * 2).max(2),
             max_h2_streams: 128,
             watch_interval: Duration::from_millis(500),
+            inline_search_steps: DEFAULT_INLINE_SEARCH_STEPS,
         }
     }
 }
@@ -236,6 +253,13 @@ impl Config {
             )));
         }
         limits.shutdown_timeout = Duration::from_secs(cli.shutdown_timeout);
+        if cli.inline_search_steps > MAX_INLINE_SEARCH_STEPS {
+            return Err(usage(format!(
+                "--inline-search-steps: {} is out of range 0-{MAX_INLINE_SEARCH_STEPS}",
+                cli.inline_search_steps
+            )));
+        }
+        limits.inline_search_steps = cli.inline_search_steps;
         Ok(Config {
             snapshot: cli.snapshot,
             listen,

@@ -21,6 +21,24 @@ pub fn search(
     crate::engine::search_raw(snap, overlay, crate::engine::Clock { now_utc_min }, params)
 }
 
+/// `GET /v1/search` within at most `max_work` engine steps: `Ok(None)` when it needs more
+/// (run [`search`] for it).
+pub fn search_within(
+    snap: &Snapshot,
+    overlay: &Overlay,
+    now_utc_min: i64,
+    params: &[(String, String)],
+    max_work: u64,
+) -> Result<Option<(Vec<u8>, Value)>, ApiError> {
+    crate::engine::search_raw_within(
+        snap,
+        overlay,
+        crate::engine::Clock { now_utc_min },
+        params,
+        max_work,
+    )
+}
+
 /// `GET /v1/offers/{id}`.
 pub fn offer(snap: &Snapshot, overlay: &Overlay, now_utc_min: i64, id: &str) -> EngineResult {
     crate::engine::offer_raw(snap, overlay, crate::engine::Clock { now_utc_min }, id)

@@ -420,6 +420,29 @@ async fn dispatch(
                 Err(e) => return failure(&e, rid),
             };
             let exec = search_exec(&params);
+            let steps = app.config.limits.inline_search_steps;
+            if exec == Exec::Blocking && steps > 0 {
+                // Most searches with connections take tens of microseconds: answer them on
+                // this worker within a small budget, and hand only the larger ones to the
+                // blocking pool (the attempt costs them at most that budget).
+                let loaded = app.snapshots.current();
+                let now = app.clock.now_utc_min();
+                let attempt = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                    engine_adapter::search_within(
+                        &loaded.snap,
+                        &loaded.overlay,
+                        now,
+                        &params,
+                        steps,
+                    )
+                }));
+                match attempt {
+                    Ok(Ok(None)) => {}
+                    Ok(Ok(Some(done))) => return respond(&loaded, Ok(Ok(done)), rid),
+                    Ok(Err(e)) => return respond(&loaded, Ok(Err(e)), rid),
+                    Err(_) => return respond(&loaded, Err("the engine call panicked".into()), rid),
+                }
+            }
             run(app, rid, exec, move |l, now| {
                 engine_adapter::search(&l.snap, &l.overlay, now, &params)
             })
@@ -469,8 +492,9 @@ enum Exec {
     Blocking,
 }
 
-/// Where a search runs: inline only when it is nonstop (`max_connections=0`); the engine
-/// validates the parameters either way.
+/// Where a search runs: inline only when it is nonstop (`max_connections=0`); others are
+/// tried inline within `--inline-search-steps` first. The engine validates the parameters
+/// either way.
 fn search_exec(params: &[(String, String)]) -> Exec {
     let nonstop = params
         .iter()
@@ -517,6 +541,11 @@ where
             .map_err(|join| join.to_string())
         }
     };
+    respond(&loaded, joined, rid)
+}
+
+/// The response to an engine call's outcome (`Err`: it panicked or could not be joined).
+fn respond(loaded: &Loaded, joined: Result<EngineResult, String>, rid: &str) -> Response<Body> {
     let snapshot_id = loaded.id();
     match joined {
         Ok(Ok((data, mut meta))) => {
