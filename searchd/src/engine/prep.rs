@@ -52,6 +52,58 @@ pub(crate) struct Prepared {
     /// Per fare market (index of `Fares::market_keys`): where its fares are, packed so that
     /// pricing a component reads one record.
     pub market_info: Vec<MarketInfo>,
+    /// Fare market lookup by key: an open-addressing table of (market key, index of
+    /// `Fares::market_keys`), a power of two at least twice the markets, empty slots
+    /// `(u64::MAX, _)`. One or two probes of one cache line instead of a binary search over
+    /// all markets (~17 dependent reads): every dated segment's pricing starts with it.
+    pub market_table: Vec<(u64, u32)>,
+}
+
+impl Prepared {
+    /// The index of fare market `key` in `Fares::market_keys`, if it has fares.
+    #[inline]
+    pub fn market(&self, key: u64) -> Option<usize> {
+        let n = self.market_table.len();
+        if n == 0 {
+            return None;
+        }
+        let mut i = market_slot(key, n);
+        // The table is at most half full: a probe sequence ends at an empty slot.
+        for _ in 0..n {
+            let (k, v) = *self.market_table.get(i)?;
+            if k == key {
+                return Some(v as usize);
+            }
+            if k == u64::MAX {
+                return None;
+            }
+            i = (i + 1) & (n - 1);
+        }
+        None
+    }
+}
+
+/// The first slot of `key` in a table of `n` (a power of two) slots.
+#[inline]
+fn market_slot(key: u64, n: usize) -> usize {
+    debug_assert!(n.is_power_of_two());
+    (key.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) as usize & (n - 1)
+}
+
+/// The table of [`Prepared::market_table`] over `keys` (unique: one per market).
+fn market_table(keys: impl ExactSizeIterator<Item = u64>) -> Vec<(u64, u32)> {
+    let n = (keys.len().max(1) * 2).next_power_of_two();
+    let mut t = vec![(u64::MAX, 0u32); n];
+    for (idx, key) in keys.enumerate() {
+        // Keys are below 2^48 (`format::model::market_key`): never the empty mark.
+        assert_ne!(key, u64::MAX);
+        let mut i = market_slot(key, n);
+        while t[i].0 != u64::MAX && t[i].0 != key {
+            i = (i + 1) & (n - 1);
+        }
+        t[i] = (key, idx as u32);
+    }
+    t
 }
 
 /// Where a flight's availability keys are, and their shape: keys are sorted by (leg, base
@@ -436,6 +488,7 @@ fn build(snap: &Snapshot) -> Prepared {
         adt_ladder,
         market_lb,
         market_info,
+        market_table: market_table(fares.market_keys.iter().map(|k| k.to_native())),
     }
 }
 

@@ -156,11 +156,14 @@ fn market_index(ctx: &Ctx<'_>, carrier: CarrierId, o: AirportId, d: AirportId) -
             return (i != u32::MAX).then_some(i as usize);
         }
     }
-    let r = ctx
-        .fares
-        .market_keys
-        .binary_search_by(|k| k.to_native().cmp(&key))
-        .ok();
+    let r = ctx.prep.market(key);
+    debug_assert_eq!(
+        r,
+        ctx.fares
+            .market_keys
+            .binary_search_by(|k| k.to_native().cmp(&key))
+            .ok()
+    );
     if let Ok(mut cache) = ctx.market_cache.try_borrow_mut() {
         cache[slot] = (key, r.map_or(u32::MAX, |i| i as u32));
     }
@@ -524,7 +527,11 @@ pub(crate) fn warm_seats(ctx: &Ctx<'_>, s: &DatedSeg) -> u64 {
         return 0;
     }
     if let Some(at) = fa.dense_at(s.from_leg, s.day) {
-        return ctx.avail.seats.get(at).map_or(0, |v| u64::from(v.to_native()));
+        return ctx
+            .avail
+            .seats
+            .get(at)
+            .map_or(0, |v| u64::from(v.to_native()));
     }
     let g = (fa.start as usize + avail_guess(fa, s.from_leg, s.day))
         .min(ctx.avail.keys.len().saturating_sub(1));
