@@ -15,10 +15,16 @@
 //! - [`Overlay::replace`] holds every shard's lock while it swaps them all: a lookup sees
 //!   the old set or the new one, never an empty overlay in between (which would resurrect
 //!   sold seats).
+//! - a filter of the (flight, base day)s that may have entries lets a search read the
+//!   seats of every other dated flight straight from the snapshot, as fast as with an
+//!   empty overlay ([`Overlay::may_have`]): a bit is set (under the shard lock, before the
+//!   entry is inserted) for every key ever applied, and the filter is made exact again,
+//!   under every shard lock, by [`Overlay::replace`] and [`Overlay::clear`]. A set bit may
+//!   be a stray (a hash collision, an entry since replaced): that only costs a map probe.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 /// Number of shards (a power of two: the shard is the top bits of a hash).
@@ -81,10 +87,29 @@ fn shard_of(key: u64) -> usize {
     (key.wrapping_mul(0xD6E8_FEB8_6659_FD93) >> (64 - SHARD_BITS)) as usize
 }
 
+/// Bits of the (flight, base day) filter: 2^24 (2 MiB), a few percent full when the
+/// overlay holds ~10^6 leg classes of ~10^5 dated flights.
+const FILTER_BITS: u32 = 24;
+const FILTER_WORDS: usize = (1 << FILTER_BITS) / 64;
+
+/// The filter bit of the dated flight of availability key `key`.
+#[inline]
+fn filter_bit(key: u64) -> usize {
+    filter_bit_of((key >> 32) as u32, ((key >> 8) & 0xffff) as u16)
+}
+
+#[inline]
+fn filter_bit_of(flight: u32, day: u16) -> usize {
+    let fd = (u64::from(flight) << 16) | u64::from(day);
+    (fd.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - FILTER_BITS)) as usize
+}
+
 /// Seats per `format::model::avail_key`.
 pub struct Overlay {
     len: AtomicUsize,
     shards: Box<[Shard]>,
+    /// See the module doc: bit [`filter_bit`] of every key that may have an entry.
+    filter: Box<[AtomicU64]>,
 }
 
 impl Default for Overlay {
@@ -92,6 +117,7 @@ impl Default for Overlay {
         Self {
             len: AtomicUsize::new(0),
             shards: (0..SHARDS).map(|_| Shard::default()).collect(),
+            filter: (0..FILTER_WORDS).map(|_| AtomicU64::new(0)).collect(),
         }
     }
 }
@@ -104,10 +130,39 @@ impl Overlay {
     /// The live seat count, if the overlay has one for this key.
     #[inline]
     pub fn seats(&self, key: u64) -> Option<u16> {
-        if self.len.load(Ordering::Relaxed) == 0 {
+        if self.len.load(Ordering::Relaxed) == 0 || !self.filter_has(filter_bit(key)) {
             return None;
         }
         self.shards[shard_of(key)].read().get(&key).copied()
+    }
+
+    /// Whether the overlay may have entries for some leg and class of `flight` on base-day
+    /// index `day`; false means it has none (the snapshot's seats are the live ones).
+    #[inline]
+    pub fn may_have(&self, flight: u32, day: u16) -> bool {
+        self.len.load(Ordering::Relaxed) != 0 && self.filter_has(filter_bit_of(flight, day))
+    }
+
+    #[inline]
+    fn filter_has(&self, bit: usize) -> bool {
+        self.filter
+            .get(bit / 64)
+            .is_some_and(|w| w.load(Ordering::Acquire) & (1 << (bit % 64)) != 0)
+    }
+
+    fn filter_set(&self, key: u64) {
+        let bit = filter_bit(key);
+        if let Some(w) = self.filter.get(bit / 64) {
+            w.fetch_or(1 << (bit % 64), Ordering::Release);
+        }
+    }
+
+    /// Sets the filter to exactly the bits of `words` (with every shard locked).
+    fn filter_store(&self, words: &[u64]) {
+        debug_assert_eq!(words.len(), self.filter.len());
+        for (w, &v) in self.filter.iter().zip(words) {
+            w.store(v, Ordering::Release);
+        }
     }
 
     /// Sets absolute values (applying the same update twice changes nothing). Updates are
@@ -131,6 +186,8 @@ impl Overlay {
             let before = map.len();
             while i < order.len() && order[i].0 == s {
                 let (k, v) = updates[order[i].1];
+                // Before the entry: a reader that finds the entry finds its bit.
+                self.filter_set(k);
                 map.insert(k, v);
                 i += 1;
             }
@@ -150,8 +207,18 @@ impl Overlay {
         let total = entries.len();
         // Built outside every lock.
         let mut fresh: Vec<Map> = (0..SHARDS).map(|_| Map::default()).collect();
+        let mut bits = vec![0u64; FILTER_WORDS];
         for (k, v) in entries {
+            let b = filter_bit(k);
+            bits[b / 64] |= 1 << (b % 64);
             fresh[shard_of(k)].insert(k, v);
+        }
+        // The new entries' bits first, so that a reader between the swap and the exact
+        // filter below still finds them.
+        for (w, &v) in self.filter.iter().zip(&bits) {
+            if v != 0 {
+                w.fetch_or(v, Ordering::Release);
+            }
         }
         let old: Vec<Map> = {
             // Always in shard order (the only place holding several shard locks).
@@ -163,6 +230,7 @@ impl Overlay {
                 .map(|(g, f)| std::mem::replace(&mut **g, f))
                 .collect();
             self.len.store(total, Ordering::Relaxed);
+            self.filter_store(&bits);
             old
         };
         // The old maps are freed outside the locks.
@@ -176,6 +244,9 @@ impl Overlay {
             g.clear();
         }
         self.len.store(0, Ordering::Relaxed);
+        for w in self.filter.iter() {
+            w.store(0, Ordering::Release);
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -222,6 +293,35 @@ mod tests {
         }
         let used: std::collections::HashSet<usize> = (0..10_000u64).map(shard_of).collect();
         assert_eq!(used.len(), SHARDS, "keys spread over every shard");
+    }
+
+    #[test]
+    fn the_filter_admits_every_dated_flight_with_entries_and_few_others() {
+        use format::model::avail_key;
+        let o = Overlay::new();
+        assert!(!o.may_have(1, 1));
+        let keys: Vec<u64> = (0..2_000u32)
+            .map(|f| avail_key(f * 7, (f % 3) as u8, (f % 365) as u16, b'Y'))
+            .collect();
+        o.apply(&keys.iter().map(|&k| (k, 4)).collect::<Vec<_>>());
+        for f in 0..2_000u32 {
+            assert!(o.may_have(f * 7, (f % 365) as u16), "flight {f}");
+        }
+        let strays = (0..20_000u32)
+            .filter(|&f| o.may_have(1_000_000 + f, 9))
+            .count();
+        assert!(
+            strays < 100,
+            "{strays} of 20,000 absent dated flights admitted"
+        );
+        // Made exact by a replace: the flights it leaves out are no longer admitted.
+        let kept: HashMap<u64, u16> = [(keys[0], 1)].into_iter().collect();
+        o.replace(kept);
+        assert!(o.may_have(0, 0));
+        assert!(!o.may_have(7, 1));
+        assert_eq!(o.seats(keys[1]), None);
+        o.clear();
+        assert!(!o.may_have(0, 0));
     }
 
     #[test]

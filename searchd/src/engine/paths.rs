@@ -393,7 +393,7 @@ fn onward(
 /// whose independent cache misses overlap (see [`warm_seats`]). Not in cheapest-only mode,
 /// which prices few of them.
 fn warm(ctx: &Ctx<'_>, segs: &[DatedSeg]) {
-    if ctx.cap.get().is_some() || !ctx.overlay.is_empty() {
+    if ctx.cap.get().is_some() {
         return;
     }
     let mut x = 0u64;

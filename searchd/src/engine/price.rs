@@ -217,10 +217,15 @@ pub(crate) fn class_in(mask: u32, class: u8) -> bool {
 
 /// The classes that may have seats on `flight` on base-day index `day` (`None`: any day):
 /// those with an availability row in the snapshot for the flight (none outside the days
-/// it has rows for); every class while the live overlay has entries (it may open any).
+/// it has rows for); every class when the live overlay may have entries for the dated flight
+/// (they may open any), or, for `None`, has any entries.
 #[inline]
 pub(crate) fn flight_class_mask(ctx: &Ctx<'_>, flight: u32, day: Option<u16>) -> u32 {
-    if !ctx.overlay.is_empty() {
+    let live = match day {
+        Some(d) => ctx.overlay.may_have(flight, d),
+        None => !ctx.overlay.is_empty(),
+    };
+    if live {
         return ANY_CLASS;
     }
     let f = flight as usize;
@@ -412,7 +417,7 @@ impl SeatCache {
         }
         let i = (class - b'A') as usize;
         if self.0[i] == u16::MAX {
-            if ctx.overlay.is_empty() {
+            if !ctx.overlay.may_have(s.flight, s.day) {
                 self.fill(ctx, s);
             } else {
                 self.0[i] = seg_seats(ctx, s, class).min(u16::MAX - 1);
@@ -422,8 +427,8 @@ impl SeatCache {
     }
 
     /// Reads every class of every leg of `s` at once: a leg's classes are adjacent in the
-    /// availability keys, so this is one search per leg instead of one per class. Only
-    /// without live overlay entries (which take precedence per class).
+    /// availability keys, so this is one search per leg instead of one per class. Only for
+    /// dated flights without live overlay entries (which take precedence per class).
     fn fill(&mut self, ctx: &Ctx<'_>, s: &DatedSeg) {
         let fa = ctx
             .prep
