@@ -514,6 +514,18 @@ fn print_phase(name: &str, t: &Tally, took: Duration) -> (u64, u64) {
             ));
         }
         println!("{line}");
+        // Stalls in detail (a cold start, a WAL segment being created): p99 / max per second.
+        let mut line = String::from("  p99/max ms per 1 s:");
+        for sec in 0..=last.min(119) {
+            let mut l: Vec<u64> = by_sec.iter().filter(|x| x.0 == sec).map(|x| x.1).collect();
+            l.sort_unstable();
+            line.push_str(&format!(
+                " [{sec}] {:.1}/{:.1}",
+                ms(quantile(&l, 0.99)),
+                ms(l.last().copied().unwrap_or(0))
+            ));
+        }
+        println!("{line}");
     }
     if let Ok(e) = t.errors.lock() {
         for x in e.iter().take(5) {
