@@ -133,3 +133,59 @@ fn split_searches_run_out_of_budget_exactly_when_whole_ones_do() {
         "the budget loop should have refused some: {budget}"
     );
 }
+
+/// Many split searches at once from several threads (jobs posted while another is
+/// waiting, retracted, taken late) all answer exactly as whole runs.
+#[test]
+fn concurrent_split_searches_answer_as_whole_ones() {
+    use searchd::engine::{parse_search, run_search_with, Split};
+    let _turn = BUDGET.lock().unwrap_or_else(|e| e.into_inner());
+    let vias = ["BB1", "BB2", "BB3", "BB4", "BB5", "BB6", "BB7"];
+    let mut airports = vec![("AAA", "US"), ("CCC", "US")];
+    airports.extend(vias.iter().map(|v| (*v, "US")));
+    let mut w = World::new(&airports);
+    let d = d0();
+    for (k, v) in vias.iter().enumerate() {
+        for i in 0..4u16 {
+            let t = 240 + i32::from(i) * 35 + k as i32 * 11;
+            let n = 100 + k as u16 * 10 + i;
+            w.flights
+                .push(flight("XX", n, &[d], vec![leg_min("AAA", v, t, t + 50)]));
+            w.flights.push(flight(
+                "XX",
+                n + 500,
+                &[d],
+                vec![leg_min(v, "CCC", t + 110, t + 170)],
+            ));
+        }
+        w.fares
+            .push(fare("XX", "AAA", v, b'Y', 900 + k as i64 * 10));
+        w.fares.push(fare("XX", v, "CCC", b'Y', 1000));
+    }
+    let b = build(&w);
+    let date = iso(d);
+    let q = parse_search(
+        &b.snap,
+        &params(&[
+            ("origin", "AAA"),
+            ("destination", "CCC"),
+            ("date", date.as_str()),
+            ("limit", "7"),
+        ]),
+    )
+    .unwrap();
+    let whole = run_search_with(&b.snap, &b.overlay, clock(), &q, Split::Never);
+    assert!(whole.total >= 28, "{}", whole.total);
+    std::thread::scope(|s| {
+        for _ in 0..4 {
+            s.spawn(|| {
+                for _ in 0..300 {
+                    let r = run_search_with(&b.snap, &b.overlay, clock(), &q, Split::Always);
+                    assert_eq!(r.itineraries, whole.itineraries);
+                    assert_eq!(r.total, whole.total);
+                    assert!(!r.too_broad);
+                }
+            });
+        }
+    });
+}

@@ -86,6 +86,7 @@ pub mod prep;
 pub mod price;
 pub mod render;
 pub mod search;
+mod split;
 
 pub use crate::query::{parse_calendar, parse_search, CalendarQuery, SearchQuery, SortBy};
 pub use calendar::{calendar, calendar_raw};

@@ -3,8 +3,7 @@
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use format::Snapshot;
 use serde_json::{json, Value};
@@ -12,6 +11,7 @@ use serde_json::{json, Value};
 use super::offer_id::{self, slice_key, OfferRef};
 use super::paths::{self, Buffers, SliceCand};
 use super::price::{micros, CompOpts, CompRef, Construction, Priced};
+use super::split;
 use super::{prep, render, too_broad, Clock, Ctx, Slice};
 use crate::api::ApiError;
 use crate::overlay::Overlay;
@@ -158,17 +158,17 @@ impl Drop for Running {
 }
 
 /// A one-way search with fewer connection points than this runs on one thread: splitting
-/// it costs more (waking a pool thread, merging) than it saves. SDQ-MIA, the slowest pair of
-/// the benchmark workload (~600 us), has 207; pairs around 50 take ~60 us.
+/// it costs more (handing parts over, merging) than it saves. SDQ-MIA, the slowest pair of
+/// the benchmark workload (~500 us on one thread), has 207; pairs around 50 take ~60 us.
 const SPLIT_MIN_POINTS: usize = 96;
 
-/// Whether a one-way search is split in two halves run on two threads: only when it is
-/// large and nothing else is searching, so an idle core is there to take the other half.
+/// Whether a one-way search is split in parts run on two threads: only when it is
+/// large and nothing else is searching, so an idle core is there to take some parts.
 /// Under load every core is busy with other requests, and a split would only add overhead.
 fn split_worth_it(ctx: &Ctx<'_>, q: &SearchQuery, running: usize) -> bool {
     running <= 1
         && splittable(q)
-        && rayon::current_num_threads() >= 2
+        && split::cores() >= 2
         && paths::connection_points(ctx, &q.origin, &q.destination) >= SPLIT_MIN_POINTS
 }
 
@@ -191,7 +191,7 @@ pub enum Split {
 }
 
 /// What one part of a split one-way search found.
-struct PartResult {
+pub(crate) struct PartResult {
     total: u64,
     items: Vec<(TopKey, SliceCand)>,
     work: u64,
@@ -199,7 +199,7 @@ struct PartResult {
 }
 
 /// Runs part `part` of a one-way search on this thread, keeping its best `limit`.
-fn one_way_part(
+pub(crate) fn one_way_part(
     snap: &Snapshot,
     overlay: &Overlay,
     clock: Clock,
@@ -241,11 +241,12 @@ fn one_way_part(
 
 /// Runs a parsed search. Never panics; `too_broad` set when the work budget ran out.
 ///
-/// A large one-way search on an otherwise idle process is split in two parts run in
-/// parallel (see [`split_worth_it`]); the answer is the same either way: the parts
-/// enumerate disjoint halves, their best `limit` are merged under the same total order,
-/// their counts add up, and the query is too broad exactly when the parts' steps add up to
-/// more than the budget (each part counts the steps a whole run would count for its half).
+/// A large one-way search on an otherwise idle process is split in parts run by two
+/// threads (see [`split_worth_it`] and `split`); the answer is the same either way: the
+/// parts enumerate disjoint shares, their best `limit` are merged under the same total
+/// order, their counts add up, and the query is too broad exactly when the parts' steps add
+/// up to more than the budget (each part counts the steps a whole run would count for its
+/// share).
 pub fn run_search(
     snap: &Snapshot,
     overlay: &Overlay,
@@ -293,40 +294,16 @@ fn run_search_limited(
         Split::Always => splittable(q),
     };
     if parallel {
-        let halves = [paths::Part { k: 0, n: 2 }, paths::Part { k: 1, n: 2 }];
-        // The second half is offered to the pool and this thread runs the first. Whoever
-        // claims the second half first runs it: if no pool thread has started it by the
-        // time the first half is done (all busy, or slow to wake), this thread runs it too,
-        // so a split is never much slower than a whole run.
-        let claimed = AtomicBool::new(false);
-        let second: Mutex<Option<PartResult>> = Mutex::new(None);
-        let run_second = || {
-            if !claimed.swap(true, Ordering::AcqRel) {
-                let r = one_way_part(snap, overlay, clock, q, &prep, halves[1], limit);
-                if let Ok(mut g) = second.lock() {
-                    *g = Some(r);
-                }
-            }
-        };
-        let first = rayon::in_place_scope(|s| {
-            s.spawn(|_| run_second());
-            let first = one_way_part(snap, overlay, clock, q, &prep, halves[0], limit);
-            run_second();
-            first
-        });
-        // The scope has waited for the spawned job: the second half is done.
-        let second = second.into_inner().ok().flatten();
-        match second {
-            Some(second) => return merge_parts(&ctx, q, [first, second]),
-            // Only if the half panicked while holding the lock (it holds it to store).
-            None => return run_whole(&ctx, q),
+        if let Some(parts) = split::run(snap, overlay, clock, q, &prep, limit) {
+            return merge_parts(&ctx, q, parts);
         }
     }
     run_whole(&ctx, q)
 }
 
 /// Merges the parts of a split one-way search into its answer.
-fn merge_parts(ctx: &Ctx<'_>, q: &SearchQuery, parts: [PartResult; 2]) -> SearchResult {
+fn merge_parts(ctx: &Ctx<'_>, q: &SearchQuery, parts: Vec<PartResult>) -> SearchResult {
+    debug_assert_eq!(parts.len(), split::PARTS);
     let work: u64 = parts.iter().map(|p| p.work).sum();
     if parts.iter().any(|p| p.exhausted) || work > ctx.work_limit() {
         return SearchResult {
