@@ -94,7 +94,7 @@ pub use offer_id::{decode_offer, OfferRef, SegKey};
 pub use prep::prepare;
 pub use search::{
     offer, offer_raw, price_offer, run_search, run_search_with, search, search_raw,
-    search_raw_within, ItinPrice, Itinerary, PricedOffer, SearchResult, Split,
+    search_raw_split, search_raw_within, ItinPrice, Itinerary, PricedOffer, SearchResult, Split,
 };
 
 /// The most elementary steps one query may take.

@@ -758,10 +758,11 @@ fn search_with<T>(
     overlay: &Overlay,
     clock: Clock,
     params: &[(String, String)],
+    split: Split,
     out: impl FnOnce(&SearchData<'_, '_>, usize) -> T,
 ) -> Result<(T, Value), ApiError> {
     let q = crate::query::parse_search(snap, params)?;
-    let res = run_search(snap, overlay, clock, &q);
+    let res = run_search_with(snap, overlay, clock, &q, split);
     if res.too_broad {
         return Err(too_broad());
     }
@@ -845,7 +846,7 @@ pub fn search(
     clock: Clock,
     params: &[(String, String)],
 ) -> Result<(Value, Value), ApiError> {
-    search_with(snap, overlay, clock, params, |d, _| {
+    search_with(snap, overlay, clock, params, Split::Auto, |d, _| {
         serde_json::to_value(d).unwrap_or(Value::Null)
     })
 }
@@ -858,7 +859,18 @@ pub fn search_raw(
     clock: Clock,
     params: &[(String, String)],
 ) -> Result<(Vec<u8>, Value), ApiError> {
-    search_with(snap, overlay, clock, params, |d, _| {
+    search_raw_split(snap, overlay, clock, params, Split::Auto)
+}
+
+/// [`search_raw`] with the choice of splitting made by the caller (see [`Split`]).
+pub fn search_raw_split(
+    snap: &Snapshot,
+    overlay: &Overlay,
+    clock: Clock,
+    params: &[(String, String)],
+    split: Split,
+) -> Result<(Vec<u8>, Value), ApiError> {
+    search_with(snap, overlay, clock, params, split, |d, _| {
         d.itineraries.search_data_bytes()
     })
 }

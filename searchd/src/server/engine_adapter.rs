@@ -11,14 +11,21 @@ use crate::overlay::Overlay;
 
 pub type EngineResult = Result<(Vec<u8>, Value), ApiError>;
 
-/// `GET /v1/search`.
+/// `GET /v1/search`; `split`: whether a large search may use a second thread.
 pub fn search(
     snap: &Snapshot,
     overlay: &Overlay,
     now_utc_min: i64,
     params: &[(String, String)],
+    split: crate::engine::Split,
 ) -> EngineResult {
-    crate::engine::search_raw(snap, overlay, crate::engine::Clock { now_utc_min }, params)
+    crate::engine::search_raw_split(
+        snap,
+        overlay,
+        crate::engine::Clock { now_utc_min },
+        params,
+        split,
+    )
 }
 
 /// `GET /v1/search` within at most `max_work` engine steps: `Ok(None)` when it needs more
