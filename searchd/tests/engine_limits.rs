@@ -78,28 +78,8 @@ fn too_broad_queries_are_refused_not_truncated() {
 fn split_searches_run_out_of_budget_exactly_when_whole_ones_do() {
     let _turn = BUDGET.lock().unwrap_or_else(|e| e.into_inner());
     use searchd::engine::{parse_search, run_search_with, Split};
-    let vias = ["BB1", "BB2", "BB3", "BB4", "BB5"];
-    let mut airports = vec![("AAA", "US"), ("CCC", "US")];
-    airports.extend(vias.iter().map(|v| (*v, "US")));
-    let mut w = World::new(&airports);
+    let b = build(&spokes(5, 3, 1000));
     let d = d0();
-    for (k, v) in vias.iter().enumerate() {
-        for i in 0..3u16 {
-            let t = 300 + i32::from(i) * 40 + k as i32 * 7;
-            let n = 100 + k as u16 * 10 + i;
-            w.flights
-                .push(flight("XX", n, &[d], vec![leg_min("AAA", v, t, t + 60)]));
-            w.flights.push(flight(
-                "XX",
-                n + 500,
-                &[d],
-                vec![leg_min(v, "CCC", t + 120, t + 180)],
-            ));
-        }
-        w.fares.push(fare("XX", "AAA", v, b'Y', 1000));
-        w.fares.push(fare("XX", v, "CCC", b'Y', 1000));
-    }
-    let b = build(&w);
     let date = iso(d);
     let q = parse_search(
         &b.snap,
@@ -140,29 +120,8 @@ fn split_searches_run_out_of_budget_exactly_when_whole_ones_do() {
 fn concurrent_split_searches_answer_as_whole_ones() {
     use searchd::engine::{parse_search, run_search_with, Split};
     let _turn = BUDGET.lock().unwrap_or_else(|e| e.into_inner());
-    let vias = ["BB1", "BB2", "BB3", "BB4", "BB5", "BB6", "BB7"];
-    let mut airports = vec![("AAA", "US"), ("CCC", "US")];
-    airports.extend(vias.iter().map(|v| (*v, "US")));
-    let mut w = World::new(&airports);
+    let b = build(&spokes(7, 4, 900));
     let d = d0();
-    for (k, v) in vias.iter().enumerate() {
-        for i in 0..4u16 {
-            let t = 240 + i32::from(i) * 35 + k as i32 * 11;
-            let n = 100 + k as u16 * 10 + i;
-            w.flights
-                .push(flight("XX", n, &[d], vec![leg_min("AAA", v, t, t + 50)]));
-            w.flights.push(flight(
-                "XX",
-                n + 500,
-                &[d],
-                vec![leg_min(v, "CCC", t + 110, t + 170)],
-            ));
-        }
-        w.fares
-            .push(fare("XX", "AAA", v, b'Y', 900 + k as i64 * 10));
-        w.fares.push(fare("XX", v, "CCC", b'Y', 1000));
-    }
-    let b = build(&w);
     let date = iso(d);
     let q = parse_search(
         &b.snap,
@@ -188,4 +147,32 @@ fn concurrent_split_searches_answer_as_whole_ones() {
             });
         }
     });
+}
+
+/// A network from AAA to CCC through `n_vias` connection points BB1.., each with `per_via`
+/// flights in and out on d0 (XX, class Y); the first legs' fares step up by 10 from `fare0`.
+fn spokes(n_vias: usize, per_via: u16, fare0: i64) -> World {
+    let vias: Vec<String> = (1..=n_vias).map(|k| format!("BB{k}")).collect();
+    let mut airports = vec![("AAA", "US"), ("CCC", "US")];
+    airports.extend(vias.iter().map(|v| (v.as_str(), "US")));
+    let mut w = World::new(&airports);
+    let d = d0();
+    for (k, v) in vias.iter().enumerate() {
+        for i in 0..per_via {
+            let t = 240 + i32::from(i) * 35 + k as i32 * 11;
+            let n = 100 + k as u16 * 10 + i;
+            w.flights
+                .push(flight("XX", n, &[d], vec![leg_min("AAA", v, t, t + 50)]));
+            w.flights.push(flight(
+                "XX",
+                n + 500,
+                &[d],
+                vec![leg_min(v, "CCC", t + 110, t + 170)],
+            ));
+        }
+        w.fares
+            .push(fare("XX", "AAA", v, b'Y', fare0 + k as i64 * 10));
+        w.fares.push(fare("XX", v, "CCC", b'Y', 1000));
+    }
+    w
 }
