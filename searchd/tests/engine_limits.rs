@@ -77,19 +77,9 @@ fn too_broad_queries_are_refused_not_truncated() {
 #[test]
 fn split_searches_run_out_of_budget_exactly_when_whole_ones_do() {
     let _turn = BUDGET.lock().unwrap_or_else(|e| e.into_inner());
-    use searchd::engine::{parse_search, run_search_with, Split};
+    use searchd::engine::{run_search_with, Split};
     let b = build(&spokes(5, 3, 1000));
-    let d = d0();
-    let date = iso(d);
-    let q = parse_search(
-        &b.snap,
-        &params(&[
-            ("origin", "AAA"),
-            ("destination", "CCC"),
-            ("date", date.as_str()),
-        ]),
-    )
-    .unwrap();
+    let q = spokes_query(&b, "50");
     let run = |split| run_search_with(&b.snap, &b.overlay, clock(), &q, split);
     let whole = run(Split::Never);
     assert!(whole.total >= 15, "{}", whole.total);
@@ -118,21 +108,10 @@ fn split_searches_run_out_of_budget_exactly_when_whole_ones_do() {
 /// waiting, retracted, taken late) all answer exactly as whole runs.
 #[test]
 fn concurrent_split_searches_answer_as_whole_ones() {
-    use searchd::engine::{parse_search, run_search_with, Split};
+    use searchd::engine::{run_search_with, Split};
     let _turn = BUDGET.lock().unwrap_or_else(|e| e.into_inner());
     let b = build(&spokes(7, 4, 900));
-    let d = d0();
-    let date = iso(d);
-    let q = parse_search(
-        &b.snap,
-        &params(&[
-            ("origin", "AAA"),
-            ("destination", "CCC"),
-            ("date", date.as_str()),
-            ("limit", "7"),
-        ]),
-    )
-    .unwrap();
+    let q = spokes_query(&b, "7");
     let whole = run_search_with(&b.snap, &b.overlay, clock(), &q, Split::Never);
     assert!(whole.total >= 28, "{}", whole.total);
     std::thread::scope(|s| {
@@ -175,4 +154,19 @@ fn spokes(n_vias: usize, per_via: u16, fare0: i64) -> World {
         w.fares.push(fare("XX", v, "CCC", b'Y', 1000));
     }
     w
+}
+
+/// The search from AAA to CCC on d0 over a [`spokes`] network, keeping `limit` results.
+fn spokes_query(b: &Built, limit: &str) -> searchd::engine::SearchQuery {
+    let date = iso(d0());
+    searchd::engine::parse_search(
+        &b.snap,
+        &params(&[
+            ("origin", "AAA"),
+            ("destination", "CCC"),
+            ("date", date.as_str()),
+            ("limit", limit),
+        ]),
+    )
+    .unwrap()
 }
