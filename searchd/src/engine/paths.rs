@@ -113,6 +113,16 @@ pub(crate) trait Sink {
         value: Option<i128>,
         price: impl FnOnce() -> Priced,
     );
+
+    /// For a slice whose cheapest price is known to lie in `lo..=hi` (millionths; `hi` is
+    /// a price it can be sold at): when what [`Sink::offer`] would do with it (count it,
+    /// keep it) is the same for every value in that range and it would not be kept, counts
+    /// it as `offer` would and returns `true`, so the exact price need not be computed.
+    /// Otherwise does nothing and returns `false`.
+    fn settled(&mut self, _ctx: &Ctx<'_>, _slice: &Slice, lo: i128, hi: i128) -> bool {
+        debug_assert!(lo <= hi);
+        false
+    }
 }
 
 /// Keeps every slice (in cheapest-only mode: those within the cap, lowering it).
@@ -869,7 +879,23 @@ fn one_stop(
                     continue;
                 }
                 let ab = if f.carrier == g.carrier {
-                    multi(ctx, &mut [&mut *fc, &mut *gc])
+                    // A joint component costs at least `joint` (`None`: no fare can price
+                    // it). When the separate components already price the slice and the
+                    // sink's decision cannot depend on where the exact price falls, the
+                    // joint component need not be priced.
+                    let joint = fc.through_lb(ctx, b);
+                    let split = value2(fc.single(ctx), &EMPTY, gc.single(ctx));
+                    if let Some(hi) = split {
+                        let lo = joint.map_or(hi, |j| j.min(hi));
+                        if out.settled(ctx, &Slice::two(f, g), lo, hi) {
+                            continue;
+                        }
+                    }
+                    if joint.is_some() {
+                        multi(ctx, &mut [&mut *fc, &mut *gc])
+                    } else {
+                        EMPTY
+                    }
                 } else {
                     EMPTY
                 };

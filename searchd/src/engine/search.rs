@@ -491,9 +491,36 @@ impl paths::Sink for TopK<'_> {
                 price,
             },
         ));
-        if self.items.len() >= 2 * self.limit {
+        if self.items.len() == self.limit && self.threshold.is_none() {
+            // The first `limit` items: nothing after the worst of them can be kept.
+            self.threshold = self.items.iter().map(|x| x.0).max();
+        } else if self.items.len() >= 2 * self.limit {
             self.compact(ctx);
         }
+    }
+
+    fn settled(&mut self, ctx: &Ctx<'_>, slice: &Slice, lo: i128, hi: i128) -> bool {
+        debug_assert!(lo <= hi);
+        let passes = passes_price(ctx.filters, self.priced_only, Some(lo));
+        if passes != passes_price(ctx.filters, self.priced_only, Some(hi)) {
+            return false;
+        }
+        if passes {
+            // The least key the slice can have: kept only if it is within the threshold.
+            let primary = match self.sort {
+                SortBy::Price => lo,
+                SortBy::Duration => i128::from(slice.duration()),
+                SortBy::Departure => 0,
+            };
+            if self
+                .threshold
+                .is_none_or(|t| (false, primary, slice.dep_utc()) <= t)
+            {
+                return false;
+            }
+            self.total += 1;
+        }
+        true
     }
 }
 
