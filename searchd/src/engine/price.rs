@@ -41,8 +41,12 @@ pub struct CompOpts {
 }
 
 /// Value in millionths of the currency unit, to compare amounts of different currencies.
+#[inline]
 pub fn micros(minor: i64, cur: &[u8; 3]) -> i128 {
-    i128::from(minor) * 10i128.pow(6 - currency_decimals(cur).min(6))
+    // Millionths per minor unit, by the currency's decimals (0..=6).
+    const SCALE: [i64; 7] = [1_000_000, 100_000, 10_000, 1_000, 100, 10, 1];
+    let d = currency_decimals(cur).min(6) as usize;
+    i128::from(minor) * i128::from(SCALE[d])
 }
 
 impl CompOpts {
