@@ -415,6 +415,23 @@ pub(crate) struct JsonOut<'o> {
     /// Dates formatted so far (days, `YYYY-MM-DD`), by `days % 8`: a response's times fall
     /// on a few consecutive dates, local and UTC.
     days: [(i32, [u8; 10]); 8],
+    /// Segments written so far (see [`seg_key`]) and where their JSON is in `buf`, by
+    /// hash: the itineraries of one answer share many segments (a hub's few departures
+    /// appear in most of them), and copying a segment's bytes is cheaper than formatting
+    /// its four times again.
+    segs: [(u64, u32, u32); SEG_SLOTS],
+}
+
+/// Slots of [`JsonOut::segs`] (a power of two).
+const SEG_SLOTS: usize = 64;
+
+/// What identifies a dated segment's JSON: its flight, legs and base day (the rest is
+/// derived from them).
+fn seg_key(s: &DatedSeg) -> u64 {
+    u64::from(s.flight) << 32
+        | u64::from(s.from_leg) << 24
+        | u64::from(s.to_leg) << 16
+        | u64::from(s.day)
 }
 
 /// `"00"` to `"99"`.
@@ -445,6 +462,7 @@ impl<'o> JsonOut<'o> {
         JsonOut {
             buf,
             days: [(i32::MIN, [0; 10]); 8],
+            segs: [(0, 0, 0); SEG_SLOTS],
         }
     }
 
@@ -575,8 +593,25 @@ impl<'o> JsonOut<'o> {
         }
     }
 
-    /// What [`SegmentJson`] serialises to.
+    /// What [`SegmentJson`] serialises to (copied from earlier in the document when the
+    /// same segment was written before).
     fn segment(&mut self, ctx: &Ctx<'_>, s: &DatedSeg) {
+        let key = seg_key(s);
+        let slot = (key.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 58) as usize % SEG_SLOTS;
+        let (k, start, end) = self.segs[slot];
+        // An empty slot has `start == end`; a segment's JSON is never empty.
+        if k == key && start < end && (end as usize) <= self.buf.len() {
+            self.buf.extend_from_within(start as usize..end as usize);
+            return;
+        }
+        let start = self.buf.len();
+        self.segment_fresh(ctx, s);
+        if let (Ok(a), Ok(b)) = (u32::try_from(start), u32::try_from(self.buf.len())) {
+            self.segs[slot] = (key, a, b);
+        }
+    }
+
+    fn segment_fresh(&mut self, ctx: &Ctx<'_>, s: &DatedSeg) {
         let net = ctx.net;
         let fl = net.flights.get(s.flight as usize);
         let legs = ctx.seg_legs(s);
