@@ -110,6 +110,26 @@ fn run_kind(
         work += r.work;
         std::hint::black_box(r);
     }
+    if qs.len() > 1 {
+        // The slowest query as it ran inside the mix (caches shared with the others), which
+        // is what makes the mix's tail; the per-pair runs below run one query back to back.
+        let of = |k: usize| -> Vec<u64> { v.iter().skip(k).step_by(qs.len()).copied().collect() };
+        let slowest = (0..qs.len())
+            .max_by_key(|&k| {
+                let mut x = of(k);
+                x.sort_unstable();
+                quantile(&x, 0.5)
+            })
+            .unwrap_or(0);
+        let mut x = of(slowest);
+        x.sort_unstable();
+        println!(
+            "  slowest query in the mix (#{slowest}): p50 {:.1}  p90 {:.1}  p99 {:.1} us",
+            quantile(&x, 0.5) as f64 / 1000.0,
+            quantile(&x, 0.9) as f64 / 1000.0,
+            quantile(&x, 0.99) as f64 / 1000.0
+        );
+    }
     report_work(name, v, results, Some(work));
 }
 
