@@ -125,6 +125,16 @@ pub(crate) fn slice_key(ctx: &Ctx<'_>, segs: &[DatedSeg]) -> [u8; 1 + 3 * SEG_BY
 }
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
+/// Both hex digits of every byte: one two-byte store per byte when encoding.
+const HEX_PAIRS: [[u8; 2]; 256] = {
+    let mut t = [[0u8; 2]; 256];
+    let mut i = 0;
+    while i < 256 {
+        t[i] = [HEX[i >> 4], HEX[i & 15]];
+        i += 1;
+    }
+    t
+};
 /// Most bytes of an id: header 6, 2 slices of (1 + 3 segments), price 11, checksum 8.
 const MAX_ID_BYTES: usize = 6 + 2 * (1 + 3 * SEG_BYTES) + 11 + 8;
 const _: () = assert!(2 * MAX_ID_BYTES <= MAX_ID_CHARS);
@@ -185,8 +195,7 @@ pub(crate) fn encode_into(ctx: &Ctx<'_>, it: &Itinerary, out: &mut Vec<u8>) {
     let b = id_bytes(ctx, it);
     let mut hex = [0u8; 2 * MAX_ID_BYTES];
     for (pair, &x) in hex.chunks_exact_mut(2).zip(&b.b[..b.len]) {
-        pair[0] = HEX[(x >> 4) as usize];
-        pair[1] = HEX[(x & 15) as usize];
+        pair.copy_from_slice(&HEX_PAIRS[x as usize]);
     }
     out.extend_from_slice(&hex[..2 * b.len]);
 }
