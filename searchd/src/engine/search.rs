@@ -110,7 +110,7 @@ struct Scratch {
     bufs: Buffers,
     outs: Vec<SliceCand>,
     ins: Vec<SliceCand>,
-    top: Vec<(TopKey, SliceCand)>,
+    top: Vec<(TopKey, Kept)>,
 }
 
 thread_local! {
@@ -193,7 +193,7 @@ pub enum Split {
 /// What one part of a split one-way search found.
 pub(crate) struct PartResult {
     total: u64,
-    items: Vec<(TopKey, SliceCand)>,
+    items: Vec<(TopKey, Kept)>,
     work: u64,
     exhausted: bool,
 }
@@ -312,7 +312,7 @@ fn merge_parts(ctx: &Ctx<'_>, q: &SearchQuery, parts: Vec<PartResult>) -> Search
             ..SearchResult::default()
         };
     }
-    let mut items: Vec<(TopKey, SliceCand)> = Vec::new();
+    let mut items: Vec<(TopKey, Kept)> = Vec::new();
     let mut sink = TopK::new(q, &mut items);
     for p in parts {
         sink.total += p.total;
@@ -368,6 +368,13 @@ fn run_whole(ctx: &Ctx<'_>, q: &SearchQuery) -> SearchResult {
 /// The order of one-way results before the id: (unpriced last, sort value, departure).
 type TopKey = (bool, i128, i64);
 
+/// A slice the one-way sink keeps, with its cheapest construction.
+#[derive(Clone, Copy)]
+pub(crate) struct Kept {
+    slice: Slice,
+    best: Option<Construction>,
+}
+
 /// The one-way sink: counts every slice that passes the price filters (`meta.total`) and
 /// keeps the best `limit` under the query's order. Kept slices live in a buffer of up to
 /// `2 * limit`; when it fills, the best `limit` are selected and the worst kept key becomes
@@ -381,16 +388,16 @@ struct TopK<'s> {
     limit: usize,
     total: u64,
     threshold: Option<TopKey>,
-    items: &'s mut Vec<(TopKey, SliceCand)>,
+    items: &'s mut Vec<(TopKey, Kept)>,
 }
 
-fn top_cmp(ctx: &Ctx<'_>, a: &(TopKey, SliceCand), b: &(TopKey, SliceCand)) -> std::cmp::Ordering {
+fn top_cmp(ctx: &Ctx<'_>, a: &(TopKey, Kept), b: &(TopKey, Kept)) -> std::cmp::Ordering {
     a.0.cmp(&b.0)
         .then_with(|| slice_key(ctx, a.1.slice.segs()).cmp(&slice_key(ctx, b.1.slice.segs())))
 }
 
 impl<'s> TopK<'s> {
-    fn new(q: &SearchQuery, items: &'s mut Vec<(TopKey, SliceCand)>) -> Self {
+    fn new(q: &SearchQuery, items: &'s mut Vec<(TopKey, Kept)>) -> Self {
         items.clear();
         TopK {
             sort: q.sort,
@@ -444,7 +451,7 @@ impl<'s> TopK<'s> {
                 Itinerary {
                     slices: [c.slice, Slice::default()],
                     n_slices: 1,
-                    price: c.price.best().map(|p| ItinPrice::from_parts(&[(p, 0)])),
+                    price: c.best.as_ref().map(|p| ItinPrice::from_parts(&[(p, 0)])),
                 }
             })
             .collect();
@@ -482,13 +489,14 @@ impl paths::Sink for TopK<'_> {
         if self.threshold.is_some_and(|t| key > t) {
             return;
         }
-        let price = price();
-        debug_assert_eq!(price.best().map(|p| p.micros()), value);
+        // A one-way answer shows the cheapest construction only: keep just that.
+        let best = price().best().copied();
+        debug_assert_eq!(best.map(|p| p.micros()), value);
         self.items.push((
             key,
-            SliceCand {
+            Kept {
                 slice: *slice,
-                price,
+                best,
             },
         ));
         if self.items.len() == self.limit && self.threshold.is_none() {
