@@ -128,10 +128,14 @@ fn concurrent_split_searches_answer_as_whole_ones() {
     });
 }
 
-/// A network from AAA to CCC through `n_vias` connection points BB1.., each with `per_via`
+/// A network from AAA to CCC through `n_vias` connection points VAA, VAB.., each with `per_via`
 /// flights in and out on d0 (XX, class Y); the first legs' fares step up by 10 from `fare0`.
 fn spokes(n_vias: usize, per_via: u16, fare0: i64) -> World {
-    let vias: Vec<String> = (1..=n_vias).map(|k| format!("BB{k}")).collect();
+    assert!(n_vias <= 26 * 26);
+    let letter = |i: usize| char::from(b'A' + i as u8);
+    let vias: Vec<String> = (0..n_vias)
+        .map(|k| format!("V{}{}", letter(k / 26), letter(k % 26)))
+        .collect();
     let mut airports = vec![("AAA", "US"), ("CCC", "US")];
     airports.extend(vias.iter().map(|v| (v.as_str(), "US")));
     let mut w = World::new(&airports);
@@ -169,4 +173,40 @@ fn spokes_query(b: &Built, limit: &str) -> searchd::engine::SearchQuery {
         ]),
     )
     .unwrap()
+}
+
+/// The server's inline attempt (`search_raw_within` with less than the whole budget) is not
+/// made for a search with many connection points: it would very likely run out and be
+/// thrown away. With fewer points, or the whole budget, it runs and answers as
+/// `search_raw` does.
+#[test]
+fn inline_attempts_skip_searches_with_many_connection_points() {
+    use searchd::engine::{search_raw, search_raw_within};
+    let _turn = BUDGET.lock().unwrap_or_else(|e| e.into_inner());
+    searchd::engine::WORK_LIMIT_OVERRIDE.store(1_000_000, Ordering::Relaxed);
+    let date = iso(d0());
+    let p = params(&[
+        ("origin", "AAA"),
+        ("destination", "CCC"),
+        ("date", date.as_str()),
+    ]);
+    for (vias, attempted) in [(95, true), (96, false), (100, false)] {
+        let b = build(&spokes(vias, 1, 1000));
+        let within = |max_work| {
+            search_raw_within(&b.snap, &b.overlay, clock(), &p, max_work)
+                .unwrap_or_else(|e| panic!("{vias} vias: {e:?}"))
+        };
+        let (bytes, meta) = search_raw(&b.snap, &b.overlay, clock(), &p).unwrap();
+        assert_eq!(meta["total"].as_u64(), Some(vias as u64), "{vias} vias");
+        // Far more than the few hundred steps the search takes, but less than the budget.
+        let inline = within(999_999);
+        assert_eq!(inline.is_some(), attempted, "{vias} vias");
+        if let Some((b2, _)) = inline {
+            assert_eq!(b2, bytes, "{vias} vias");
+        }
+        // The whole budget: always run.
+        let (b3, _) = within(1_000_000).expect("the whole budget runs every search");
+        assert_eq!(b3, bytes, "{vias} vias");
+    }
+    searchd::engine::WORK_LIMIT_OVERRIDE.store(0, Ordering::Relaxed);
 }

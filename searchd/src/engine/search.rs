@@ -264,10 +264,13 @@ pub fn run_search_with(
     q: &SearchQuery,
     split: Split,
 ) -> SearchResult {
-    run_search_limited(snap, overlay, clock, q, split, super::work_limit())
+    run_search_limited(snap, overlay, clock, q, split, super::work_limit(), false)
 }
 
 /// [`run_search_with`] within at most `limit` steps (at most the process's budget).
+/// `small_only`: answer too broad at once, without starting, a search with connections
+/// and at least [`SPLIT_MIN_POINTS`] connection points (one that will very likely need
+/// more than a small budget: running it up to the budget would be work thrown away).
 fn run_search_limited(
     snap: &Snapshot,
     overlay: &Overlay,
@@ -275,6 +278,7 @@ fn run_search_limited(
     q: &SearchQuery,
     split: Split,
     limit: u64,
+    small_only: bool,
 ) -> SearchResult {
     let (_running, running) = Running::enter();
     let prep = prep::get(snap);
@@ -288,6 +292,15 @@ fn run_search_limited(
     );
     ctx.limit = limit.min(ctx.limit);
     let limit = ctx.limit;
+    if small_only
+        && q.filters.max_connections >= 1
+        && paths::connection_points(&ctx, &q.origin, &q.destination) >= SPLIT_MIN_POINTS
+    {
+        return SearchResult {
+            too_broad: true,
+            ..SearchResult::default()
+        };
+    }
     let parallel = match split {
         Split::Auto => split_worth_it(&ctx, q, running),
         Split::Never => false,
@@ -860,7 +873,9 @@ fn render_search<T>(
 /// [`search_raw`] on this thread within at most `max_work` steps: `Ok(None)` when those
 /// were not enough but the process's budget may be (run it again with [`search_raw`]). For
 /// a server that answers small searches where the request arrived and hands the rest to
-/// threads that may block for longer; the wasted attempt costs at most `max_work` steps.
+/// threads that may block for longer; the wasted attempt costs at most `max_work` steps,
+/// and nothing for a search with many connection points, which is not attempted (also
+/// `Ok(None)`).
 pub fn search_raw_within(
     snap: &Snapshot,
     overlay: &Overlay,
@@ -870,7 +885,15 @@ pub fn search_raw_within(
 ) -> Result<Option<(Vec<u8>, Value)>, ApiError> {
     let q = crate::query::parse_search(snap, params)?;
     let full = super::work_limit();
-    let res = run_search_limited(snap, overlay, clock, &q, Split::Never, max_work.min(full));
+    let res = run_search_limited(
+        snap,
+        overlay,
+        clock,
+        &q,
+        Split::Never,
+        max_work.min(full),
+        max_work < full,
+    );
     if res.too_broad {
         return if max_work < full {
             Ok(None)

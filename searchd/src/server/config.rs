@@ -83,8 +83,9 @@ pub struct Cli {
     pub shutdown_timeout: u64,
 
     /// Engine steps a search with connections may take on the thread that read the request
-    /// before it is handed to the pool of blocking threads (0: always handed over); bounds
-    /// how long one search holds a thread that serves other connections
+    /// before it is handed to the pool of blocking threads (0: always handed over; a search
+    /// with 96 or more connection points always is); bounds how long one search holds a
+    /// thread that serves other connections
     #[arg(long, value_name = "STEPS", default_value_t = DEFAULT_INLINE_SEARCH_STEPS)]
     pub inline_search_steps: u64,
 }
