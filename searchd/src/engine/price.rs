@@ -323,6 +323,36 @@ pub(crate) fn leg_seats(ctx: &Ctx<'_>, flight: u32, leg: u8, day: u16, class: u8
     if let Some(s) = ctx.overlay.seats(key) {
         return s;
     }
+    let fa = ctx.prep.flight_avail.get(flight as usize);
+    if let Some(fa) = fa.filter(|fa| fa.dense_classes != 0) {
+        // A dense flight's seats are read by position (see `FlightAvail::dense_classes`).
+        let v = dense_seats(ctx, fa, leg, day, class);
+        debug_assert_eq!(
+            v,
+            snapshot_seats(ctx, flight, key),
+            "dense seats of {key:#x}"
+        );
+        return v;
+    }
+    snapshot_seats(ctx, flight, key)
+}
+
+/// The snapshot's seats of a dense flight's `leg`, `day` and `class`: 0 for a class
+/// outside its mask or a leg or day without rows (no row = closed).
+#[inline]
+fn dense_seats(ctx: &Ctx<'_>, fa: &FlightAvail, leg: u8, day: u16, class: u8) -> u16 {
+    let mask = fa.dense_classes;
+    if !class.is_ascii_uppercase() || (mask >> (class - b'A')) & 1 == 0 {
+        return 0;
+    }
+    let below = mask & ((1u32 << (class - b'A')) - 1);
+    fa.dense_at(leg, day)
+        .and_then(|at| ctx.avail.seats.get(at + below.count_ones() as usize))
+        .map_or(0, |v| v.to_native())
+}
+
+/// The snapshot's seats of availability key `key` (of `flight`), by searching its keys.
+fn snapshot_seats(ctx: &Ctx<'_>, flight: u32, key: u64) -> u16 {
     let keys = &ctx.avail.keys;
     let (s, e) = ctx.prep.avail_range(flight);
     let Some(range) = keys.get(s..e) else {
