@@ -1155,3 +1155,54 @@ fn non_passenger_legs_are_never_offered() {
     assert_eq!(describe(&search(&b, &q("AAA", "CCC", &iso(d))).0).len(), 0);
     assert_eq!(describe(&search(&b, &q("BBB", "CCC", &iso(d))).0).len(), 0);
 }
+
+/// Live overlay entries replace the snapshot leg by leg and class by class on a through
+/// flight: a class closed on one leg closes the segment, a class the snapshot has no row
+/// for opens only with entries on every leg, and the segment's seats are the fewest over
+/// its legs of whichever source each leg has.
+#[test]
+fn overlay_entries_replace_the_snapshot_leg_by_leg_on_a_through_flight() {
+    let mut w = base_airports();
+    let d = d0();
+    w.flights.push(flight(
+        "XX",
+        1,
+        &[d],
+        vec![
+            leg("AAA", "BBB", "08:00", "09:00"),
+            leg("BBB", "CCC", "10:00", "11:00"),
+        ],
+    ));
+    w.open_classes = vec![];
+    for origin in ["AAA", "BBB"] {
+        w.avail.push(seats("XX", 1, d, origin, b'Y', 9));
+        w.avail.push(seats("XX", 1, d, origin, b'M', 5));
+    }
+    w.fares.push(fare("XX", "AAA", "CCC", b'Y', 20000));
+    w.fares.push(fare("XX", "AAA", "CCC", b'M', 15000));
+    w.fares.push(fare("XX", "AAA", "CCC", b'B', 10000));
+    let b = build(&w);
+    let date = iso(d);
+    let base = q("AAA", "CCC", &date);
+    let answer = || {
+        let (data, _) = search(&b, &with(base.clone(), &[("max_connections", "0")]));
+        let it = &data["itineraries"][0];
+        (
+            it["price"]["amount"].as_str().unwrap_or("").to_string(),
+            it["seats_available"].as_u64().unwrap_or(0),
+        )
+    };
+    assert_eq!(answer(), ("150.00".to_string(), 5));
+    let key = |leg: u8, class: u8| format::model::avail_key(0, leg, 2, class);
+    // M sold out on the second leg only: the segment has no M.
+    b.overlay.apply(&[(key(1, b'M'), 0)]);
+    assert_eq!(answer(), ("200.00".to_string(), 9));
+    // M back with 4 on the second leg: the first leg's snapshot 5 and the overlay's 4.
+    b.overlay.apply(&[(key(1, b'M'), 4), (key(0, b'Y'), 2)]);
+    assert_eq!(answer(), ("150.00".to_string(), 4));
+    // B has no snapshot row: an entry on one leg does not open it, on both legs it does.
+    b.overlay.apply(&[(key(0, b'B'), 3)]);
+    assert_eq!(answer(), ("150.00".to_string(), 4));
+    b.overlay.apply(&[(key(1, b'B'), 7)]);
+    assert_eq!(answer(), ("100.00".to_string(), 3));
+}
