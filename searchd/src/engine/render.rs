@@ -422,8 +422,9 @@ pub(crate) struct JsonOut<'o> {
     segs: [(u64, u32, u32); SEG_SLOTS],
 }
 
-/// Slots of [`JsonOut::segs`] (a power of two).
-const SEG_SLOTS: usize = 64;
+/// Slots of [`JsonOut::segs`].
+const SEG_SLOT_BITS: u32 = 6;
+const SEG_SLOTS: usize = 1 << SEG_SLOT_BITS;
 
 /// What identifies a dated segment's JSON: its flight, legs and base day (the rest is
 /// derived from them).
@@ -597,7 +598,7 @@ impl<'o> JsonOut<'o> {
     /// same segment was written before).
     fn segment(&mut self, ctx: &Ctx<'_>, s: &DatedSeg) {
         let key = seg_key(s);
-        let slot = (key.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 58) as usize % SEG_SLOTS;
+        let slot = (key.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - SEG_SLOT_BITS)) as usize;
         let (k, start, end) = self.segs[slot];
         // An empty slot has `start == end`; a segment's JSON is never empty.
         if k == key && start < end && (end as usize) <= self.buf.len() {

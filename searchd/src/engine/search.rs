@@ -390,11 +390,11 @@ pub(crate) struct Kept {
 
 /// The one-way sink: counts every slice that passes the price filters (`meta.total`) and
 /// keeps the best `limit` under the query's order. Kept slices live in a buffer of up to
-/// `2 * limit`; when it fills, the best `limit` are selected and the worst kept key becomes
-/// a threshold: a later slice with a strictly larger key can never be among the best
-/// `limit` (those already number `limit`), so it is counted but neither priced in full nor
-/// stored. Slices with an equal key are kept (the id decides). Exact, and O(1) amortised
-/// per slice.
+/// `2 * limit`; once it holds `limit`, the worst key among them is a threshold, and when it
+/// fills, the best `limit` are selected and the worst kept key becomes the threshold: a
+/// later slice with a strictly larger key can never be among the best `limit` (those
+/// already number `limit`), so it is counted but neither priced in full nor stored. Slices
+/// with an equal key are kept (the id decides). Exact, and O(1) amortised per slice.
 struct TopK<'s> {
     sort: SortBy,
     priced_only: bool,
