@@ -5,7 +5,7 @@
 
 mod engine_common;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use engine_common::*;
 
@@ -521,15 +521,30 @@ fn engine_rows(data: &serde_json::Value) -> Vec<(String, Option<i64>, String)> {
         .collect()
 }
 
+/// Each itinerary's id and `slices[0].duration_minutes`.
+fn durations(data: &serde_json::Value) -> HashMap<String, i64> {
+    data["itineraries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|it| {
+            let d = it["slices"][0]["duration_minutes"].as_i64().unwrap();
+            (it["id"].as_str().unwrap().to_string(), d)
+        })
+        .collect()
+}
+
 /// Ordered results with small limits (the top-k path of one-way searches, whose buffer is
-/// compacted every `2 * limit` slices) against the full list - itself checked against the
-/// brute force - ordered by the documented keys: sort=price by (price, departure, id) with
-/// unpriced last, sort=departure by (departure, id); `max_price` and `priced_only` filter
-/// `meta.total` and the results alike.
+/// compacted every `2 * limit` slices, and which skips pricing joint fares that cannot
+/// change what it keeps) against the full list - itself checked against the brute force -
+/// ordered by the documented keys: sort=price by (price, departure, id) with unpriced last,
+/// sort=departure by (departure, id), sort=duration by (duration, departure, id);
+/// `max_price` and `priced_only` filter `meta.total` and the results alike.
 fn check_small_limits(
     b: &Built,
     base: &[(&str, &str)],
     all: &[(String, Option<i64>, String)],
+    duration: &HashMap<String, i64>,
     seed: u64,
 ) {
     let prices: Vec<i64> = all.iter().filter_map(|r| r.1).collect();
@@ -541,7 +556,7 @@ fn check_small_limits(
         caps.push(Some(sorted[sorted.len() / 2]));
         caps.push(Some(sorted[0] + 1));
     }
-    for sort in ["price", "departure"] {
+    for sort in ["price", "departure", "duration"] {
         for priced_only in ["true", "false"] {
             for cap in &caps {
                 let mut want: Vec<&(String, Option<i64>, String)> = all
@@ -551,12 +566,14 @@ fn check_small_limits(
                         None => priced_only == "false" || r.1.is_some(),
                     })
                     .collect();
-                if sort == "price" {
-                    want.sort_by(|x, y| {
+                match sort {
+                    "price" => want.sort_by(|x, y| {
                         (x.1.is_none(), x.1, &x.2, &x.0).cmp(&(y.1.is_none(), y.1, &y.2, &y.0))
-                    });
-                } else {
-                    want.sort_by(|x, y| (&x.2, &x.0).cmp(&(&y.2, &y.0)));
+                    }),
+                    "duration" => want.sort_by(|x, y| {
+                        (duration[&x.0], &x.2, &x.0).cmp(&(duration[&y.0], &y.2, &y.0))
+                    }),
+                    _ => want.sort_by(|x, y| (&x.2, &x.0).cmp(&(&y.2, &y.0))),
                 }
                 let cap_s = cap.map(|m| format!("{}.{:02}", m / 100, m % 100));
                 for limit in ["1", "2", "3", "7"] {
@@ -711,7 +728,7 @@ fn engine_equals_brute_force_on_random_networks() {
             );
             checked_itins += want.len();
             priced += want.iter().filter(|w| w.1 != "null").count();
-            check_small_limits(&b, &p, &engine_rows(&data), seed);
+            check_small_limits(&b, &p, &engine_rows(&data), &durations(&data), seed);
 
             // Price order with a small limit: the first prices of the full sorted list.
             let mut p2 = p.clone();
