@@ -17,6 +17,19 @@ fn base_airports() -> World {
     ])
 }
 
+/// XX1 on date `d`: AAA 08:00-09:00 BBB 10:00-11:00 CCC, one through flight.
+fn through_aaa_bbb_ccc(d: i32) -> FlightSpec {
+    flight(
+        "XX",
+        1,
+        &[d],
+        vec![
+            leg("AAA", "BBB", "08:00", "09:00"),
+            leg("BBB", "CCC", "10:00", "11:00"),
+        ],
+    )
+}
+
 fn q<'a>(o: &'a str, d: &'a str, date: &'a str) -> Vec<(&'a str, &'a str)> {
     vec![("origin", o), ("destination", d), ("date", date)]
 }
@@ -895,15 +908,7 @@ fn child_without_chd_fare_pays_adult_and_infant_with_inf() {
 fn seats_on_every_leg_of_a_component_and_fare_rules() {
     let mut w = base_airports();
     let d = d0();
-    w.flights.push(flight(
-        "XX",
-        1,
-        &[d],
-        vec![
-            leg("AAA", "BBB", "08:00", "09:00"),
-            leg("BBB", "CCC", "10:00", "11:00"),
-        ],
-    ));
+    w.flights.push(through_aaa_bbb_ccc(d));
     w.open_classes = vec![b'Y'];
     w.avail.push(seats("XX", 1, d, "AAA", b'M', 5));
     w.avail.push(seats("XX", 1, d, "BBB", b'M', 0));
@@ -1164,15 +1169,7 @@ fn non_passenger_legs_are_never_offered() {
 fn overlay_entries_replace_the_snapshot_leg_by_leg_on_a_through_flight() {
     let mut w = base_airports();
     let d = d0();
-    w.flights.push(flight(
-        "XX",
-        1,
-        &[d],
-        vec![
-            leg("AAA", "BBB", "08:00", "09:00"),
-            leg("BBB", "CCC", "10:00", "11:00"),
-        ],
-    ));
+    w.flights.push(through_aaa_bbb_ccc(d));
     w.open_classes = vec![];
     for origin in ["AAA", "BBB"] {
         w.avail.push(seats("XX", 1, d, origin, b'Y', 9));
