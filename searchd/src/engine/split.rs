@@ -33,8 +33,12 @@ use crate::overlay::Overlay;
 use crate::query::SearchQuery;
 
 /// Parts a split search is cut into: more balance a late helper better, fewer cost less
-/// (each part has its own context, scratch and best-`limit` buffer).
-pub(crate) const PARTS: usize = 4;
+/// (each part has its own context, scratch and best-`limit` buffer). When the helper
+/// starts late, this thread ends up waiting for the part the helper took last, so the
+/// part size bounds that wait: with 4 parts the mix's p99 went over 500 us in 11 of 13
+/// runs on a noisy host, with 8 in 3 of 13 (BENCHMARKS.md section 17); 16 cost more than
+/// they saved.
+pub(crate) const PARTS: usize = 8;
 
 /// How long the helper stays awake for the next job after one.
 const AWAKE: Duration = Duration::from_micros(300);
