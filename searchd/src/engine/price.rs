@@ -451,38 +451,42 @@ impl SeatCache {
         }
         let i = (class - b'A') as usize;
         if self.0[i] == u16::MAX {
-            if !ctx.overlay.may_have(s.flight, s.day) {
-                self.fill(ctx, s);
-            } else {
+            if ctx.overlay.may_have(s.flight, s.day) {
                 self.0[i] = seg_seats(ctx, s, class).min(u16::MAX - 1);
+            } else {
+                match ctx.prep.flight_avail.get(s.flight as usize) {
+                    // A dense flight: this class's seats are one read per leg (pricing
+                    // asks for a class or two of most segments, not all of them).
+                    Some(fa) if fa.dense_classes != 0 => {
+                        let mut m = u16::MAX - 1;
+                        for leg in s.from_leg..=s.to_leg {
+                            let v = dense_seats(ctx, fa, leg, s.day, class);
+                            debug_assert_eq!(
+                                v,
+                                snapshot_seats(
+                                    ctx,
+                                    s.flight,
+                                    format::model::avail_key(s.flight, leg, s.day, class)
+                                ),
+                                "dense seats of {s:?} leg {leg} class {class}"
+                            );
+                            m = m.min(v);
+                        }
+                        self.0[i] = m;
+                    }
+                    Some(fa) => self.fill_by_keys(ctx, s, fa),
+                    // No availability rows: closed.
+                    None => self.0 = [0; 26],
+                }
             }
         }
         self.0[i]
     }
 
-    /// Reads every class of every leg of `s` at once: a leg's classes are adjacent in the
-    /// availability keys, so this is one search per leg instead of one per class. Only for
-    /// dated flights without live overlay entries (which take precedence per class).
-    fn fill(&mut self, ctx: &Ctx<'_>, s: &DatedSeg) {
-        let fa = ctx
-            .prep
-            .flight_avail
-            .get(s.flight as usize)
-            .copied()
-            .unwrap_or_default();
-        if fa.dense_classes != 0 {
-            self.fill_dense(ctx, s, &fa);
-            if cfg!(debug_assertions) {
-                let mut by_keys = SeatCache::default();
-                by_keys.fill_by_keys(ctx, s, &fa);
-                debug_assert_eq!(self.0, by_keys.0, "dense seats of {s:?}");
-            }
-            return;
-        }
-        self.fill_by_keys(ctx, s, &fa);
-    }
-
-    /// [`SeatCache::fill`] by searching the keys of each leg.
+    /// Reads every class of every leg of `s` at once, for a flight whose availability is
+    /// not dense: a leg's classes are adjacent in the availability keys, so this is one
+    /// search per leg instead of one per class. Only for dated flights without live overlay
+    /// entries (which take precedence per class).
     fn fill_by_keys(&mut self, ctx: &Ctx<'_>, s: &DatedSeg, fa: &FlightAvail) {
         let (start, end) = (fa.start as usize, fa.start as usize + fa.len as usize);
         let keys = ctx.avail.keys.get(start..end).unwrap_or(&[]);
@@ -504,34 +508,6 @@ impl SeatCache {
                         seats.get(i).map(|v| v.to_native()).unwrap_or(0);
                 }
                 i += 1;
-            }
-            for (a, t) in all.iter_mut().zip(this) {
-                *a = (*a).min(t);
-            }
-        }
-        self.0 = all;
-    }
-
-    /// [`SeatCache::fill`] of a dense flight: each leg's seats are read in class order from
-    /// a position computed from the leg and day, without reading keys.
-    fn fill_dense(&mut self, ctx: &Ctx<'_>, s: &DatedSeg, fa: &FlightAvail) {
-        let mask = fa.dense_classes;
-        let n = mask.count_ones() as usize;
-        let mut all = [u16::MAX - 1; 26];
-        for leg in s.from_leg..=s.to_leg {
-            let row = fa
-                .dense_at(leg, s.day)
-                .and_then(|at| ctx.avail.seats.get(at..at + n));
-            let mut this = [0u16; 26];
-            if let Some(row) = row {
-                let mut bits = mask;
-                for v in row {
-                    let c = bits.trailing_zeros() as usize;
-                    bits &= bits.wrapping_sub(1);
-                    if let Some(t) = this.get_mut(c) {
-                        *t = v.to_native();
-                    }
-                }
             }
             for (a, t) in all.iter_mut().zip(this) {
                 *a = (*a).min(t);
