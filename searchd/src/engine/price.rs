@@ -663,7 +663,7 @@ fn companion(
 pub(crate) fn comp_price_with(
     ctx: &Ctx<'_>,
     segs: &[DatedSeg],
-    seats_of: &mut dyn FnMut(usize, u8) -> u16,
+    seats_of: &mut impl FnMut(usize, u8) -> u16,
 ) -> CompOpts {
     let mut out = CompOpts::default();
     let (Some(first), Some(last)) = (segs.first(), segs.last()) else {
