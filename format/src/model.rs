@@ -307,16 +307,34 @@ impl ArchivedNetwork {
 
     /// Segments from `a` to `b`, sorted by local departure time.
     pub fn segments_between(&self, a: AirportId, b: AirportId) -> &[ArchivedSegmentRef] {
+        let (s, e) = self.segment_range_between(a, b);
+        self.segments.get(s..e).unwrap_or(&[])
+    }
+
+    /// Where [`ArchivedNetwork::segments_between`]`(a, b)` lies in `segments`, to read
+    /// arrays that run parallel to it (an empty range when there is no such market).
+    pub fn segment_range_between(&self, a: AirportId, b: AirportId) -> (usize, usize) {
         let markets = self.markets_from(a);
         match markets.binary_search_by_key(&b, |m| m.dest.to_native()) {
             Ok(i) => {
                 let m = &markets[i];
-                self.segments
-                    .get(m.start.to_native() as usize..m.end.to_native() as usize)
-                    .unwrap_or(&[])
+                let (s, e) = (m.start.to_native() as usize, m.end.to_native() as usize);
+                if s <= e && e <= self.segments.len() {
+                    (s, e)
+                } else {
+                    (0, 0)
+                }
             }
-            Err(_) => &[],
+            Err(_) => (0, 0),
         }
+    }
+
+    /// The first and last base-day index on which day set `set` operates (`None`: never).
+    pub fn day_set_span(&self, set: u32) -> Option<(u32, u32)> {
+        let words = self.words_per_set.to_native() as usize;
+        let s = (set as usize).checked_mul(words)?;
+        let w = self.day_sets.get(s..s.checked_add(words)?)?;
+        bit_span(w.len(), |i| w[i].to_native())
     }
 
     pub fn carrier_id(&self, code: &[u8; 3]) -> Option<CarrierId> {
@@ -379,6 +397,17 @@ impl ArchivedNetwork {
             })
             .unwrap_or(0)
     }
+}
+
+/// The lowest and highest set bit of the bit set in words `word(0..n)` (bit `i` is bit
+/// `i % 64` of word `i / 64`), `None` when no bit is set.
+pub fn bit_span(n: usize, word: impl Fn(usize) -> u64) -> Option<(u32, u32)> {
+    let first = (0..n).find(|&i| word(i) != 0)?;
+    let last = (0..n).rev().find(|&i| word(i) != 0)?;
+    let lo = first * 64 + word(first).trailing_zeros() as usize;
+    let hi = last * 64 + 63 - word(last).leading_zeros() as usize;
+    debug_assert!(lo <= hi);
+    Some((u32::try_from(lo).ok()?, u32::try_from(hi).ok()?))
 }
 
 impl ArchivedPlaces {
@@ -483,4 +512,21 @@ pub fn segment_index(
         "segments from unknown origins were dropped"
     );
     (seg_offsets, segments, market_offsets, markets)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bit_span;
+
+    #[test]
+    fn bit_span_finds_the_lowest_and_highest_set_bit_across_words() {
+        assert_eq!(bit_span(0, |_| 0), None);
+        assert_eq!(bit_span(3, |_| 0), None);
+        assert_eq!(bit_span(1, |_| 1), Some((0, 0)));
+        assert_eq!(bit_span(1, |_| 1 << 63), Some((63, 63)));
+        let w = [0u64, 0b1010_0000, 0, 1 << 2, 0];
+        assert_eq!(bit_span(w.len(), |i| w[i]), Some((64 + 5, 3 * 64 + 2)));
+        let w = [u64::MAX, u64::MAX];
+        assert_eq!(bit_span(w.len(), |i| w[i]), Some((0, 127)));
+    }
 }

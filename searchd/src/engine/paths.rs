@@ -228,17 +228,23 @@ pub(crate) fn dated(ctx: &Ctx<'_>, flight: u32, from: u8, to: u8, base: i32) -> 
 /// on allowed carriers, with no stop among the query's end airports.
 fn departures(
     ctx: &Ctx<'_>,
-    segs: &[ArchivedSegmentRef],
+    (seg_lo, seg_hi): (usize, usize),
     local_lo: i64,
     local_hi: i64,
     utc_lo: i64,
     utc_hi: i64,
     out: &mut Vec<DatedSeg>,
 ) {
+    let net = ctx.net;
+    let (Some(segs), Some(spans)) = (
+        net.segments.get(seg_lo..seg_hi),
+        ctx.prep.seg_days.get(seg_lo..seg_hi),
+    ) else {
+        return;
+    };
     if segs.is_empty() || local_lo > local_hi {
         return;
     }
-    let net = ctx.net;
     let first_day = i64::from(net.first_day.to_native());
     let d0 = local_lo.div_euclid(1440);
     let d1 = local_hi.div_euclid(1440);
@@ -249,12 +255,17 @@ fn departures(
             continue;
         }
         let start = segs.partition_point(|s| i64::from(s.dep_local_min.to_native()) < lo);
-        for s in &segs[start..] {
+        for (s, &(day_lo, day_hi)) in segs[start..].iter().zip(&spans[start..]) {
             if i64::from(s.dep_local_min.to_native()) > hi {
                 break;
             }
             if !ctx.step(1) {
                 return;
+            }
+            let base = d - i64::from(s.dep_day_shift);
+            let day = base - first_day;
+            if day < i64::from(day_lo) || day > i64::from(day_hi) {
+                continue;
             }
             let flight = s.flight.to_native();
             let Some(fl) = net.flights.get(flight as usize) else {
@@ -263,8 +274,7 @@ fn departures(
             if !ctx.filters.carrier_allowed(fl.carrier.to_native()) {
                 continue;
             }
-            let base = d - i64::from(s.dep_day_shift);
-            if !net.operates(fl.day_set.to_native(), base - first_day) {
+            if !net.operates(fl.day_set.to_native(), day) {
                 continue;
             }
             let Some(seg) = dated(ctx, flight, s.from_leg, s.to_leg, base as i32) else {
@@ -386,7 +396,7 @@ fn onward(
     let (olo, ohi) = ctx.prep.off_range(via);
     departures(
         ctx,
-        ctx.net.segments_between(via, to),
+        ctx.net.segment_range_between(via, to),
         lo + olo,
         hi + ohi,
         lo,
@@ -427,7 +437,7 @@ fn leaving(
     segs.clear();
     departures(
         ctx,
-        ctx.net.segments_between(a, b),
+        ctx.net.segment_range_between(a, b),
         llo,
         lhi,
         i64::MIN,

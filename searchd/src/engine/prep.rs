@@ -20,6 +20,11 @@ pub(crate) struct Prepared {
     /// Per airport: the largest MCT any rule (or the default) can give there; a connection
     /// at least this long needs no rule lookup.
     pub mct_ceil: Vec<u16>,
+    /// Parallel to `Network::segments`: the first and last base-day index on which the
+    /// ref's flight operates (`(1, 0)`: never). Schedules file one flight per period, so
+    /// most refs of a market at a time of day are for other periods than the searched
+    /// date: this rejects them without reading their flight and its day set.
+    pub seg_days: Vec<(u16, u16)>,
     /// Per airport: min and max UTC offset of the legs departing it.
     pub off_lo: Vec<i16>,
     pub off_hi: Vec<i16>,
@@ -334,6 +339,26 @@ fn build(snap: &Snapshot) -> Prepared {
     }
     let into = pairs.iter().map(|p| p.1).collect();
 
+    // Operating span of every segment ref's flight, next to the refs.
+    let mut spans: Vec<Option<Option<(u32, u32)>>> = Vec::new();
+    let seg_days = net
+        .segments
+        .iter()
+        .map(|r| {
+            let Some(fl) = net.flights.get(r.flight.to_native() as usize) else {
+                return (1, 0);
+            };
+            let set = fl.day_set.to_native() as usize;
+            if spans.len() <= set {
+                spans.resize(set + 1, None);
+            }
+            let span = *spans[set].get_or_insert_with(|| net.day_set_span(set as u32));
+            // A dated segment's day index is at most `u16::MAX` (see `paths::dated`).
+            let clamp = |d: u32| d.min(u32::from(u16::MAX)) as u16;
+            span.map_or((1, 0), |(lo, hi)| (clamp(lo), clamp(hi)))
+        })
+        .collect();
+
     // Availability keys per flight (keys are sorted by flight first).
     let keys = &snap.availability.get().keys;
     let n_flights = net.flights.len();
@@ -476,6 +501,7 @@ fn build(snap: &Snapshot) -> Prepared {
         mct_wild: wild,
         mct_floor,
         mct_ceil,
+        seg_days,
         off_lo,
         off_hi,
         into_off,
