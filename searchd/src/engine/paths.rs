@@ -223,12 +223,16 @@ pub(crate) fn dated(ctx: &Ctx<'_>, flight: u32, from: u8, to: u8, base: i32) -> 
     })
 }
 
-/// Appends the dated segments of `segs` (one market, sorted by local time of day) whose
-/// local departure is in `[local_lo, local_hi]` and UTC departure in `[utc_lo, utc_hi]`,
-/// on allowed carriers, with no stop among the query's end airports.
+/// Appends the dated segments from `a` to `b` whose local departure is in
+/// `[local_lo, local_hi]` and UTC departure in `[utc_lo, utc_hi]`, on allowed carriers,
+/// with no stop among the query's end airports. Reads the refs' [`SegInfo`]s (one market,
+/// sorted by local time of day), not the refs, flights and legs: the same dated segments
+/// as [`dated`] builds.
+#[allow(clippy::too_many_arguments)]
 fn departures(
     ctx: &Ctx<'_>,
-    (seg_lo, seg_hi): (usize, usize),
+    a: AirportId,
+    b: AirportId,
     local_lo: i64,
     local_hi: i64,
     utc_lo: i64,
@@ -236,10 +240,8 @@ fn departures(
     out: &mut Vec<DatedSeg>,
 ) {
     let net = ctx.net;
-    let (Some(segs), Some(spans)) = (
-        net.segments.get(seg_lo..seg_hi),
-        ctx.prep.seg_days.get(seg_lo..seg_hi),
-    ) else {
+    let (seg_lo, seg_hi) = net.segment_range_between(a, b);
+    let Some(segs) = ctx.prep.seg_info.get(seg_lo..seg_hi) else {
         return;
     };
     if segs.is_empty() || local_lo > local_hi {
@@ -254,9 +256,9 @@ fn departures(
         if lo > hi {
             continue;
         }
-        let start = segs.partition_point(|s| i64::from(s.dep_local_min.to_native()) < lo);
-        for (s, &(day_lo, day_hi)) in segs[start..].iter().zip(&spans[start..]) {
-            if i64::from(s.dep_local_min.to_native()) > hi {
+        let start = segs.partition_point(|s| i64::from(s.dep_local_min) < lo);
+        for s in &segs[start..] {
+            if i64::from(s.dep_local_min) > hi {
                 break;
             }
             if !ctx.step(1) {
@@ -264,25 +266,36 @@ fn departures(
             }
             let base = d - i64::from(s.dep_day_shift);
             let day = base - first_day;
-            if day < i64::from(day_lo) || day > i64::from(day_hi) {
+            // `day_hi <= u16::MAX`: within the span, `day` fits a dated segment's.
+            if day < i64::from(s.day_lo) || day > i64::from(s.day_hi) {
                 continue;
             }
-            let flight = s.flight.to_native();
-            let Some(fl) = net.flights.get(flight as usize) else {
+            if !ctx.filters.carrier_allowed(s.carrier) || !net.operates(s.day_set, day) {
                 continue;
+            }
+            let b0 = base * 1440;
+            let dep_utc = b0 + i64::from(s.dep_utc_min);
+            if dep_utc < utc_lo || dep_utc > utc_hi {
+                continue;
+            }
+            let arr_utc = b0 + i64::from(s.arr_utc_min);
+            let seg = DatedSeg {
+                flight: s.flight,
+                from_leg: s.from_leg,
+                to_leg: s.to_leg,
+                day: day as u16,
+                carrier: s.carrier,
+                origin: a,
+                dest: b,
+                dep_utc,
+                arr_utc,
+                dep_local: dep_utc + i64::from(s.dep_offset_min),
+                arr_local: arr_utc + i64::from(s.arr_offset_min),
             };
-            if !ctx.filters.carrier_allowed(fl.carrier.to_native()) {
-                continue;
-            }
-            if !net.operates(fl.day_set.to_native(), day) {
-                continue;
-            }
-            let Some(seg) = dated(ctx, flight, s.from_leg, s.to_leg, base as i32) else {
-                continue;
-            };
-            if seg.dep_utc < utc_lo || seg.dep_utc > utc_hi {
-                continue;
-            }
+            debug_assert_eq!(
+                Some(seg),
+                dated(ctx, s.flight, s.from_leg, s.to_leg, base as i32)
+            );
             if !stops_ok(ctx, &seg) {
                 continue;
             }
@@ -394,15 +407,7 @@ fn onward(
     let lo = arr_lo + lower_bound(ctx, via);
     let hi = arr_hi + i64::from(ctx.filters.max_connection_minutes);
     let (olo, ohi) = ctx.prep.off_range(via);
-    departures(
-        ctx,
-        ctx.net.segment_range_between(via, to),
-        lo + olo,
-        hi + ohi,
-        lo,
-        hi,
-        segs,
-    );
+    departures(ctx, via, to, lo + olo, hi + ohi, lo, hi, segs);
     // Sort the small segments, then wrap them (candidates are large).
     segs.sort_unstable_by_key(|s| s.dep_utc);
     warm(ctx, segs);
@@ -435,15 +440,7 @@ fn leaving(
 ) {
     out.clear();
     segs.clear();
-    departures(
-        ctx,
-        ctx.net.segment_range_between(a, b),
-        llo,
-        lhi,
-        i64::MIN,
-        i64::MAX,
-        segs,
-    );
+    departures(ctx, a, b, llo, lhi, i64::MIN, i64::MAX, segs);
     warm(ctx, segs);
     out.extend(segs.iter().map(|&s| Cand::new(s)));
 }

@@ -5,7 +5,7 @@
 
 use std::sync::{Arc, RwLock};
 
-use format::model::{AirportId, ArchivedMctRule, CONN_ANY};
+use format::model::{AirportId, ArchivedMctRule, ArchivedNetwork, CarrierId, CONN_ANY};
 use format::Snapshot;
 
 pub(crate) struct Prepared {
@@ -20,11 +20,9 @@ pub(crate) struct Prepared {
     /// Per airport: the largest MCT any rule (or the default) can give there; a connection
     /// at least this long needs no rule lookup.
     pub mct_ceil: Vec<u16>,
-    /// Parallel to `Network::segments`: the first and last base-day index on which the
-    /// ref's flight operates (`(1, 0)`: never). Schedules file one flight per period, so
-    /// most refs of a market at a time of day are for other periods than the searched
-    /// date: this rejects them without reading their flight and its day set.
-    pub seg_days: Vec<(u16, u16)>,
+    /// Parallel to `Network::segments`: what a departure scan reads of each ref, its
+    /// flight and legs (see [`SegInfo`]).
+    pub seg_info: Vec<SegInfo>,
     /// Per airport: min and max UTC offset of the legs departing it.
     pub off_lo: Vec<i16>,
     pub off_hi: Vec<i16>,
@@ -339,25 +337,7 @@ fn build(snap: &Snapshot) -> Prepared {
     }
     let into = pairs.iter().map(|p| p.1).collect();
 
-    // Operating span of every segment ref's flight, next to the refs.
-    let mut spans: Vec<Option<Option<(u32, u32)>>> = Vec::new();
-    let seg_days = net
-        .segments
-        .iter()
-        .map(|r| {
-            let Some(fl) = net.flights.get(r.flight.to_native() as usize) else {
-                return (1, 0);
-            };
-            let set = fl.day_set.to_native() as usize;
-            if spans.len() <= set {
-                spans.resize(set + 1, None);
-            }
-            let span = *spans[set].get_or_insert_with(|| net.day_set_span(set as u32));
-            // A dated segment's day index is at most `u16::MAX` (see `paths::dated`).
-            let clamp = |d: u32| d.min(u32::from(u16::MAX)) as u16;
-            span.map_or((1, 0), |(lo, hi)| (clamp(lo), clamp(hi)))
-        })
-        .collect();
+    let seg_info = seg_info(net);
 
     // Availability keys per flight (keys are sorted by flight first).
     let keys = &snap.availability.get().keys;
@@ -501,7 +481,7 @@ fn build(snap: &Snapshot) -> Prepared {
         mct_wild: wild,
         mct_floor,
         mct_ceil,
-        seg_days,
+        seg_info,
         off_lo,
         off_hi,
         into_off,
@@ -516,6 +496,102 @@ fn build(snap: &Snapshot) -> Prepared {
         market_info,
         market_table: market_table(fares.market_keys.iter().map(|k| k.to_native())),
     }
+}
+
+/// A segment ref with what a departure scan needs of its flight and legs, so that the
+/// scan reads one sequential array instead of the ref, its flight, its legs and its day
+/// set (three or four scattered cache lines per ref, most of them for refs it rejects).
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct SegInfo {
+    pub flight: u32,
+    /// Index of the flight's day set in `Network::day_sets`.
+    pub day_set: u32,
+    /// UTC departure of the first leg and arrival of the last, minutes from 00:00 UTC of
+    /// the flight's base date.
+    pub dep_utc_min: i32,
+    pub arr_utc_min: i32,
+    /// Local departure time of day at the origin (the refs' sort key within a market).
+    pub dep_local_min: u16,
+    /// The first and last base-day index on which the flight operates (`(1, 0)`: never).
+    /// Schedules file one flight per period, so most refs of a market at a time of day are
+    /// for other periods than the searched date: rejected here without the day set.
+    pub day_lo: u16,
+    pub day_hi: u16,
+    pub carrier: CarrierId,
+    pub dep_offset_min: i16,
+    pub arr_offset_min: i16,
+    pub from_leg: u8,
+    pub to_leg: u8,
+    /// Local departure date at the origin minus the flight's base date.
+    pub dep_day_shift: i8,
+}
+
+/// [`SegInfo`] of every segment ref. A ref that does not fit its market (its legs do not
+/// run from the market's origin to its destination, or are missing) never operates: the
+/// snapshot's validation refuses such a network, and a scan must not trust it either.
+fn seg_info(net: &ArchivedNetwork) -> Vec<SegInfo> {
+    let never = SegInfo {
+        day_lo: 1,
+        day_hi: 0,
+        ..SegInfo::default()
+    };
+    let mut out = vec![never; net.segments.len()];
+    let mut spans: Vec<Option<Option<(u32, u32)>>> = Vec::new();
+    // A dated segment's day index is at most `u16::MAX` (see `paths::dated`).
+    let clamp = |d: u32| d.min(u32::from(u16::MAX)) as u16;
+    let n_airports = net.market_offsets.len().saturating_sub(1);
+    for a in 0..n_airports {
+        let a = a as AirportId;
+        for m in net.markets_from(a) {
+            let b = m.dest.to_native();
+            let (s, e) = net.segment_range_between(a, b);
+            for (r, slot) in net
+                .segments
+                .get(s..e)
+                .unwrap_or(&[])
+                .iter()
+                .zip(&mut out[s..e])
+            {
+                let Some(fl) = net.flights.get(r.flight.to_native() as usize) else {
+                    continue;
+                };
+                let legs = net.flight_legs(fl);
+                let (Some(l0), Some(l1)) = (
+                    legs.get(usize::from(r.from_leg)),
+                    legs.get(usize::from(r.to_leg)),
+                ) else {
+                    continue;
+                };
+                if r.from_leg > r.to_leg || l0.dep.to_native() != a || l1.arr.to_native() != b {
+                    continue;
+                }
+                let set = fl.day_set.to_native() as usize;
+                if spans.len() <= set {
+                    spans.resize(set + 1, None);
+                }
+                let span = *spans[set].get_or_insert_with(|| net.day_set_span(set as u32));
+                let Some((lo, hi)) = span else {
+                    continue;
+                };
+                *slot = SegInfo {
+                    flight: r.flight.to_native(),
+                    day_set: fl.day_set.to_native(),
+                    dep_utc_min: l0.dep_utc_min.to_native(),
+                    arr_utc_min: l1.arr_utc_min.to_native(),
+                    dep_local_min: r.dep_local_min.to_native(),
+                    day_lo: clamp(lo),
+                    day_hi: clamp(hi),
+                    carrier: fl.carrier.to_native(),
+                    dep_offset_min: l0.dep_offset_min.to_native(),
+                    arr_offset_min: l1.arr_offset_min.to_native(),
+                    from_leg: r.from_leg,
+                    to_leg: r.to_leg,
+                    dep_day_shift: r.dep_day_shift,
+                };
+            }
+        }
+    }
+    out
 }
 
 /// The inputs of an MCT lookup.
