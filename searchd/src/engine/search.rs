@@ -190,24 +190,32 @@ pub enum Split {
     Always,
 }
 
-/// What one part of a split one-way search found.
+/// What one thread of a split one-way search found, over the parts it ran.
 pub(crate) struct PartResult {
+    /// How many parts this thread claimed (it ran them all unless the budget ran out).
+    pub parts: usize,
     total: u64,
     items: Vec<(TopKey, Kept)>,
     work: u64,
     exhausted: bool,
 }
 
-/// Runs part `part` of a one-way search on this thread, keeping its best `limit`.
-pub(crate) fn one_way_part(
+/// Runs parts of a one-way search on this thread, claiming each from `claim` until it
+/// gives none, and keeps the best `limit` over all of them: one sink for every part this
+/// thread runs, so a later part is filtered by the threshold the earlier ones set (with a
+/// sink per part, each part kept and priced its own best `limit`). `None` when it claimed
+/// no part. Once the budget is spent, the remaining claimed parts are counted, not run:
+/// the merged answer is too broad.
+pub(crate) fn one_way_parts(
     snap: &Snapshot,
     overlay: &Overlay,
     clock: Clock,
     q: &SearchQuery,
     prep: &prep::Prepared,
-    part: paths::Part,
     limit: u64,
-) -> PartResult {
+    claim: impl Fn() -> Option<paths::Part>,
+) -> Option<PartResult> {
+    let mut part = claim()?;
     let mut ctx = Ctx::new(
         snap,
         overlay,
@@ -219,24 +227,35 @@ pub(crate) fn one_way_part(
     ctx.limit = limit;
     let mut sc = take_scratch();
     let mut sink = TopK::new(q, &mut sc.top);
-    paths::slices(
-        &ctx,
-        &q.origin,
-        &q.destination,
-        q.date,
-        part,
-        &mut sc.bufs,
-        &mut sink,
-    );
+    let mut parts = 0;
+    loop {
+        parts += 1;
+        if !ctx.exhausted() {
+            paths::slices(
+                &ctx,
+                &q.origin,
+                &q.destination,
+                q.date,
+                part,
+                &mut sc.bufs,
+                &mut sink,
+            );
+        }
+        match claim() {
+            Some(p) => part = p,
+            None => break,
+        }
+    }
     sink.compact(&ctx);
     let (total, items) = (sink.total, sink.items.clone());
     put_scratch(sc);
-    PartResult {
+    Some(PartResult {
+        parts,
         total,
         items,
         work: ctx.work_done(),
         exhausted: ctx.exhausted(),
-    }
+    })
 }
 
 /// Runs a parsed search. Never panics; `too_broad` set when the work budget ran out.
@@ -316,7 +335,7 @@ fn run_search_limited(
 
 /// Merges the parts of a split one-way search into its answer.
 fn merge_parts(ctx: &Ctx<'_>, q: &SearchQuery, parts: Vec<PartResult>) -> SearchResult {
-    debug_assert_eq!(parts.len(), split::PARTS);
+    debug_assert_eq!(parts.iter().map(|p| p.parts).sum::<usize>(), split::PARTS);
     let work: u64 = parts.iter().map(|p| p.work).sum();
     if parts.iter().any(|p| p.exhausted) || work > ctx.work_limit() {
         return SearchResult {

@@ -3,7 +3,9 @@
 //!
 //! The search is cut into [`PARTS`] parts (connection points dealt round-robin, see
 //! `paths::Part`); both threads take the next part from a shared counter until none is
-//! left, so the helper helps for as long as it is actually running. The helper may be slow
+//! left, so the helper helps for as long as it is actually running. Each thread keeps one
+//! best-`limit` sink over the parts it runs, so its later parts are filtered by the
+//! threshold its earlier ones set. The helper may be slow
 //! to start (its core busy with another request); then this thread simply does more
 //! parts, and it never waits for the helper to *start*: if it finds the job still
 //! unclaimed when all parts are done, it retracts it. It waits only for a part the helper
@@ -27,13 +29,13 @@ use format::Snapshot;
 
 use super::paths::Part;
 use super::prep::Prepared;
-use super::search::{one_way_part, PartResult};
+use super::search::{one_way_parts, PartResult};
 use super::Clock;
 use crate::overlay::Overlay;
 use crate::query::SearchQuery;
 
 /// Parts a split search is cut into: more balance a late helper better, fewer cost less
-/// (each part has its own context, scratch and best-`limit` buffer). When the helper
+/// (each part deals out the connection points again). When the helper
 /// starts late, this thread ends up waiting for the part the helper took last, so the
 /// part size bounds that wait: with 4 parts the mix's p99 went over 500 us in 11 of 13
 /// runs on a noisy host, with 8 in 3 of 13 (BENCHMARKS.md section 17); 16 cost more than
@@ -76,21 +78,20 @@ const _: () = {
 impl Work<'_> {
     /// Runs parts until none is left.
     fn run(&self) {
-        loop {
+        let claim = || {
             let k = self.next.fetch_add(1, Ordering::AcqRel);
-            if k >= PARTS {
-                return;
-            }
-            let part = Part { k, n: PARTS };
-            let r = one_way_part(
-                self.snap,
-                self.overlay,
-                self.clock,
-                self.q,
-                self.prep,
-                part,
-                self.limit,
-            );
+            (k < PARTS).then_some(Part { k, n: PARTS })
+        };
+        let r = one_way_parts(
+            self.snap,
+            self.overlay,
+            self.clock,
+            self.q,
+            self.prep,
+            self.limit,
+            claim,
+        );
+        if let Some(r) = r {
             match self.results.lock() {
                 Ok(mut g) => g.push(r),
                 Err(poisoned) => poisoned.into_inner().push(r),
@@ -250,8 +251,9 @@ impl Drop for Settle<'_> {
 }
 
 /// Runs the search's [`PARTS`] parts on this thread and, while it helps, the helper.
-/// Returns every part's result (in no particular order); `None` if a part was lost, which
-/// only a panic while storing it could cause (the caller then runs the search whole).
+/// Returns each thread's result over the parts it ran (in no particular order); `None` if
+/// a part was lost, which only a panic while storing a result could cause (the caller then
+/// runs the search whole).
 pub(crate) fn run(
     snap: &Snapshot,
     overlay: &Overlay,
@@ -268,7 +270,7 @@ pub(crate) fn run(
         prep,
         limit,
         next: AtomicUsize::new(0),
-        results: Mutex::new(Vec::with_capacity(PARTS)),
+        results: Mutex::new(Vec::with_capacity(2)),
     };
     let job = Arc::new(Job {
         state: AtomicU8::new(POSTED),
@@ -286,5 +288,5 @@ pub(crate) fn run(
         resume_unwind(Box::new("a part of a split search panicked"));
     }
     let results = work.results.into_inner().ok()?;
-    (results.len() == PARTS).then_some(results)
+    (results.iter().map(|r| r.parts).sum::<usize>() == PARTS).then_some(results)
 }
