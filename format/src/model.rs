@@ -331,10 +331,27 @@ impl ArchivedNetwork {
 
     /// The first and last base-day index on which day set `set` operates (`None`: never).
     pub fn day_set_span(&self, set: u32) -> Option<(u32, u32)> {
+        let w = self.day_set_words(set)?;
+        bit_span(w.len(), |i| w[i].to_native())
+    }
+
+    /// When day set `set` is a weekly pattern over its span (it operates on exactly the
+    /// days of its span whose weekday is in the returned mask, bit 0 = Monday), that mask;
+    /// `None` when it is not (a period with exceptions) or is empty.
+    pub fn day_set_weekdays(&self, set: u32) -> Option<u8> {
+        let w = self.day_set_words(set)?;
+        let first_day = self.first_day.to_native();
+        weekly_pattern(
+            w.len(),
+            |i| w[i].to_native(),
+            crate::date::weekday(first_day),
+        )
+    }
+
+    fn day_set_words(&self, set: u32) -> Option<&[rkyv::rend::u64_le]> {
         let words = self.words_per_set.to_native() as usize;
         let s = (set as usize).checked_mul(words)?;
-        let w = self.day_sets.get(s..s.checked_add(words)?)?;
-        bit_span(w.len(), |i| w[i].to_native())
+        self.day_sets.get(s..s.checked_add(words)?)
     }
 
     pub fn carrier_id(&self, code: &[u8; 3]) -> Option<CarrierId> {
@@ -408,6 +425,41 @@ pub fn bit_span(n: usize, word: impl Fn(usize) -> u64) -> Option<(u32, u32)> {
     let hi = last * 64 + 63 - word(last).leading_zeros() as usize;
     debug_assert!(lo <= hi);
     Some((u32::try_from(lo).ok()?, u32::try_from(hi).ok()?))
+}
+
+/// For the bit set in words `word(0..n)` over consecutive days (bit `i` = day `i`, day 0
+/// on weekday `weekday0`, 0 = Monday): the mask of weekdays it operates on (bit 0 =
+/// Monday) when it operates on exactly the days between its first and last set bit whose
+/// weekday is in that mask; `None` when it does not, or has no bit set.
+pub fn weekly_pattern(n: usize, word: impl Fn(usize) -> u64, weekday0: u32) -> Option<u8> {
+    let (lo, hi) = bit_span(n, &word)?;
+    let (lo, hi) = (lo as usize, hi as usize);
+    let wd = |day: usize| ((weekday0 as usize + day) % 7) as u32;
+    let mask = (lo..=hi.min(lo + 6))
+        .filter(|&d| (word(d / 64) >> (d % 64)) & 1 == 1)
+        .fold(0u8, |m, d| m | 1 << wd(d));
+    // `by_residue[r]`: the bits `j` of a word with `j % 7 == r`.
+    let mut by_residue = [0u64; 7];
+    for j in 0..64 {
+        by_residue[j % 7] |= 1 << j;
+    }
+    for i in lo / 64..=hi / 64 {
+        let mut expected = 0u64;
+        for k in 0..7u32 {
+            if mask >> k & 1 == 1 {
+                // Day `64 i + j` is on weekday k when j = k - weekday0 - 64 i (mod 7).
+                let r = (i64::from(k) - i64::from(weekday0) - 64 * i as i64).rem_euclid(7);
+                expected |= by_residue[r as usize];
+            }
+        }
+        let from = (i * 64).max(lo) - i * 64;
+        let to = (i * 64 + 63).min(hi) - i * 64;
+        let span = (u64::MAX >> (63 - to)) & (u64::MAX << from);
+        if expected & span != word(i) {
+            return None;
+        }
+    }
+    Some(mask)
 }
 
 impl ArchivedPlaces {
@@ -515,8 +567,59 @@ pub fn segment_index(
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
-    use super::bit_span;
+    use super::{bit_span, weekly_pattern};
+
+    /// The bit set of the days in `lo..=hi` whose weekday (day 0 on `wd0`) is in `mask`.
+    fn pattern(words: usize, lo: usize, hi: usize, mask: u8, wd0: usize) -> Vec<u64> {
+        let mut w = vec![0u64; words];
+        for d in lo..=hi {
+            if mask >> ((wd0 + d) % 7) & 1 == 1 {
+                w[d / 64] |= 1 << (d % 64);
+            }
+        }
+        w
+    }
+
+    #[test]
+    fn weekly_pattern_recognises_periods_with_days_of_operation() {
+        for wd0 in 0..7 {
+            for &(lo, hi) in &[(0, 0), (0, 363), (5, 70), (63, 64), (100, 127), (130, 200)] {
+                for &mask in &[0b111_1111u8, 0b001_0101, 0b100_0000, 0b000_0001, 0b011_0110] {
+                    let w = pattern(6, lo, hi, mask, wd0);
+                    let got = weekly_pattern(w.len(), |i| w[i], wd0 as u32);
+                    if w.iter().all(|&x| x == 0) {
+                        assert_eq!(got, None);
+                        continue;
+                    }
+                    // A short span shows only the weekdays it contains.
+                    let seen = (lo..=hi.min(lo + 6))
+                        .filter(|d| mask >> ((wd0 + d) % 7) & 1 == 1)
+                        .fold(0u8, |m, d| m | 1 << ((wd0 + d) % 7));
+                    assert_eq!(
+                        got,
+                        Some(seen),
+                        "wd0 {wd0} span {lo}..={hi} mask {mask:07b}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn weekly_pattern_refuses_a_period_with_an_exception() {
+        let mut w = pattern(6, 10, 300, 0b001_0101, 2);
+        // Drop one operating day in the middle (a cancelled date).
+        let d = (150..160).find(|d| w[d / 64] >> (d % 64) & 1 == 1).unwrap();
+        w[d / 64] &= !(1 << (d % 64));
+        assert_eq!(weekly_pattern(w.len(), |i| w[i], 2), None);
+        // Add a day of another weekday (an extra date).
+        let mut w = pattern(6, 10, 300, 0b001_0101, 2);
+        let d = (150..160).find(|d| w[d / 64] >> (d % 64) & 1 == 0).unwrap();
+        w[d / 64] |= 1 << (d % 64);
+        assert_eq!(weekly_pattern(w.len(), |i| w[i], 2), None);
+    }
 
     #[test]
     fn bit_span_finds_the_lowest_and_highest_set_bit_across_words() {

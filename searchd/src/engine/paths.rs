@@ -9,7 +9,7 @@
 
 use format::model::{AirportId, ArchivedSegmentRef};
 
-use super::prep::MctQuery;
+use super::prep::{MctQuery, IRREGULAR};
 use super::price::{
     comp_lb, comp_price_with, flight_class_mask, market_of, masked_lb, masked_lb_at, price_refs,
     value1, value2, warm_seats, CompOpts, Priced, SeatCache, EMPTY,
@@ -270,7 +270,13 @@ fn departures(
             if day < i64::from(s.day_lo) || day > i64::from(s.day_hi) {
                 continue;
             }
-            if !ctx.filters.carrier_allowed(s.carrier) || !net.operates(s.day_set, day) {
+            let operates = if s.weekdays & IRREGULAR == 0 {
+                (s.weekdays >> format::date::weekday(base as i32)) & 1 == 1
+            } else {
+                net.operates(s.day_set, day)
+            };
+            debug_assert_eq!(operates, net.operates(s.day_set, day));
+            if !operates || !ctx.filters.carrier_allowed(s.carrier) {
                 continue;
             }
             let b0 = base * 1440;

@@ -524,7 +524,15 @@ pub(crate) struct SegInfo {
     pub to_leg: u8,
     /// Local departure date at the origin minus the flight's base date.
     pub dep_day_shift: i8,
+    /// When the day set is a weekly pattern over its span (the usual SSIM period with days
+    /// of operation), its weekdays (bit 0 = Monday): the flight operates on a base day of
+    /// its span exactly when that day's weekday is in it, with no read of the day set.
+    /// [`IRREGULAR`] when it is not.
+    pub weekdays: u8,
 }
+
+/// [`SegInfo::weekdays`] of a day set that is not a weekly pattern: read the day set.
+pub(crate) const IRREGULAR: u8 = 0x80;
 
 /// [`SegInfo`] of every segment ref. A ref that does not fit its market (its legs do not
 /// run from the market's origin to its destination, or are missing) never operates: the
@@ -536,7 +544,8 @@ fn seg_info(net: &ArchivedNetwork) -> Vec<SegInfo> {
         ..SegInfo::default()
     };
     let mut out = vec![never; net.segments.len()];
-    let mut spans: Vec<Option<Option<(u32, u32)>>> = Vec::new();
+    // Per day set: its span and weekdays (see `SegInfo`), computed once.
+    let mut sets: Vec<Option<Option<(u32, u32, u8)>>> = Vec::new();
     // A dated segment's day index is at most `u16::MAX` (see `paths::dated`).
     let clamp = |d: u32| d.min(u32::from(u16::MAX)) as u16;
     let n_airports = net.market_offsets.len().saturating_sub(1);
@@ -566,11 +575,15 @@ fn seg_info(net: &ArchivedNetwork) -> Vec<SegInfo> {
                     continue;
                 }
                 let set = fl.day_set.to_native() as usize;
-                if spans.len() <= set {
-                    spans.resize(set + 1, None);
+                if sets.len() <= set {
+                    sets.resize(set + 1, None);
                 }
-                let span = *spans[set].get_or_insert_with(|| net.day_set_span(set as u32));
-                let Some((lo, hi)) = span else {
+                let info = *sets[set].get_or_insert_with(|| {
+                    let (lo, hi) = net.day_set_span(set as u32)?;
+                    let weekdays = net.day_set_weekdays(set as u32).unwrap_or(IRREGULAR);
+                    Some((lo, hi, weekdays))
+                });
+                let Some((lo, hi, weekdays)) = info else {
                     continue;
                 };
                 *slot = SegInfo {
@@ -587,6 +600,7 @@ fn seg_info(net: &ArchivedNetwork) -> Vec<SegInfo> {
                     from_leg: r.from_leg,
                     to_leg: r.to_leg,
                     dep_day_shift: r.dep_day_shift,
+                    weekdays,
                 };
             }
         }
