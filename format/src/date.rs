@@ -27,6 +27,7 @@ pub fn civil_from_days(days: i32) -> (i32, u32, u32) {
 }
 
 /// Day of the week, Monday = 0 .. Sunday = 6 (SSIM numbers them 1..7).
+#[inline]
 pub fn weekday(days: i32) -> u32 {
     // 1970-01-01 was a Thursday (3).
     (days + 3).rem_euclid(7) as u32

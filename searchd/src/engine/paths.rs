@@ -152,7 +152,7 @@ fn multi(ctx: &Ctx<'_>, cands: &mut [&mut Cand]) -> CompOpts {
         segs[i] = c.seg;
     }
     if segs[..n].iter().any(|s| s.carrier != segs[0].carrier) {
-        return CompOpts::default();
+        return EMPTY;
     }
     comp_price_with(ctx, &segs[..n], &mut |i, class| match cands.get_mut(i) {
         Some(c) => {

@@ -665,7 +665,7 @@ pub(crate) fn comp_price_with(
     segs: &[DatedSeg],
     seats_of: &mut impl FnMut(usize, u8) -> u16,
 ) -> CompOpts {
-    let mut out = CompOpts::default();
+    let mut out = EMPTY;
     let (Some(first), Some(last)) = (segs.first(), segs.last()) else {
         return out;
     };
