@@ -116,16 +116,24 @@ fn market_table(keys: impl ExactSizeIterator<Item = u64>) -> Vec<(u64, u32)> {
 pub(crate) struct FlightAvail {
     pub start: u32,
     pub len: u32,
+    /// When the flight's rows have the dense shape, their booking classes `A`-`Z` as a bit
+    /// mask (bit 0 = `A`); 0 when the shape is irregular (the keys are searched). Dense:
+    /// every leg `0..legs` has rows on exactly the days of `day_lo..=day_hi` that
+    /// [`FlightAvail::week`] selects, each day for exactly these classes. The seats of a
+    /// (leg, day) with rows are then `n` = the mask's bit count consecutive values, in
+    /// class order, at a position computed from the leg and the day, read without touching
+    /// the keys ([`FlightAvail::dense_at`]).
+    pub dense_classes: u32,
     pub day_lo: u16,
     pub day_hi: u16,
+    /// Dense shape: how many days of `day_lo..=day_hi` have rows.
+    pub dense_days: u16,
     /// 1 + the highest leg index with a row.
     pub legs: u8,
-    /// When every (leg, day) of the flight's range has rows for exactly the same booking
-    /// classes `A`-`Z` (the usual shape), those classes as a bit mask (bit 0 = `A`); the
-    /// seats of (leg, day) are then `seats[start + (leg * days + day - day_lo) * n]` onward
-    /// in class order, `n` = the mask's bit count, read without touching the keys. 0 when
-    /// the shape is irregular (the keys are searched).
-    pub dense_classes: u32,
+    /// Dense shape: the days with rows, weekly: bit `j` set when days `day_lo + j + 7 k`
+    /// have rows (`0x7f`: every day; a flight operating on some weekdays has rows on
+    /// those only).
+    pub week: u8,
 }
 
 impl FlightAvail {
@@ -137,48 +145,71 @@ impl FlightAvail {
         if self.dense_classes == 0 || leg >= self.legs || day < self.day_lo || day > self.day_hi {
             return None;
         }
-        let days = usize::from(self.day_hi - self.day_lo) + 1;
+        let d = usize::from(day - self.day_lo);
+        let (weeks, r) = (d / 7, d % 7);
+        if (self.week >> r) & 1 == 0 {
+            return None;
+        }
+        // Days with rows before `day`: whole weeks, then the days of this week before it.
+        let rank = weeks * self.week.count_ones() as usize
+            + (self.week & ((1u8 << r) - 1)).count_ones() as usize;
         let n = self.dense_classes.count_ones() as usize;
-        let slot = usize::from(leg) * days + usize::from(day - self.day_lo);
+        let slot = usize::from(leg) * usize::from(self.dense_days) + rank;
+        debug_assert!(rank < usize::from(self.dense_days));
         Some(self.start as usize + slot * n)
     }
 }
 
 /// Whether flight `f`'s keys (all `n_keys` of them, in order, read by `key`) have the
 /// dense shape of [`FlightAvail::dense_classes`] for class mask `mask` over `legs` legs and
-/// days `day_lo..=day_hi`.
+/// days `day_lo..=day_hi`: if so, its [`FlightAvail::week`] and
+/// [`FlightAvail::dense_days`].
 fn dense_shape(
     f: usize,
     n_keys: usize,
     key: impl Fn(usize) -> u64,
     mask: u32,
     (legs, day_lo, day_hi): (u8, u16, u16),
-) -> bool {
-    if mask == 0 || mask >> 26 != 0 || legs == 0 || day_lo > day_hi {
-        return false;
+) -> Option<(u8, u16)> {
+    if mask == 0 || mask >> 26 != 0 || legs == 0 || day_lo > day_hi || n_keys == 0 {
+        return None;
     }
+    // The weekly pattern is that of leg 0's first week (its keys come first).
+    let mut week = 0u8;
+    for i in 0..n_keys {
+        let k = key(i);
+        let (leg, day) = ((k >> 24) & 0xff, ((k >> 8) & 0xffff) as u16);
+        if leg != 0 || day < day_lo || day - day_lo >= 7 {
+            break;
+        }
+        week |= 1 << (day - day_lo);
+    }
+    if week == 0 {
+        return None;
+    }
+    let on = |day: u16| (week >> ((day - day_lo) % 7)) & 1 == 1;
+    let days = (day_lo..=day_hi).filter(|&d| on(d)).count();
     let n = mask.count_ones() as usize;
-    let days = usize::from(day_hi - day_lo) + 1;
     if n_keys != usize::from(legs) * days * n {
-        return false;
+        return None;
     }
     let mut i = 0usize;
     for leg in 0..legs {
-        for day in day_lo..=day_hi {
+        for day in (day_lo..=day_hi).filter(|&d| on(d)) {
             // The keys of (leg, day) are this base plus the class, classes ascending.
             let base = format::model::avail_key(f as u32, leg, day, 0);
             let mut bits = mask;
             while bits != 0 {
                 let c = u64::from(bits.trailing_zeros()) + u64::from(b'A');
                 if key(i) != base | c {
-                    return false;
+                    return None;
                 }
                 bits &= bits - 1;
                 i += 1;
             }
         }
     }
-    true
+    Some((week, u16::try_from(days).ok()?))
 }
 
 /// A fare market's fares: `Fares::fares[start..end]`, of which the first `adt` are ADT,
@@ -383,7 +414,7 @@ fn build(snap: &Snapshot) -> Prepared {
             let (start, end) = (avail_start[f], avail_start[f + 1]);
             let (day_lo, day_hi) = flight_days[f];
             let mask = flight_classes[f];
-            let dense = keys.get(start as usize..end as usize).is_some_and(|k| {
+            let dense = keys.get(start as usize..end as usize).and_then(|k| {
                 dense_shape(
                     f,
                     k.len(),
@@ -392,13 +423,16 @@ fn build(snap: &Snapshot) -> Prepared {
                     (flight_legs[f], day_lo, day_hi),
                 )
             });
+            let (week, dense_days) = dense.unwrap_or((0, 0));
             FlightAvail {
                 start,
                 len: end.saturating_sub(start),
+                dense_classes: if dense.is_some() { mask } else { 0 },
                 day_lo,
                 day_hi,
+                dense_days,
                 legs: flight_legs[f],
-                dense_classes: if dense { mask } else { 0 },
+                week,
             }
         })
         .collect();
@@ -697,4 +731,95 @@ fn best(rules: &[ArchivedMctRule], idx: &[u32], q: &MctQuery) -> Option<u16> {
         }
     }
     best.map(|b| b.1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{dense_shape, FlightAvail};
+    use format::model::avail_key;
+
+    /// Keys of flight `f` with rows on `legs` legs, the days of `lo..=hi` that `has_day`
+    /// selects, and the classes of `mask`, in key order.
+    fn keys(
+        f: u32,
+        legs: u8,
+        lo: u16,
+        hi: u16,
+        has_day: impl Fn(u16) -> bool,
+        mask: u32,
+    ) -> Vec<u64> {
+        let mut out = Vec::new();
+        for leg in 0..legs {
+            for day in (lo..=hi).filter(|&d| has_day(d)) {
+                for c in 0..26u8 {
+                    if (mask >> c) & 1 == 1 {
+                        out.push(avail_key(f, leg, day, b'A' + c));
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    fn avail(k: &[u64], f: u32, legs: u8, lo: u16, hi: u16, mask: u32) -> Option<FlightAvail> {
+        let (week, dense_days) = dense_shape(f as usize, k.len(), |i| k[i], mask, (legs, lo, hi))?;
+        Some(FlightAvail {
+            start: 0,
+            len: k.len() as u32,
+            dense_classes: mask,
+            day_lo: lo,
+            day_hi: hi,
+            dense_days,
+            legs,
+            week,
+        })
+    }
+
+    #[test]
+    fn dense_positions_of_a_weekly_flight_are_its_keys_positions() {
+        // Rows on 3 days a week (days 10, 12, 15 of each week from day 10), 2 legs.
+        let (f, legs, lo, hi) = (7u32, 2u8, 10u16, 40u16);
+        let mask = (1 << 0) | (1 << 12) | (1 << 24); // A, M, Y
+        let has_day = |d: u16| [0, 2, 5].contains(&((d - lo) % 7));
+        let k = keys(f, legs, lo, hi, has_day, mask);
+        let fa = avail(&k, f, legs, lo, hi, mask).expect("weekly shape is dense");
+        assert_eq!(fa.week, 0b10_0101);
+        for leg in 0..legs {
+            for day in lo..=hi {
+                let at = fa.dense_at(leg, day);
+                if !has_day(day) {
+                    assert_eq!(at, None, "leg {leg} day {day} has no row");
+                    continue;
+                }
+                let at = at.expect("a day with rows has a position");
+                for (rank, c) in [b'A', b'M', b'Y'].into_iter().enumerate() {
+                    assert_eq!(
+                        k[at + rank],
+                        avail_key(f, leg, day, c),
+                        "leg {leg} day {day}"
+                    );
+                }
+            }
+            assert_eq!(fa.dense_at(leg, lo - 1), None);
+            assert_eq!(fa.dense_at(leg, hi + 1), None);
+        }
+        assert_eq!(fa.dense_at(legs, lo), None);
+    }
+
+    #[test]
+    fn a_weekly_flight_missing_one_row_is_not_dense() {
+        let (f, legs, lo, hi) = (3u32, 1u8, 0u16, 27u16);
+        let mask = 0b11;
+        let has_day = |d: u16| d % 7 == 1 || d % 7 == 4;
+        let mut k = keys(f, legs, lo, hi, has_day, mask);
+        assert!(avail(&k, f, legs, lo, hi, mask).is_some());
+        k.remove(5);
+        assert!(avail(&k, f, legs, lo, hi, mask).is_none());
+        // A day outside the pattern added: not dense either.
+        let mut k = keys(f, legs, lo, hi, has_day, mask);
+        let extra = [avail_key(f, 0, 9, b'A'), avail_key(f, 0, 9, b'B')];
+        let at = k.partition_point(|&x| x < extra[0]);
+        k.splice(at..at, extra);
+        assert!(avail(&k, f, legs, lo, hi, mask).is_none());
+    }
 }

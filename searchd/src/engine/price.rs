@@ -541,11 +541,11 @@ pub(crate) fn warm_seats(ctx: &Ctx<'_>, s: &DatedSeg) -> u64 {
     if fa.len == 0 {
         return 0;
     }
-    if let Some(at) = fa.dense_at(s.from_leg, s.day) {
-        return ctx
-            .avail
-            .seats
-            .get(at)
+    if fa.dense_classes != 0 {
+        // No row for the day: closed, nothing to read.
+        return fa
+            .dense_at(s.from_leg, s.day)
+            .and_then(|at| ctx.avail.seats.get(at))
             .map_or(0, |v| u64::from(v.to_native()));
     }
     let g = (fa.start as usize + avail_guess(fa, s.from_leg, s.day))
