@@ -1203,3 +1203,56 @@ fn overlay_entries_replace_the_snapshot_leg_by_leg_on_a_through_flight() {
     b.overlay.apply(&[(key(1, b'B'), 7)]);
     assert_eq!(answer(), ("100.00".to_string(), 3));
 }
+
+/// A flight flying three weekdays for three weeks has availability rows on those days only;
+/// its seats are read by position among them. Each date's seats must be that date's, on
+/// each leg of a through flight, and a date it does not fly must find nothing.
+#[test]
+fn seats_of_a_flight_flying_some_weekdays_are_the_searched_dates() {
+    let mut w = base_airports();
+    w.open_classes = vec![b'M', b'Y'];
+    let d = d0();
+    let dates: Vec<i32> = [0, 2, 4, 7, 9, 11, 14, 16, 18]
+        .iter()
+        .map(|k| d + k)
+        .collect();
+    w.flights.push(flight(
+        "XX",
+        7,
+        &dates,
+        vec![
+            leg("AAA", "BBB", "08:00", "09:00"),
+            leg("BBB", "CCC", "10:00", "11:00"),
+        ],
+    ));
+    w.fares.push(fare("XX", "AAA", "CCC", b'M', 10000));
+    w.fares.push(fare("XX", "AAA", "CCC", b'Y', 20000));
+    // Date k: class M has k seats on the first leg and 8 - k on the second (both 9 when
+    // the override is absent: the last date keeps the open default on both legs).
+    for (k, &date) in dates.iter().enumerate().take(8) {
+        w.avail.push(seats("XX", 7, date, "AAA", b'M', k as u16));
+        w.avail
+            .push(seats("XX", 7, date, "BBB", b'M', 8 - k as u16));
+    }
+    let b = build(&w);
+    for (k, &date) in dates.iter().enumerate() {
+        let (data, meta) = search(&b, &q("AAA", "CCC", &iso(date)));
+        assert_eq!(meta["total"], 1, "date index {k}");
+        let it = &data["itineraries"][0];
+        let (m_first, m_second) = if k < 8 { (k, 8 - k) } else { (9, 9) };
+        let m_open = m_first.min(m_second);
+        if m_open >= 1 {
+            assert_eq!(it["price"]["amount"], "100.00", "date index {k}");
+            assert_eq!(it["fares"][0]["booking_class"], "M", "date index {k}");
+            assert_eq!(it["seats_available"], m_open, "date index {k}");
+        } else {
+            assert_eq!(it["price"]["amount"], "200.00", "date index {k}");
+            assert_eq!(it["fares"][0]["booking_class"], "Y", "date index {k}");
+            assert_eq!(it["seats_available"], 9, "date index {k}");
+        }
+    }
+    for k in [1, 3, 5, 6, 8] {
+        let (_, meta) = search(&b, &q("AAA", "CCC", &iso(d + k)));
+        assert_eq!(meta["total"], 0, "day {k} has no flight");
+    }
+}
