@@ -587,14 +587,11 @@ fn seg_info(net: &ArchivedNetwork) -> Vec<SegInfo> {
         let a = a as AirportId;
         for m in net.markets_from(a) {
             let b = m.dest.to_native();
-            let (s, e) = net.segment_range_between(a, b);
-            for (r, slot) in net
-                .segments
-                .get(s..e)
-                .unwrap_or(&[])
-                .iter()
-                .zip(&mut out[s..e])
-            {
+            let (s, e) = (m.start.to_native() as usize, m.end.to_native() as usize);
+            let (Some(refs), Some(slots)) = (net.segments.get(s..e), out.get_mut(s..e)) else {
+                continue;
+            };
+            for (r, slot) in refs.iter().zip(slots) {
                 let Some(fl) = net.flights.get(r.flight.to_native() as usize) else {
                     continue;
                 };

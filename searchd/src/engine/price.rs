@@ -326,29 +326,35 @@ pub(crate) fn leg_seats(ctx: &Ctx<'_>, flight: u32, leg: u8, day: u16, class: u8
     let fa = ctx.prep.flight_avail.get(flight as usize);
     if let Some(fa) = fa.filter(|fa| fa.dense_classes != 0) {
         // A dense flight's seats are read by position (see `FlightAvail::dense_classes`).
-        let v = dense_seats(ctx, fa, leg, day, class);
-        debug_assert_eq!(
-            v,
-            snapshot_seats(ctx, flight, key),
-            "dense seats of {key:#x}"
-        );
-        return v;
+        return dense_seats(ctx, fa, flight, leg, day, class);
     }
     snapshot_seats(ctx, flight, key)
 }
 
 /// The snapshot's seats of a dense flight's `leg`, `day` and `class`: 0 for a class
-/// outside its mask or a leg or day without rows (no row = closed).
+/// outside its mask or a leg or day without rows (no row = closed). Debug builds check the
+/// position against a search of the keys.
 #[inline]
-fn dense_seats(ctx: &Ctx<'_>, fa: &FlightAvail, leg: u8, day: u16, class: u8) -> u16 {
+fn dense_seats(ctx: &Ctx<'_>, fa: &FlightAvail, flight: u32, leg: u8, day: u16, class: u8) -> u16 {
     let mask = fa.dense_classes;
-    if !class.is_ascii_uppercase() || (mask >> (class - b'A')) & 1 == 0 {
-        return 0;
-    }
-    let below = mask & ((1u32 << (class - b'A')) - 1);
-    fa.dense_at(leg, day)
-        .and_then(|at| ctx.avail.seats.get(at + below.count_ones() as usize))
-        .map_or(0, |v| v.to_native())
+    let v = if !class.is_ascii_uppercase() || (mask >> (class - b'A')) & 1 == 0 {
+        0
+    } else {
+        let below = mask & ((1u32 << (class - b'A')) - 1);
+        fa.dense_at(leg, day)
+            .and_then(|at| ctx.avail.seats.get(at + below.count_ones() as usize))
+            .map_or(0, |v| v.to_native())
+    };
+    debug_assert_eq!(
+        v,
+        snapshot_seats(
+            ctx,
+            flight,
+            format::model::avail_key(flight, leg, day, class)
+        ),
+        "dense seats of flight {flight} leg {leg} day {day} class {class}"
+    );
+    v
 }
 
 /// The snapshot's seats of availability key `key` (of `flight`), by searching its keys.
@@ -458,21 +464,9 @@ impl SeatCache {
                     // A dense flight: this class's seats are one read per leg (pricing
                     // asks for a class or two of most segments, not all of them).
                     Some(fa) if fa.dense_classes != 0 => {
-                        let mut m = u16::MAX - 1;
-                        for leg in s.from_leg..=s.to_leg {
-                            let v = dense_seats(ctx, fa, leg, s.day, class);
-                            debug_assert_eq!(
-                                v,
-                                snapshot_seats(
-                                    ctx,
-                                    s.flight,
-                                    format::model::avail_key(s.flight, leg, s.day, class)
-                                ),
-                                "dense seats of {s:?} leg {leg} class {class}"
-                            );
-                            m = m.min(v);
-                        }
-                        self.0[i] = m;
+                        self.0[i] = (s.from_leg..=s.to_leg)
+                            .map(|leg| dense_seats(ctx, fa, s.flight, leg, s.day, class))
+                            .fold(u16::MAX - 1, u16::min);
                     }
                     Some(fa) => self.fill_by_keys(ctx, s, fa),
                     // No availability rows: closed.
