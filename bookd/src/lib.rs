@@ -136,6 +136,7 @@ async fn serve(
     // The simulated gateway's and airline's durable writes, group-committed.
     let sim_ledger = external::SimLedger::start(pool.clone());
     let svc = Arc::new(service::Service {
+        live_sagas: service::LiveSagas::default(),
         pool: pool.clone(),
         clock,
         // Offers are searchd engine ids; the `leg:` adapter prices from an id's own text,

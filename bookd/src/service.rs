@@ -54,6 +54,48 @@ pub struct Service {
     pub outbox_seq: Arc<SeqSignal>,
     /// Numbers the outbox changes this process commits (woken after each such commit).
     pub sequencer: Arc<Sequencer>,
+    /// Orders whose saga a request of this process is driving (see [`LiveSagas`]).
+    pub live_sagas: LiveSagas,
+}
+
+/// The orders whose saga a live request is driving. The periodic recovery leaves them
+/// alone: it takes over only sagas that no request drives any more, such as one whose
+/// request gave up when the database failed over under it (that saga would otherwise stay
+/// pending, its seats held and its `Idempotency-Key` in progress, until bookd restarts).
+/// In memory, as one bookd process serves one database.
+#[derive(Debug, Default)]
+pub struct LiveSagas(std::sync::Mutex<std::collections::HashSet<String>>);
+
+/// Membership of one order in [`LiveSagas`], for as long as the request holds it.
+pub struct LiveSaga<'a> {
+    set: &'a LiveSagas,
+    order_id: String,
+}
+
+impl LiveSagas {
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<String>> {
+        // The set stays consistent under a panic (an insert or a remove is all it sees).
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn own(&self, order_id: &str) -> LiveSaga<'_> {
+        let fresh = self.lock().insert(order_id.to_string());
+        debug_assert!(fresh, "order ids are unique");
+        LiveSaga {
+            set: self,
+            order_id: order_id.to_string(),
+        }
+    }
+
+    pub fn contains(&self, order_id: &str) -> bool {
+        self.lock().contains(order_id)
+    }
+}
+
+impl Drop for LiveSaga<'_> {
+    fn drop(&mut self) {
+        self.set.lock().remove(&self.order_id);
+    }
 }
 
 /// Who is calling, for one request.
@@ -1101,6 +1143,8 @@ impl Service {
         }
         let now = self.now();
         let order_id = new_id("ord");
+        // Before the order can exist: recovery must never see it undriven while we drive it.
+        let _driving = self.live_sagas.own(&order_id);
         let mut client = self.pool.get().await?;
         // One transaction, one commit: (the hold's row lock,) then claim + seats + hold +
         // order rows + charge + audit in one statement, then the outbox rows.
@@ -2117,8 +2161,9 @@ impl Service {
     }
 
     /// Finishes or compensates every saga left in flight. At start-up (`all`) every
-    /// non-final order; later only those stuck for a while (compensations and refunds
-    /// whose dependency was down).
+    /// non-final order; later those unchanged for a while that no request of this process
+    /// drives: compensations and refunds whose dependency was down, cancellations, and
+    /// orders whose request gave up (the database went away under it).
     pub async fn recover(&self, all: bool) -> Result<u64, ApiError> {
         let client = self.pool.get().await?;
         let stale = self.now() - 5_000;
@@ -2128,8 +2173,8 @@ impl Service {
                     .prepare_cached(
                         "SELECT id FROM orders
                  WHERE saga_step NOT IN ('confirmed', 'compensated', 'cancelled')
-                   AND ($1 OR (updated_ms < $2 AND saga_step IN ('compensating', 'cancelling')))
-                 ORDER BY seq",
+                   AND ($1 OR updated_ms < $2)
+                 ORDER BY seq LIMIT 1000",
                     )
                     .await?,
                 &[&all, &stale],
@@ -2139,6 +2184,9 @@ impl Service {
         let mut n = 0;
         for r in rows {
             let id: String = r.get(0);
+            if !all && self.live_sagas.contains(&id) {
+                continue;
+            }
             let rid = new_id("rec");
             match self.run_saga(&id, None, &rid).await {
                 Ok(_) => n += 1,
