@@ -4,9 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if [ -x scripts/install-postgres.sh ]; then
-  bash scripts/install-postgres.sh
-fi
+# PostgreSQL, and etcd + Patroni for the replicated-cluster test (bookd/tests/replicated.rs).
+sh scripts/install-patroni.sh
 
 cargo fmt --all -- --check
 # Debug build with optimised dependencies (see Cargo.toml [profile.dev]); one build, then run.

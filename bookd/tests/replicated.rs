@@ -1,0 +1,391 @@
+//! bookd on the production database shape: 3 etcd members and 3 Patroni-managed PostgreSQL
+//! nodes with quorum synchronous replication in strict mode (`scripts/cluster.sh`), bookd
+//! given all three hosts with `target_session_attrs=read-write`.
+//!
+//! 16 clients place orders (retrying each with its `Idempotency-Key` until a definitive
+//! answer) while the primary's whole node is killed (Patroni and PostgreSQL, SIGKILL) and a
+//! standby is promoted. Afterwards: every order acknowledged with 201 is confirmed on the
+//! new primary, no other order exists, no seat is oversold, inventory, holds, orders and
+//! outbox agree, and the killed node rejoins as a standby.
+//!
+//! Needs etcd and Patroni (`scripts/install-patroni.sh`, run by `scripts/test.sh`); without
+//! them the test skips with a message, except under CI, where that is a failure.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::Value;
+
+const VENV: &str = "/opt/appliance/patroni";
+const CLIENTS: usize = 16;
+const ORDERS_PER_CLIENT: usize = 40;
+/// Longest one order may take to get a definitive answer, failover included (etcd TTL
+/// 10 s, then Patroni's promotion).
+const ORDER_DEADLINE: Duration = Duration::from_secs(90);
+
+fn script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/cluster.sh")
+}
+
+fn patroni_available() -> bool {
+    let etcd = Command::new("etcd").arg("--version").output().is_ok();
+    let patroni = Path::new(VENV).join("bin/patroni").is_file();
+    if etcd && patroni && bookd::pg::find_bin_dir().is_some() {
+        return true;
+    }
+    if std::env::var_os("CI").is_some() {
+        panic!(
+            "etcd, Patroni or PostgreSQL is missing and CI is set: run scripts/install-patroni.sh"
+        );
+    }
+    eprintln!(
+        "SKIPPED: the replicated setup needs etcd, Patroni ({VENV}) and PostgreSQL \
+         (run scripts/install-patroni.sh); CI is not set"
+    );
+    false
+}
+
+/// A running 3-node cluster; stopped (every process under its directory) when dropped.
+struct Cluster {
+    dir: PathBuf,
+    url: String,
+}
+
+impl Cluster {
+    fn run(&self, args: &[&str]) -> std::process::Output {
+        Command::new("bash")
+            .arg(script())
+            .args(args)
+            .output()
+            .expect("run scripts/cluster.sh")
+    }
+
+    fn up(dir: &Path, base_port: u16) -> Cluster {
+        let mut c = Cluster {
+            dir: dir.to_path_buf(),
+            url: String::new(),
+        };
+        let out = c.run(&[
+            "up",
+            dir.to_str().expect("utf-8 path"),
+            &base_port.to_string(),
+        ]);
+        assert!(
+            out.status.success(),
+            "cluster.sh up: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        c.url = String::from_utf8(out.stdout)
+            .expect("utf-8")
+            .trim()
+            .to_string();
+        assert!(c.url.starts_with("postgresql://"), "url: {}", c.url);
+        c
+    }
+
+    /// Starts whatever is not running (a killed node's Patroni).
+    fn restart_missing(&self) {
+        let out = self.run(&["up", self.dir.to_str().expect("utf-8 path")]);
+        assert!(
+            out.status.success(),
+            "cluster.sh up (again): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    fn primary(&self) -> Option<String> {
+        let out = self.run(&["primary", self.dir.to_str().expect("utf-8 path")]);
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+    }
+
+    /// SIGKILL to node `name`'s Patroni and then its postmaster: the machine is gone.
+    fn kill_node(&self, name: &str) {
+        let node = self.dir.join(name);
+        for pid_file in [node.join("pid"), node.join("data/postmaster.pid")] {
+            let text = std::fs::read_to_string(&pid_file).expect("pid file");
+            let pid: i32 = text
+                .lines()
+                .next()
+                .and_then(|l| l.trim().parse().ok())
+                .expect("pid");
+            // SAFETY: kill(2) with a pid read from the node's own pid file.
+            assert_eq!(
+                unsafe { libc::kill(pid, libc::SIGKILL) },
+                0,
+                "kill {pid_file:?}"
+            );
+        }
+    }
+
+    async fn sql(&self) -> tokio_postgres::Client {
+        let (client, conn) = tokio_postgres::connect(&self.url, tokio_postgres::NoTls)
+            .await
+            .expect("connect to the cluster's primary");
+        tokio::spawn(conn);
+        client
+    }
+
+    /// Patroni's view of node `name` ("streaming" once it follows the primary).
+    fn member_state(&self, name: &str) -> String {
+        let out = Command::new(Path::new(VENV).join("bin/patronictl"))
+            .arg("-c")
+            .arg(self.dir.join("pg1/patroni.yml"))
+            .args(["list", "--format", "json"])
+            .output()
+            .expect("patronictl list");
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+        v.as_array()
+            .into_iter()
+            .flatten()
+            .find(|m| m["Member"] == name)
+            .map(|m| format!("{} {}", m["Role"], m["State"]))
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let _ = self.run(&["down", self.dir.to_str().unwrap_or("")]);
+    }
+}
+
+/// The answer an order finally got.
+#[derive(Debug, Clone, PartialEq)]
+enum Outcome {
+    Confirmed { id: String },
+    SeatsUnavailable,
+    NotCreated,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn failover_of_the_primary_mid_burst_loses_no_acknowledged_order() {
+    if !patroni_available() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    // The cluster user must traverse the temporary directory.
+    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
+    // A port range of its own, so a cluster someone runs by hand does not collide.
+    let base_port = 26000 + (std::process::id() % 90) as u16 * 40;
+    let cluster =
+        tokio::task::block_in_place(|| Cluster::up(&tmp.path().join("cluster"), base_port));
+    let first_primary = cluster.primary().expect("a primary after start-up");
+
+    let b = tokio::task::block_in_place(|| {
+        Bookd::new(
+            tmp.path(),
+            &[
+                "--database-url",
+                &cluster.url,
+                "--rate-limit",
+                "100000",
+                "--rate-burst",
+                "100000",
+            ],
+        )
+    });
+    let key = {
+        let out = Command::new(bin())
+            .args(["keys", "create", "--name", "failover", "--database-url"])
+            .arg(&cluster.url)
+            .output()
+            .expect("bookd keys create");
+        assert!(
+            out.status.success(),
+            "keys create: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    };
+    let b = Arc::new(b);
+    let acknowledged = Arc::new(AtomicUsize::new(0));
+
+    let mut clients = Vec::new();
+    for c in 0..CLIENTS {
+        let (b, key, acknowledged) = (b.clone(), key.clone(), acknowledged.clone());
+        clients.push(tokio::spawn(async move {
+            let mut outcomes = Vec::new();
+            for i in 0..ORDERS_PER_CLIENT {
+                let n = c * ORDERS_PER_CLIENT + i;
+                // Every day gets 10 orders for Y (10 seats) and 3-4 for M (3 seats): some
+                // sell out, so the answers include 409s, across the failover too.
+                let day = (n % N_DAYS as usize) as u32;
+                let class = if n.is_multiple_of(3) { "M" } else { "Y" };
+                let body = order_body(&offer(day, class, 1), 1, "tok_ok");
+                let idem = format!("failover-{c}-{i}");
+                let started = Instant::now();
+                let outcome = loop {
+                    let r = tokio::time::timeout(
+                        Duration::from_secs(20),
+                        b.try_call("POST", "/v1/orders", Some(&key), Some(&idem), Some(&body)),
+                    )
+                    .await
+                    .ok()
+                    .flatten();
+                    match r {
+                        Some(r) if r.status == 201 => {
+                            acknowledged.fetch_add(1, Ordering::Relaxed);
+                            break Outcome::Confirmed {
+                                id: r.body["data"]["id"].as_str().expect("order id").into(),
+                            };
+                        }
+                        Some(r) if r.status == 409 && r.code() == "seats_unavailable" => {
+                            break Outcome::SeatsUnavailable
+                        }
+                        Some(r) if r.status == 502 && r.code() == "order_not_created" => {
+                            break Outcome::NotCreated
+                        }
+                        // The database is unreachable or failing over, or an earlier try
+                        // with this key is still running: retry, same key.
+                        Some(r) if r.status >= 500 => {}
+                        Some(r) if r.status == 409 && r.code() == "idempotency_in_progress" => {}
+                        Some(r) => panic!("order {idem}: unexpected answer {r:?}"),
+                        None => {}
+                    }
+                    assert!(
+                        started.elapsed() < ORDER_DEADLINE,
+                        "order {idem} got no definitive answer within {ORDER_DEADLINE:?}"
+                    );
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                };
+                outcomes.push((day, class, idem, outcome, Instant::now()));
+            }
+            outcomes
+        }));
+    }
+
+    // Kill the primary's node once the burst is well under way.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while acknowledged.load(Ordering::Relaxed) < 100 {
+        assert!(Instant::now() < deadline, "the burst did not get going");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let acknowledged_at_kill = acknowledged.load(Ordering::Relaxed);
+    let killed_at = Instant::now();
+    tokio::task::block_in_place(|| cluster.kill_node(&first_primary));
+
+    let mut outcomes = Vec::new();
+    for c in clients {
+        outcomes.extend(c.await.expect("client task"));
+    }
+    let burst_done = killed_at.elapsed();
+    let new_primary =
+        tokio::task::block_in_place(|| cluster.primary()).expect("a primary after the failover");
+    assert_ne!(new_primary, first_primary, "a standby took over");
+    // The write outage as a client sees it: the longest time without an acknowledged order.
+    let mut acks: Vec<Instant> = outcomes
+        .iter()
+        .filter(|o| matches!(o.3, Outcome::Confirmed { .. }))
+        .map(|o| o.4)
+        .collect();
+    acks.sort();
+    let outage = acks
+        .windows(2)
+        .map(|w| w[1] - w[0])
+        .max()
+        .unwrap_or_default();
+    eprintln!(
+        "failover: {first_primary} killed after {acknowledged_at_kill} acknowledged orders; \
+         {new_primary} is primary; longest time without an acknowledged order {outage:?}; \
+         the burst ended {burst_done:?} after the kill"
+    );
+
+    // Every order row is accounted for by the answer its Idempotency-Key got: confirmed
+    // rows are exactly the acknowledged orders (none lost, none extra), failed rows answered
+    // 502 order_not_created, and no saga is left pending.
+    let db = cluster.sql().await;
+    let rows = db
+        .query(
+            "SELECT i.key, o.id, o.status FROM orders o
+             LEFT JOIN idempotency_keys i ON i.order_id = o.id",
+            &[],
+        )
+        .await
+        .expect("orders");
+    let by_key: BTreeMap<&str, &Outcome> = outcomes
+        .iter()
+        .map(|(_, _, idem, o, _)| (idem.as_str(), o))
+        .collect();
+    let mut confirmed = BTreeSet::new();
+    for r in &rows {
+        let (key, id, status): (Option<String>, String, String) = (r.get(0), r.get(1), r.get(2));
+        let key = key.unwrap_or_else(|| panic!("order {id} ({status}) has no Idempotency-Key"));
+        let answer = by_key.get(key.as_str()).expect("a key of this test");
+        match status.as_str() {
+            "confirmed" => {
+                assert_eq!(**answer, Outcome::Confirmed { id: id.clone() }, "{key}");
+                confirmed.insert(id);
+            }
+            "failed" => assert_eq!(**answer, Outcome::NotCreated, "{key}: order {id} failed"),
+            other => panic!("order {id} ({key}) left {other} after the failover"),
+        }
+    }
+    let acked: BTreeSet<String> = outcomes
+        .iter()
+        .filter_map(|(_, _, _, o, _)| match o {
+            Outcome::Confirmed { id } => Some(id.clone()),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        acked.len() > acknowledged_at_kill,
+        "orders were acknowledged after the failover too"
+    );
+    let lost: Vec<_> = acked.difference(&confirmed).collect();
+    assert!(
+        lost.is_empty(),
+        "acknowledged orders lost in the failover: {lost:?}"
+    );
+    assert_eq!(
+        confirmed, acked,
+        "the confirmed orders are the acknowledged ones"
+    );
+
+    // Per day and class: never more than the seats; sold-out classes said so.
+    let mut sold: BTreeMap<(u32, &str), usize> = BTreeMap::new();
+    for (day, class, _, o, _) in &outcomes {
+        if matches!(o, Outcome::Confirmed { .. }) {
+            *sold.entry((*day, *class)).or_default() += 1;
+        }
+    }
+    for ((day, class), n) in &sold {
+        let seats = if *class == "Y" { 10 } else { 3 };
+        assert!(
+            *n <= seats,
+            "{n} orders for {seats} {class} seats on day {day}"
+        );
+    }
+    assert!(
+        outcomes.iter().any(|o| o.3 == Outcome::SeatsUnavailable),
+        "some classes sold out"
+    );
+    check_consistency(&db).await;
+
+    // The killed node comes back as a standby of the new primary.
+    tokio::task::block_in_place(|| cluster.restart_missing());
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let state = tokio::task::block_in_place(|| cluster.member_state(&first_primary));
+        if state.contains("streaming") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{first_primary} did not rejoin as a streaming standby: {state:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    drop(db);
+    drop(b);
+}
