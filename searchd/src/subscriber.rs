@@ -22,8 +22,9 @@
 //! - `SubscriberStatus` tells `/readyz` whether the node is in sync and `/metrics` its last
 //!   applied seq, lag, reconnects and refused frames.
 
+use std::collections::hash_map::Entry as MapEntry;
 use std::collections::HashMap;
-use std::hash::{BuildHasher, Hasher};
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -35,7 +36,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::sync::watch;
 
-use crate::overlay::Overlay;
+use crate::overlay::{KeyHasher, Overlay};
 
 /// Application close codes (the same numbers as bookd's `quic::codes`).
 pub mod codes {
@@ -313,9 +314,15 @@ pub enum Step {
 #[error("{0}")]
 pub struct Refused(pub String);
 
+/// Leg class -> (seats, seq). Hashed with the overlay's multiply-xorshift hasher, not
+/// SipHash: at 50,000 changes/s SipHash and the second lookup per change were a third of
+/// the subscriber's CPU (BENCHMARKS.md §21), time taken from the searches on the same cores.
+/// The keys come from bookd over mutually authenticated TLS, so flooding is not a concern.
+type Entries = HashMap<LegKey, (u16, u64), BuildHasherDefault<KeyHasher>>;
+
 /// bookd's state as this node holds it, projected into the snapshot in service.
 struct State {
-    entries: HashMap<LegKey, (u16, u64)>,
+    entries: Entries,
     last_applied: u64,
     snapshot_id: String,
     /// Generation of the view whose overlay holds the projection.
@@ -347,7 +354,7 @@ impl<T: OverlayTarget> Core<T> {
         Core {
             target,
             state: Mutex::new(State {
-                entries: HashMap::new(),
+                entries: Entries::default(),
                 last_applied: 0,
                 snapshot_id: String::new(),
                 projected: None,
@@ -382,7 +389,7 @@ impl<T: OverlayTarget> Core<T> {
 
     /// bookd's state as held here: leg class -> (seats, seq).
     pub fn entries(&self) -> HashMap<LegKey, (u16, u64)> {
-        self.lock().entries.clone()
+        self.lock().entries.iter().map(|(k, v)| (*k, *v)).collect()
     }
 
     pub fn last_applied(&self) -> u64 {
@@ -480,20 +487,25 @@ impl<T: OverlayTarget> Core<T> {
         let last = st.last_applied;
         let mut changed: Vec<(LegKey, u16)> = Vec::with_capacity(u.entries.len());
         for e in u.entries.iter().filter(|e| e.seq > last) {
-            let newer = match st.entries.get(&e.key) {
-                Some(&(_, seq)) => e.seq >= seq,
-                None => true,
-            };
-            if newer {
-                if st.entries.len() >= self.max_state_entries && !st.entries.contains_key(&e.key) {
-                    return Err(Refused(format!(
-                        "state over the limit of {} entries",
-                        self.max_state_entries
-                    )));
+            let held = st.entries.len();
+            match st.entries.entry(e.key) {
+                MapEntry::Occupied(mut o) => {
+                    if e.seq < o.get().1 {
+                        continue;
+                    }
+                    o.insert((e.seats, e.seq));
                 }
-                st.entries.insert(e.key, (e.seats, e.seq));
-                changed.push((e.key, e.seats));
+                MapEntry::Vacant(v) => {
+                    if held >= self.max_state_entries {
+                        return Err(Refused(format!(
+                            "state over the limit of {} entries",
+                            self.max_state_entries
+                        )));
+                    }
+                    v.insert((e.seats, e.seq));
+                }
             }
+            changed.push((e.key, e.seats));
         }
         st.last_applied = u.to_seq;
         self.status
@@ -584,14 +596,17 @@ impl<T: OverlayTarget> Core<T> {
         let Some(done) = pending.take() else {
             return Err(Refused("no full state in progress".into()));
         };
-        let mut map = HashMap::with_capacity(done.entries.len());
+        let mut map = Entries::with_capacity_and_hasher(done.entries.len(), Default::default());
         for e in &done.entries {
-            let keep = match map.get(&e.key) {
-                Some(&(_, seq)) => e.seq >= seq,
-                None => true,
-            };
-            if keep {
-                map.insert(e.key, (e.seats, e.seq));
+            match map.entry(e.key) {
+                MapEntry::Occupied(mut o) => {
+                    if e.seq >= o.get().1 {
+                        o.insert((e.seats, e.seq));
+                    }
+                }
+                MapEntry::Vacant(v) => {
+                    v.insert((e.seats, e.seq));
+                }
             }
         }
         let view = self.target.current();
