@@ -22,7 +22,6 @@ if [ "$(id -u)" -ne 0 ]; then
         exit 1
     fi
 fi
-export DEBIAN_FRONTEND=noninteractive
 
 missing=""
 command -v etcd >/dev/null 2>&1 || missing="$missing etcd-server"
@@ -30,20 +29,8 @@ command -v etcd >/dev/null 2>&1 || missing="$missing etcd-server"
 command -v curl >/dev/null 2>&1 || missing="$missing curl"
 /usr/bin/python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || missing="$missing python3-venv"
 if [ -n "$missing" ]; then
-    if ! apt-cache show etcd-server python3-venv >/dev/null 2>&1; then
-        $SUDO apt-get update
-    fi
-    # policy-rc.d keeps the etcd package from starting its own system-wide member.
-    if [ ! -e /usr/sbin/policy-rc.d ]; then
-        printf '#!/bin/sh\nexit 101\n' | $SUDO tee /usr/sbin/policy-rc.d >/dev/null
-        $SUDO chmod 755 /usr/sbin/policy-rc.d
-        REMOVE_POLICY=1
-    else
-        REMOVE_POLICY=0
-    fi
     # shellcheck disable=SC2086
-    $SUDO apt-get install -y --no-install-recommends $missing
-    if [ "$REMOVE_POLICY" = 1 ]; then $SUDO rm -f /usr/sbin/policy-rc.d; fi
+    sh scripts/apt-install.sh $missing
 fi
 command -v etcd >/dev/null 2>&1 || {
     echo "install-patroni: etcd-server installed but no etcd on PATH" >&2
