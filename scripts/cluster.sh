@@ -107,7 +107,9 @@ etcd3:
   hosts: $hosts
 bootstrap:
   dcs:
-    ttl: 10
+    # Patroni's smallest leader-key TTL (it raises anything lower to 20): the longest a
+    # dead primary keeps the lock, so about the longest writes stop in a failover.
+    ttl: 20
     loop_wait: 1
     retry_timeout: 4
     maximum_lag_on_failover: 0

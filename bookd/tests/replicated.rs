@@ -28,8 +28,8 @@ use serde_json::Value;
 const VENV: &str = "/opt/appliance/patroni";
 const CLIENTS: usize = 16;
 const ORDERS_PER_CLIENT: usize = 40;
-/// Longest one order may take to get a definitive answer, failover included (etcd TTL
-/// 10 s, then Patroni's promotion).
+/// Longest one order may take to get a definitive answer, failover included (the dead
+/// primary's 20-s leader TTL, then Patroni's promotion).
 const ORDER_DEADLINE: Duration = Duration::from_secs(90);
 
 fn script() -> PathBuf {
