@@ -2163,7 +2163,8 @@ impl Service {
     /// Finishes or compensates every saga left in flight. At start-up (`all`) every
     /// non-final order; later those unchanged for a while that no request of this process
     /// drives: compensations and refunds whose dependency was down, cancellations, and
-    /// orders whose request gave up (the database went away under it).
+    /// orders whose request gave up (the database went away under it). At most 1,000 per
+    /// round; the rest are stale by the next round and taken then.
     pub async fn recover(&self, all: bool) -> Result<u64, ApiError> {
         let client = self.pool.get().await?;
         let stale = self.now() - 5_000;
