@@ -381,9 +381,17 @@ impl Airline for SimAirline {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
-    Closed { failures: u32 },
-    Open { until: Instant },
-    HalfOpen { trial: bool },
+    Closed {
+        failures: u32,
+    },
+    Open {
+        until: Instant,
+    },
+    /// `trial`: when the one trial call went out. A trial that never reports (its caller
+    /// was dropped) stops blocking the next one after `open_for`.
+    HalfOpen {
+        trial: Option<Instant>,
+    },
 }
 
 /// A circuit breaker: opens after `threshold` consecutive failures, stays open for
@@ -419,15 +427,30 @@ impl Breaker {
         match *s {
             State::Closed { .. } => true,
             State::Open { until } if Instant::now() >= until => {
-                *s = State::HalfOpen { trial: true };
+                *s = State::HalfOpen {
+                    trial: Some(Instant::now()),
+                };
                 true
             }
             State::Open { .. } => false,
-            State::HalfOpen { trial: false } => {
-                *s = State::HalfOpen { trial: true };
+            State::HalfOpen { trial: Some(t) } if t.elapsed() < self.open_for => false,
+            State::HalfOpen { .. } => {
+                *s = State::HalfOpen {
+                    trial: Some(Instant::now()),
+                };
                 true
             }
-            State::HalfOpen { trial: true } => false,
+        }
+    }
+
+    /// Gives the half-open trial back unresolved (a call whose success does not count,
+    /// see [`probe`]): the next call becomes the trial. Before this, a successful probe
+    /// holding the trial left the breaker half-open with the trial taken, refusing every
+    /// call for good (every order after a database failover: `order_not_created`).
+    fn release_trial(&self) {
+        let mut s = self.lock();
+        if let State::HalfOpen { trial: Some(_) } = *s {
+            *s = State::HalfOpen { trial: None };
         }
     }
 
@@ -541,6 +564,8 @@ where
             Ok(Ok(v)) => {
                 if record_success {
                     breaker.success();
+                } else {
+                    breaker.release_trial();
                 }
                 return Ok(v);
             }
@@ -579,6 +604,37 @@ mod tests {
         assert!(!b.allow(), "one trial at a time");
         b.success();
         assert_eq!(b.state_code(), 0);
+    }
+
+    fn open_then_half_open(b: &Breaker) {
+        b.failure();
+        assert!(!b.allow());
+        std::thread::sleep(Duration::from_millis(40));
+    }
+
+    /// The regression: a probe (whose success does not close the breaker) took the
+    /// half-open trial and succeeded, and every later call was refused for good.
+    #[tokio::test]
+    async fn a_successful_probe_in_half_open_gives_the_trial_back() {
+        let b = Breaker::new("t", 1, Duration::from_millis(30));
+        let p = RetryPolicy::default();
+        open_then_half_open(&b);
+        let r = probe(&b, &p, || async { Ok::<_, ExtError>(()) }).await;
+        assert!(r.is_ok());
+        assert_eq!(b.state_code(), 2, "a probe does not close the breaker");
+        let r = call(&b, &p, true, || async { Ok::<_, ExtError>(()) }).await;
+        assert!(r.is_ok(), "the next call is the trial: {r:?}");
+        assert_eq!(b.state_code(), 0);
+    }
+
+    #[test]
+    fn a_trial_that_never_reports_stops_blocking_after_the_open_period() {
+        let b = Breaker::new("t", 1, Duration::from_millis(30));
+        open_then_half_open(&b);
+        assert!(b.allow(), "the trial goes out (and its caller is dropped)");
+        assert!(!b.allow(), "one trial at a time");
+        std::thread::sleep(Duration::from_millis(40));
+        assert!(b.allow(), "a new trial after the open period");
     }
 
     #[test]
