@@ -25,7 +25,7 @@ die() {
 }
 
 usage() {
-    sed -n '8,13p' "$0" | sed 's/^# \{0,1\}//' >&2
+    sed -n '/^#   scripts\/cluster.sh up/,/^#   scripts\/cluster.sh url/p' "$0" | sed 's/^# \{0,1\}//' >&2
     exit 2
 }
 

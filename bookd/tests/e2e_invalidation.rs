@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
-use common::{order_body, pg_available, try_http, Resp};
+use common::{bookd_cmd, order_body, pg_available, try_http, Resp};
 use serde_json::Value;
 use tokio::sync::watch;
 
@@ -112,20 +112,6 @@ fn fresh_bin(name: &str, env: &str, sources: &[&str]) -> PathBuf {
         newest.1.display()
     );
     bin
-}
-
-/// Runs a `bookd` subcommand; its stdout.
-fn bookd_cmd(args: &[&str]) -> String {
-    let out = Command::new(common::bin())
-        .args(args)
-        .output()
-        .expect("run bookd");
-    assert!(
-        out.status.success(),
-        "bookd {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).expect("utf8")
 }
 
 /// The snapshot compiled by the real indexer from the fixture feeds.

@@ -195,19 +195,16 @@ async fn failover_of_the_primary_mid_burst_loses_no_acknowledged_order() {
             ],
         )
     });
-    let key = {
-        let out = Command::new(bin())
-            .args(["keys", "create", "--name", "failover", "--database-url"])
-            .arg(&cluster.url)
-            .output()
-            .expect("bookd keys create");
-        assert!(
-            out.status.success(),
-            "keys create: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap().trim().to_string()
-    };
+    let key = bookd_cmd(&[
+        "keys",
+        "create",
+        "--name",
+        "failover",
+        "--database-url",
+        &cluster.url,
+    ])
+    .trim()
+    .to_string();
     let b = Arc::new(b);
     let acknowledged = Arc::new(AtomicUsize::new(0));
 

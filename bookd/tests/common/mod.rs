@@ -204,6 +204,17 @@ pub fn order_body(offer_id: &str, adults: usize, token: &str) -> Value {
     b
 }
 
+/// Runs a `bookd` subcommand and checks it succeeded; its stdout.
+pub fn bookd_cmd(args: &[&str]) -> String {
+    let out = Command::new(bin()).args(args).output().expect("run bookd");
+    assert!(
+        out.status.success(),
+        "bookd {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf8")
+}
+
 /// A running bookd (its own state directory and embedded cluster).
 pub struct Bookd {
     pub dir: PathBuf,
