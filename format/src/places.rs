@@ -1,12 +1,14 @@
 //! The tantivy index of places (airports and metro areas), for autocomplete.
 //!
 //! One document per airport and per metro. `code` is the exact IATA code, `text` holds the
-//! lower-cased words of code, name and city for prefix and one-typo matches, `rank` orders
-//! equally good matches (busier places first).
+//! lower-cased words of code, name and city for prefix and one-typo matches (and the same
+//! words folded to ASCII where they differ, so `sao paulo` finds `São Paulo` without a
+//! typo), `rank` orders equally good matches: see [`rank_key`].
 
 use std::path::Path;
 
 use tantivy::schema::{Field, Schema, FAST, INDEXED, STORED, STRING, TEXT};
+use tantivy::tokenizer::{AsciiFoldingFilter, LowerCaser, SimpleTokenizer, TextAnalyzer};
 use tantivy::{doc, Index, IndexWriter};
 
 use crate::model::Places;
@@ -60,9 +62,65 @@ fn tv(e: tantivy::TantivyError) -> Error {
     Error::Places(e.to_string())
 }
 
-/// Builds the index into the empty directory `dir`. `rank[i]` ranks airport `i` (e.g. its
-/// departures); a metro ranks as the sum of its airports.
-pub fn build(dir: &Path, places: &Places, rank: &[u64]) -> Result<()> {
+/// The analyzer that folds words to ASCII (`São` -> `sao`), for the index's second spelling
+/// of a place's words and for queries.
+pub fn folding_analyzer() -> TextAnalyzer {
+    TextAnalyzer::builder(SimpleTokenizer::default())
+        .filter(LowerCaser)
+        .filter(AsciiFoldingFilter)
+        .build()
+}
+
+/// `text`'s words folded to ASCII, those that differ from the lower-cased originals, space
+/// separated (empty when every word is plain ASCII).
+fn folded_words(text: &str) -> String {
+    let words = |mut analyzer: TextAnalyzer| {
+        let mut stream = analyzer.token_stream(text);
+        let mut out = Vec::new();
+        while stream.advance() {
+            out.push(stream.token().text.clone());
+        }
+        out
+    };
+    let plain = TextAnalyzer::builder(SimpleTokenizer::default())
+        .filter(LowerCaser)
+        .build();
+    let original = words(plain);
+    let mut out = String::new();
+    for w in words(folding_analyzer()) {
+        if !original.contains(&w) {
+            if !out.is_empty() {
+                out.push(' ');
+            }
+            out.push_str(&w);
+        }
+    }
+    out
+}
+
+/// Highest traffic figure the rank key holds (far above any season's dated segments).
+const MAX_TRAFFIC: u64 = (1 << 46) - 1;
+
+/// The `rank` of a place: one number whose descending order is the order of equally good
+/// matches, so that the index's top-k by `rank` is already that order and ties never cut
+/// a result list at random. Busier first (`traffic`: dated segments from or to the place,
+/// a metro's being its airports' sum), then a metro before an airport, then by code.
+pub fn rank_key(traffic: u64, metro: bool, code: &[u8; 3]) -> u64 {
+    // Codes are base-36 digits (letters, and digits in some feeds): 36^3 < 2^16.
+    let digit = |b: u8| match b {
+        b'0'..=b'9' => u64::from(b - b'0'),
+        b'A'..=b'Z' => u64::from(b - b'A') + 10,
+        b'a'..=b'z' => u64::from(b - b'a') + 10,
+        _ => 35,
+    };
+    let code_index = code.iter().fold(0, |acc, &b| acc * 36 + digit(b));
+    debug_assert!(code_index < 1 << 16);
+    (traffic.min(MAX_TRAFFIC) << 17) | (u64::from(metro) << 16) | ((1 << 16) - 1 - code_index)
+}
+
+/// Builds the index into the empty directory `dir`. `traffic[i]` is airport `i`'s dated
+/// segments (departing or arriving); a metro's is the sum of its airports'.
+pub fn build(dir: &Path, places: &Places, traffic: &[u64]) -> Result<()> {
     let (schema, f) = schema();
     let index = Index::create_in_dir(dir, schema).map_err(tv)?;
     // One thread: the index is small, and the snapshot build already uses every core.
@@ -70,7 +128,12 @@ pub fn build(dir: &Path, places: &Places, rank: &[u64]) -> Result<()> {
     let code_str = |c: &[u8; 3]| String::from_utf8_lossy(c).into_owned();
     for (i, a) in places.airports.iter().enumerate() {
         let code = code_str(&a.iata);
-        let text = format!("{} {} {}", code, a.name, a.city).to_lowercase();
+        let mut text = format!("{} {} {}", code, a.name, a.city).to_lowercase();
+        let folded = folded_words(&text);
+        if !folded.is_empty() {
+            text.push(' ');
+            text.push_str(&folded);
+        }
         w.add_document(doc!(
             f.code => code,
             f.kind => "airport",
@@ -78,7 +141,7 @@ pub fn build(dir: &Path, places: &Places, rank: &[u64]) -> Result<()> {
             f.city => a.city.clone(),
             f.country => String::from_utf8_lossy(&a.country).into_owned(),
             f.text => text,
-            f.rank => rank.get(i).copied().unwrap_or(0),
+            f.rank => rank_key(traffic.get(i).copied().unwrap_or(0), false, &a.iata),
         ))
         .map_err(tv)?;
     }
@@ -119,19 +182,25 @@ pub fn build(dir: &Path, places: &Places, rank: &[u64]) -> Result<()> {
             .map(|a| code_str(&a.iata))
             .collect();
         let name = format!("{} (all airports: {})", city, members.join(", "));
-        let r: u64 = m
+        let t: u64 = m
             .airports
             .iter()
-            .map(|&a| rank.get(a as usize).copied().unwrap_or(0))
-            .sum();
+            .map(|&a| traffic.get(a as usize).copied().unwrap_or(0))
+            .fold(0, u64::saturating_add);
+        let mut text = format!("{} {}", code, city).to_lowercase();
+        let folded = folded_words(&text);
+        if !folded.is_empty() {
+            text.push(' ');
+            text.push_str(&folded);
+        }
         w.add_document(doc!(
             f.code => code.clone(),
             f.kind => "metro",
             f.name => name,
             f.city => city.clone(),
             f.country => country,
-            f.text => format!("{} {}", code, city).to_lowercase(),
-            f.rank => r,
+            f.text => text,
+            f.rank => rank_key(t, true, &m.code),
         ))
         .map_err(tv)?;
     }

@@ -358,7 +358,7 @@ pub fn build(cfg: &BuildConfig, progress: &dyn Progress) -> Result<BuildSummary>
     progress.stage("indexing places");
     let places_dir = writer.places_dir();
     std::fs::create_dir(&places_dir).map_err(|e| Error::io("create directory", &places_dir, e))?;
-    format::places::build(&places_dir, &places, &network.departures_per_airport)?;
+    format::places::build(&places_dir, &places, &network.traffic_per_airport)?;
 
     let manifest = Manifest {
         dated_legs: network.dated_legs,
@@ -396,7 +396,8 @@ struct CompiledNetwork {
     designators: u64,
     first_date: Option<i32>,
     last_date: Option<i32>,
-    departures_per_airport: Vec<u64>,
+    /// Dated segments departing from or arriving at each airport (orders autocomplete).
+    traffic_per_airport: Vec<u64>,
 }
 
 fn floor_div(a: i32, b: i32) -> i32 {
@@ -477,7 +478,7 @@ fn compile_network(
     let mut first_date: Option<i32> = None;
     let mut last_date: Option<i32> = None;
     let mut segs: Vec<(u16, SegmentRef)> = Vec::new();
-    let mut departures = vec![0u64; n_airports];
+    let mut traffic = vec![0u64; n_airports];
     let mut bits = vec![0u64; words];
 
     for (fi, p) in patterns.iter().enumerate() {
@@ -556,7 +557,10 @@ fn compile_network(
                         dep_local_min: local.rem_euclid(1440) as u16,
                     },
                 ));
-                departures[pl[i].dep as usize] += n;
+                // Both ends: an airport that is only flown to (every destination of a
+                // feed of one city's departures) is as much a place to search for.
+                traffic[pl[i].dep as usize] += n;
+                traffic[leg.arr as usize] += n;
             }
         }
         flights.push(Flight {
@@ -592,7 +596,7 @@ fn compile_network(
         designators: designators.len() as u64,
         first_date,
         last_date,
-        departures_per_airport: departures,
+        traffic_per_airport: traffic,
     })
 }
 

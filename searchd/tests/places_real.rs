@@ -1,0 +1,107 @@
+//! Autocomplete over the real world's airports (`fixtures/data/airports.csv`, 7,884 rows,
+//! and IATA's metro areas) with the Gna sample's schedule: which places come first.
+
+use std::path::{Path, PathBuf};
+
+use format::Snapshot;
+
+fn data() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/data")
+}
+
+fn gna_snapshot(out: &Path) -> Snapshot {
+    let d = data();
+    let cfg = indexer::build::BuildConfig {
+        ssim: vec![d.join("gna_iata_sample.ssim")],
+        airports: d.join("airports.csv"),
+        metros: Some(d.join("metro_areas.csv")),
+        out: out.to_path_buf(),
+        ..Default::default()
+    };
+    indexer::build::build(&cfg, &indexer::build::NoProgress).expect("build the Gna snapshot");
+    Snapshot::open(out).expect("open the Gna snapshot")
+}
+
+fn codes(snap: &Snapshot, q: &str, limit: usize) -> Vec<String> {
+    let v = searchd::places::places(snap, q, limit).expect("search places");
+    v.as_array()
+        .expect("an array")
+        .iter()
+        .map(|p| {
+            format!(
+                "{}:{}",
+                p["type"].as_str().unwrap_or(""),
+                p["iata"].as_str().unwrap_or("")
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn places_flown_to_outrank_idle_ones_and_ties_are_not_cut_at_random() {
+    let dir = tempfile::tempdir().expect("create a temporary directory");
+    let snap = gna_snapshot(&dir.path().join("snap"));
+    // CDG is served by the Gna schedule (arrivals and departures), so the Paris metro
+    // (CDG + ORY) and CDG come first; then whole-word matches of "paris" (metro before
+    // airport, then by code), and only then `Parish` (a prefix match).
+    let paris = codes(&snap, "paris", 10);
+    assert_eq!(&paris[..2], ["metro:PAR", "airport:CDG"], "{paris:?}");
+    let parish = paris.iter().position(|c| c == "airport:OPL");
+    let orly = paris.iter().position(|c| c == "airport:ORY");
+    assert!(
+        matches!((orly, parish), (Some(o), p) if p.is_none_or(|p| o < p)),
+        "Orly (whole word) before St Landry Parish (prefix): {paris:?}"
+    );
+    // Regression: with every Chicago airport unserved (rank 0), the index's top-k by rank
+    // kept an arbitrary 10 of the 11 matches, and the CHI metro could be the one left out.
+    // Ties now fall to metro first, then code: the same answer every time.
+    let chicago = codes(&snap, "chicago", 10);
+    assert_eq!(chicago[0], "metro:CHI", "{chicago:?}");
+    assert_eq!(chicago, codes(&snap, "chicago", 10));
+    for limit in 1..=10 {
+        assert_eq!(
+            codes(&snap, "chicago", limit),
+            chicago[..limit],
+            "limit {limit}"
+        );
+    }
+}
+
+#[test]
+fn accented_names_are_found_unaccented_and_accented() {
+    let dir = tempfile::tempdir().expect("create a temporary directory");
+    let snap = gna_snapshot(&dir.path().join("snap"));
+    // airports.csv: AES "Ålesund Airport", city "Ålesund".
+    assert_eq!(codes(&snap, "alesund", 10), ["airport:AES"]);
+    assert_eq!(codes(&snap, "Ålesund", 10), ["airport:AES"]);
+    assert_eq!(codes(&snap, "ales", 10)[0], "airport:AES");
+}
+
+#[test]
+fn a_metro_is_found_by_its_city_before_its_airports() {
+    let dir = tempfile::tempdir().expect("create a temporary directory");
+    let snap = gna_snapshot(&dir.path().join("snap"));
+    // No New York airport is in the Gna schedule: the metro leads, its airports follow.
+    let ny = codes(&snap, "new york", 10);
+    assert_eq!(ny[0], "metro:NYC", "{ny:?}");
+    assert!(ny.contains(&"airport:JFK".to_string()) && ny.contains(&"airport:LGA".to_string()));
+    // Exact code first, even for a metro code that is also an airport's.
+    assert_eq!(&codes(&snap, "dfw", 10)[..2], ["metro:DFW", "airport:DFW"]);
+}
+
+#[test]
+fn a_typo_is_forgiven_anywhere_but_in_the_first_letter() {
+    let dir = tempfile::tempdir().expect("create a temporary directory");
+    let snap = gna_snapshot(&dir.path().join("snap"));
+    // Swapped letters, a missing one, a wrong one: one edit each.
+    for q in ["cihcago", "chcago", "chicaho"] {
+        let found = codes(&snap, q, 10);
+        assert!(found.contains(&"metro:CHI".to_string()), "{q}: {found:?}");
+    }
+    // The first letter is kept (as completion suggesters do by default).
+    let found = codes(&snap, "xhicago", 10);
+    assert!(!found.contains(&"metro:CHI".to_string()), "{found:?}");
+    // A typo in one word of two.
+    let found = codes(&snap, "new yrok", 10);
+    assert!(found.contains(&"metro:NYC".to_string()), "{found:?}");
+}
