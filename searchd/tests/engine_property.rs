@@ -815,17 +815,29 @@ fn engine_equals_brute_force_on_random_networks() {
                 date: ret,
                 ..q
             };
-            let outs: Vec<BTreeMap<[u8; 3], i64>> = paths(&c, &segs, &q)
-                .iter()
-                .map(|p| brute_price(&c, p, &q))
+            let outs: Vec<(Vec<BSeg>, BTreeMap<[u8; 3], i64>)> = paths(&c, &segs, &q)
+                .into_iter()
+                .map(|p| {
+                    let pr = brute_price(&c, &p, &q);
+                    (p, pr)
+                })
                 .collect();
-            let ins: Vec<BTreeMap<[u8; 3], i64>> = paths(&c, &segs, &q_in)
-                .iter()
-                .map(|p| brute_price(&c, p, &q_in))
+            let ins: Vec<(Vec<BSeg>, BTreeMap<[u8; 3], i64>)> = paths(&c, &segs, &q_in)
+                .into_iter()
+                .map(|p| {
+                    let pr = brute_price(&c, &p, &q_in);
+                    (p, pr)
+                })
                 .collect();
             let mut pair_prices = Vec::new();
-            for a in &outs {
-                for bb in &ins {
+            for (po, a) in &outs {
+                for (pi, bb) in &ins {
+                    // The return leaves at least a connection's minimum after landing.
+                    let (last, first) = (po.last().unwrap(), &pi[0]);
+                    let min = q.min_conn.unwrap_or_else(|| mct(&c, last, first));
+                    if first.dep_utc - last.arr_utc < min {
+                        continue;
+                    }
                     let best = a
                         .iter()
                         .filter_map(|(cur, x)| bb.get(cur).map(|y| x + y))

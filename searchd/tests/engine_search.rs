@@ -514,6 +514,83 @@ fn round_trip_world() -> World {
     w
 }
 
+/// Regression: a same-day round trip paired a return that left before the outbound landed
+/// (found by an independent oracle on the Gna sample: RUN-MRU XX108 landing 17:40 with
+/// XX103 leaving MRU at 09:25). The return must leave at least the minimum connection time
+/// after landing.
+#[test]
+fn same_day_round_trips_turn_round_after_landing() {
+    let mut w = base_airports();
+    let d = d0();
+    w.flights.push(flight(
+        "XX",
+        1,
+        &[d],
+        vec![leg("AAA", "BBB", "08:00", "09:00")],
+    ));
+    // Back before landing, 30 min after (under the 60-min default MCT), exactly 60 after.
+    w.flights.push(flight(
+        "XX",
+        5,
+        &[d],
+        vec![leg("BBB", "AAA", "07:00", "08:00")],
+    ));
+    w.flights.push(flight(
+        "XX",
+        6,
+        &[d],
+        vec![leg("BBB", "AAA", "09:30", "10:30")],
+    ));
+    w.flights.push(flight(
+        "XX",
+        7,
+        &[d],
+        vec![leg("BBB", "AAA", "10:00", "11:00")],
+    ));
+    w.fares.push(fare("XX", "AAA", "BBB", b'Y', 10000));
+    w.fares.push(fare("XX", "BBB", "AAA", b'Y', 5000));
+    let b = build(&w);
+    let day = iso(d);
+    let rt = with(q("AAA", "BBB", &day), &[("return_date", &day)]);
+    for sort in ["price", "departure", "duration"] {
+        for priced_only in ["true", "false"] {
+            let p = with(rt.clone(), &[("sort", sort), ("priced_only", priced_only)]);
+            let (data, meta) = search(&b, &p);
+            assert_eq!(describe(&data), vec!["XX1 AAA-BBB / XX7 BBB-AAA"], "{p:?}");
+            assert_eq!(meta["total"], 1, "{p:?}");
+        }
+    }
+    let (data, meta) = search(&b, &with(rt.clone(), &[("max_price", "150")]));
+    assert_eq!(
+        (describe(&data).len(), &meta["total"]),
+        (1, &serde_json::json!(1))
+    );
+    // The query's minimum replaces the table's, as for a connection.
+    let (data, meta) = search(
+        &b,
+        &with(
+            rt.clone(),
+            &[("min_connection_minutes", "30"), ("sort", "departure")],
+        ),
+    );
+    assert_eq!(
+        describe(&data),
+        vec!["XX1 AAA-BBB / XX6 BBB-AAA", "XX1 AAA-BBB / XX7 BBB-AAA"]
+    );
+    assert_eq!(meta["total"], 2);
+    // An offer whose return is retimed to leave before the outbound lands has expired.
+    let id = data["itineraries"][1]["id"].as_str().unwrap().to_string();
+    let mut w2 = w.clone();
+    for f in w2.flights.iter_mut().filter(|f| f.number == 7) {
+        *f = flight("XX", 7, &[d], vec![leg("BBB", "AAA", "06:00", "07:00")]);
+    }
+    let b2 = build(&w2);
+    let e = searchd::engine::offer(&b2.snap, &b2.overlay, clock(), &id).unwrap_err();
+    assert_eq!((e.status, e.code), (410, "offer_expired"), "{}", e.detail);
+    let (o, _) = searchd::engine::offer(&b.snap, &b.overlay, clock(), &id).unwrap();
+    assert_eq!(o["price"]["amount"], "150.00");
+}
+
 #[test]
 fn round_trips_price_pairs_in_one_currency() {
     let b = build(&round_trip_world());

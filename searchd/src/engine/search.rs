@@ -607,7 +607,8 @@ fn round_trip(
     outs.sort_by_cached_key(|c| (c.slice.dep_utc(), slice_key(ctx, c.slice.segs())));
     ins.sort_by_cached_key(|c| slice_key(ctx, c.slice.segs()));
     let passes = |o: &SliceCand, i: &SliceCand| {
-        passes_price(f, q.priced_only, pair_micros(&o.price, &i.price))
+        turnaround_ok(ctx, &o.slice, &i.slice)
+            && passes_price(f, q.priced_only, pair_micros(&o.price, &i.price))
     };
     let total = count_pairs(ctx, q, outs, ins);
     let mut picked: Vec<(usize, usize)> = Vec::new();
@@ -683,6 +684,9 @@ fn round_trip(
             }
             // A pair is emitted by the stream of its best currency only.
             merge_priced(ctx, &streams, &stream_cur, limit, &mut picked, |o, i| {
+                if !turnaround_ok(ctx, &outs[o].slice, &ins[i].slice) {
+                    return (None, None);
+                }
                 let best = pair_price(&outs[o].price, &ins[i].price);
                 (
                     best.map(|(a, _)| a.cur),
@@ -695,7 +699,9 @@ fn round_trip(
                         if !ctx.step(1) {
                             break 'outer2;
                         }
-                        if pair_price(&o.price, &i.price).is_none() {
+                        if pair_price(&o.price, &i.price).is_none()
+                            && turnaround_ok(ctx, &o.slice, &i.slice)
+                        {
                             picked.push((oi, ii));
                             if picked.len() >= limit {
                                 break 'outer2;
@@ -718,10 +724,57 @@ fn round_trip(
     }
 }
 
-/// Counts the pairs that pass without enumerating them when every slice has at most one
-/// currency (the usual case): per currency, a binary search per outbound slice.
+/// Whether the inbound slice `i` leaves after the outbound `o` has landed, by at least the
+/// minimum connection time between them (the query's `min_connection_minutes`, else the
+/// MCT table at the arrival airport): nobody flies back before arriving, and turning round
+/// takes at least as long as a connection.
+fn turnaround_ok(ctx: &Ctx<'_>, o: &Slice, i: &Slice) -> bool {
+    match (o.segs().last(), i.segs().first()) {
+        (Some(a), Some(b)) => b.dep_utc - a.arr_utc >= paths::min_connection(ctx, a, b),
+        _ => false,
+    }
+}
+
+/// Whether every outbound x inbound pair passes [`turnaround_ok`] (the usual case, a return
+/// on a later day): checked against the latest MCT any rule can ask at each arrival airport.
+fn every_turnaround_ok(ctx: &Ctx<'_>, outs: &[SliceCand], ins: &[SliceCand]) -> bool {
+    let Some(first_return) = ins.iter().map(|c| c.slice.dep_utc()).min() else {
+        return true;
+    };
+    outs.iter().all(|c| {
+        let Some(a) = c.slice.segs().last() else {
+            return false;
+        };
+        let most = match ctx.filters.min_connection_minutes {
+            Some(m) => i64::from(m),
+            None => i64::from(ctx.prep.ceil(a.dest)),
+        };
+        a.arr_utc + most <= first_return
+    })
+}
+
+/// Counts the pairs that pass without enumerating them when every return leaves late
+/// enough and every slice has at most one currency (the usual case): per currency, a
+/// binary search per outbound slice.
 fn count_pairs(ctx: &Ctx<'_>, q: &SearchQuery, outs: &[SliceCand], ins: &[SliceCand]) -> u64 {
     let f = ctx.filters;
+    let turnarounds_ok = every_turnaround_ok(ctx, outs, ins);
+    if !turnarounds_ok {
+        let mut total = 0u64;
+        for o in outs {
+            if !ctx.step(ins.len() as u64) {
+                return total;
+            }
+            for i in ins {
+                if turnaround_ok(ctx, &o.slice, &i.slice)
+                    && passes_price(f, q.priced_only, pair_micros(&o.price, &i.price))
+                {
+                    total += 1;
+                }
+            }
+        }
+        return total;
+    }
     if !q.priced_only && f.max_price_micros.is_none() {
         return outs.len() as u64 * ins.len() as u64;
     }
@@ -1036,6 +1089,15 @@ pub fn price_offer(
         parts.push(super::price::price_slice(n, &comp));
         it.slices[it.n_slices as usize] = sl;
         it.n_slices += 1;
+    }
+    if let ([out, back], true) = (&it.slices, it.n_slices == 2) {
+        // As for a connection, only the order is checked: the offer does not carry the
+        // query's connection limits.
+        if back.dep_utc() < out.arr_utc() {
+            return Err(ApiError::offer_expired(
+                "the offer's return no longer leaves after its outbound flight lands",
+            ));
+        }
     }
     it.price = match parts.as_slice() {
         [a] => a.best().map(|p| ItinPrice::from_parts(&[(p, 0)])),
