@@ -622,14 +622,20 @@ fn compile_fares(
         .enumerate()
         .map(|(i, c)| (*c, i as u16))
         .collect();
+    // A fare filed on a city code applies at each of its airports. A code that is both a
+    // metro and an airport (HOU: HOU + IAH) is the city: its airports plus that one, as a
+    // search for it means.
     let resolve = |code: &[u8; 3]| -> Option<Vec<u16>> {
-        if let Some(&id) = airport_ids.get(code) {
-            return Some(vec![id]);
+        let airport = airport_ids.get(code).copied();
+        let metro = metros.iter().find(|m| &m.code == code);
+        if airport.is_none() && metro.is_none() {
+            return None;
         }
-        metros
-            .iter()
-            .find(|m| &m.code == code)
-            .map(|m| m.airports.clone())
+        let mut ids: Vec<u16> = metro.map(|m| m.airports.clone()).unwrap_or_default();
+        ids.extend(airport);
+        ids.sort_unstable();
+        ids.dedup();
+        Some(ids)
     };
     let mut text = TextPool::default();
     let mut out: Vec<Fare> = Vec::with_capacity(parsed.rows.len());
