@@ -399,15 +399,36 @@ fn parse_places(
     p: &Params<'_>,
 ) -> Result<(Vec<AirportId>, Vec<AirportId>), ApiError> {
     let places = snap.places.get();
-    let origin = resolve_place(places, "origin", p.required("origin")?)?;
-    let destination = resolve_place(places, "destination", p.required("destination")?)?;
-    if origin.iter().any(|a| destination.binary_search(a).is_ok()) {
+    let (o_text, d_text) = (p.required("origin")?, p.required("destination")?);
+    let mut origin = resolve_place(places, "origin", o_text)?;
+    let mut destination = resolve_place(places, "destination", d_text)?;
+    let overlap = |a: &[AirportId], b: &[AirportId]| a.iter().any(|x| b.binary_search(x).is_ok());
+    if overlap(&origin, &destination) {
+        // A code that is both a city and one of its airports (HOU: Hobby, and the city of
+        // Hobby and IAH) asked for from or to another of that city's airports (IAH-HOU)
+        // means the airport: the city's other airports give way to the other end.
+        if let Some(own) = dual_code_airport(places, d_text) {
+            destination.retain(|a| *a == own || origin.binary_search(a).is_err());
+        } else if let Some(own) = dual_code_airport(places, o_text) {
+            origin.retain(|a| *a == own || destination.binary_search(a).is_err());
+        }
+    }
+    if overlap(&origin, &destination) {
         return Err(ApiError::bad_parameter(
             "destination",
-            "`destination` must differ from `origin`",
+            "`destination` must differ from `origin` (no airport may be in both)",
         ));
     }
+    debug_assert!(!origin.is_empty() && !destination.is_empty());
     Ok((origin, destination))
+}
+
+/// The airport of a code that is also a metro's (HOU, DFW, BKK ...), else `None`.
+fn dual_code_airport(places: &ArchivedPlaces, text: &str) -> Option<AirportId> {
+    let b: [u8; 3] = text.as_bytes().try_into().ok()?;
+    let code = b.map(|c| c.to_ascii_uppercase());
+    places.metro(&code)?;
+    places.airport_id(&code)
 }
 
 /// Parses `/v1/search` parameters.

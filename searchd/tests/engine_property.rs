@@ -202,6 +202,9 @@ struct BSeg {
     dep_local_date: i32,
 }
 
+/// A path with its brute-force price per currency.
+type PricedPath = (Vec<BSeg>, BTreeMap<[u8; 3], i64>);
+
 fn idx(code: &str) -> usize {
     CODES.iter().position(|c| *c == code).unwrap()
 }
@@ -815,14 +818,14 @@ fn engine_equals_brute_force_on_random_networks() {
                 date: ret,
                 ..q
             };
-            let outs: Vec<(Vec<BSeg>, BTreeMap<[u8; 3], i64>)> = paths(&c, &segs, &q)
+            let outs: Vec<PricedPath> = paths(&c, &segs, &q)
                 .into_iter()
                 .map(|p| {
                     let pr = brute_price(&c, &p, &q);
                     (p, pr)
                 })
                 .collect();
-            let ins: Vec<(Vec<BSeg>, BTreeMap<[u8; 3], i64>)> = paths(&c, &segs, &q_in)
+            let ins: Vec<PricedPath> = paths(&c, &segs, &q_in)
                 .into_iter()
                 .map(|p| {
                     let pr = brute_price(&c, &p, &q_in);

@@ -479,6 +479,66 @@ fn metro_codes_and_unknown_codes() {
     assert_eq!(e.status, 400);
 }
 
+/// Regression: with IATA's real metro file, 19 metro codes are also an airport's (HOU is
+/// Hobby, and the city of Hobby and IAH). `IAH` to `HOU` was a 400 ("must differ"); a user
+/// means Hobby. Here `CCC` is an airport and the metro of CCC and BBB.
+#[test]
+fn a_dual_code_against_another_airport_of_its_city_means_the_airport() {
+    let mut w = base_airports();
+    w.metros
+        .push(("CCC".into(), vec!["BBB".into(), "CCC".into()]));
+    let d = d0();
+    w.flights.push(flight(
+        "XX",
+        1,
+        &[d],
+        vec![leg("AAA", "BBB", "08:00", "09:00")],
+    ));
+    w.flights.push(flight(
+        "XX",
+        2,
+        &[d],
+        vec![leg("AAA", "CCC", "09:00", "10:00")],
+    ));
+    w.flights.push(flight(
+        "XX",
+        3,
+        &[d],
+        vec![leg("BBB", "CCC", "10:00", "11:00")],
+    ));
+    w.flights.push(flight(
+        "XX",
+        4,
+        &[d],
+        vec![leg("CCC", "BBB", "12:00", "13:00")],
+    ));
+    w.fares.push(fare("XX", "AAA", "BBB", b'Y', 1000));
+    w.fares.push(fare("XX", "AAA", "CCC", b'Y', 2000));
+    w.fares.push(fare("XX", "BBB", "CCC", b'Y', 500));
+    w.fares.push(fare("XX", "CCC", "BBB", b'Y', 500));
+    let b = build(&w);
+    let day = iso(d);
+    // From elsewhere the code is the whole city.
+    let (data, _) = search(&b, &q("AAA", "CCC", &day));
+    assert_eq!(describe(&data), vec!["XX1 AAA-BBB", "XX2 AAA-CCC"]);
+    // From or to the city's other airport it is the airport.
+    let (data, meta) = search(&b, &q("BBB", "CCC", &day));
+    assert_eq!(
+        (describe(&data), &meta["total"]),
+        (vec!["XX3 BBB-CCC".to_string()], &serde_json::json!(1))
+    );
+    let (data, _) = search(&b, &q("CCC", "BBB", &day));
+    assert_eq!(describe(&data), vec!["XX4 CCC-BBB"]);
+    let (data, _) = search(&b, &with(q("BBB", "CCC", &day), &[("return_date", &day)]));
+    assert_eq!(describe(&data), vec!["XX3 BBB-CCC / XX4 CCC-BBB"]);
+    // The same code at both ends is still refused.
+    let e = search_err(&b, &q("CCC", "ccc", &day));
+    assert_eq!(
+        (e.status, e.parameter.as_deref()),
+        (400, Some("destination"))
+    );
+}
+
 fn round_trip_world() -> World {
     let mut w = base_airports();
     let d = d0();
