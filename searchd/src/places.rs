@@ -2,7 +2,7 @@
 //!
 //! Order of the answer: an exact IATA code match first (a `q` of three letters), then
 //! documents that have every word of `q` as a whole word (`paris` finds the city of Paris
-//! before `Parish`), then documents whose words start with every word of `q` (exact
+//! before `Parish`; only when every word has [`MIN_WHOLE_WORD_CHARS`] letters), then documents whose words start with every word of `q` (exact
 //! prefixes), then documents that match with one typo per word (prefix Levenshtein
 //! distance 1, transpositions count as one edit; only for words of at least
 //! [`MIN_TYPO_WORD_CHARS`] characters, since one edit on a shorter word matches nearly
@@ -45,6 +45,8 @@ pub const MAX_Q_CHARS: usize = 64;
 pub const DEFAULT_LIMIT: usize = 10;
 /// Largest accepted `limit`.
 pub const MAX_LIMIT: usize = 50;
+/// Words shorter than this never make a whole-word match outrank prefix matches.
+pub const MIN_WHOLE_WORD_CHARS: usize = 3;
 /// Words shorter than this must match as exact prefixes (no typo allowed).
 pub const MIN_TYPO_WORD_CHARS: usize = 4;
 /// Words of `q` beyond this many are ignored (64 characters hold at most 32 anyway).
@@ -150,9 +152,16 @@ impl PlacesIndex {
         if words.is_empty() {
             return Ok(out);
         }
-        // 2. Every word is a whole word of the place.
-        let whole = self.whole_words_query(&words);
-        self.collect(&searcher, &whole, limit, &mut out, &mut seen)?;
+        // 2. Every word is a whole word of the place. Not for short words: `la` or `st`
+        // as whole words are articles and abbreviations in names ("Agen-La Garenne"), and
+        // whoever types them is still typing (`la` is for Los Angeles or LaGuardia).
+        if words
+            .iter()
+            .all(|w| w.chars().count() >= MIN_WHOLE_WORD_CHARS)
+        {
+            let whole = self.whole_words_query(&words);
+            self.collect(&searcher, &whole, limit, &mut out, &mut seen)?;
+        }
         // 3. Every word is a prefix of a word of the place.
         if out.len() < limit {
             let exact = self.prefix_query(&words, false)?;

@@ -105,3 +105,17 @@ fn a_typo_is_forgiven_anywhere_but_in_the_first_letter() {
     let found = codes(&snap, "new yrok", 10);
     assert!(found.contains(&"metro:NYC".to_string()), "{found:?}");
 }
+
+#[test]
+fn a_short_word_is_a_prefix_not_a_whole_word() {
+    let dir = tempfile::tempdir().expect("create a temporary directory");
+    let snap = gna_snapshot(&dir.path().join("snap"));
+    // "la" is a whole word of "Agen-La Garenne" (AGF) and a few dozen other names; with
+    // a whole-word tier for it, those (all unserved, so ordered by code) came first, before
+    // every busier place whose words merely start with "la".
+    let la = codes(&snap, "la", 10);
+    assert_ne!(la[0], "airport:AGF", "{la:?}");
+    // A served station's code prefix leads: "ru" -> RUN (the Gna hub).
+    let ru = codes(&snap, "ru", 10);
+    assert_eq!(ru[0], "airport:RUN", "{ru:?}");
+}
