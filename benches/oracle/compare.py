@@ -105,8 +105,16 @@ class Cmp:
             op = None if oi.price is None else oi.price[0]
             if sp != op:
                 errs.append("price %s searchd=%s oracle=%s fares=%s" % (k, sp, op, it["fares"]))
+            elif op is not None and it["price"]["currency"] not in oi.price[2]:
+                errs.append("currency %s searchd=%s oracle=%s" % (k, it["price"]["currency"], sorted(oi.price[2])))
             elif op is not None and it["seats_available"] not in oi.price[1]:
-                errs.append("seats %s searchd=%s oracle=%s" % (k, it["seats_available"], sorted(oi.price[1])))
+                errs.append("seats %s searchd=%s oracle=%s fares=%s" % (k, it["seats_available"], sorted(oi.price[1]), it["fares"]))
+            elif op is None and it["seats_available"] is not None:
+                errs.append("seats %s searchd=%s for an unpriced itinerary" % (k, it["seats_available"]))
+            if op is not None:
+                self.stats[("seats-" + ("exact" if len(oi.price[1]) == 1 else "ambiguous"), "n")] += 1
+                if len(oi.price[2]) == 1 and next(iter(oi.price[2])) not in ("EUR", "USD"):
+                    self.stats[("price-alt-currency", "n")] += 1
             for sl, osl in zip(it["slices"], oi.slices):
                 for sg, osg in zip(sl["segments"], osl):
                     d = o_seg_detail(osg)
@@ -116,6 +124,23 @@ class Cmp:
                 dur = osl[-1][-1].arr_utc - osl[0][0].dep_utc
                 if sl["duration_minutes"] != dur:
                     errs.append("duration %s searchd=%s oracle=%s" % (k, sl["duration_minutes"], dur))
+        # exact order, ties included (SEMANTICS.md: ties by outbound departure, then the
+        # itinerary id in string order), and the limited list is the full order's prefix
+        if len(full) == total and all(s_itin_key(it) in omap for it in full):
+            exp = sorted(full, key=lambda it: (o.sort_key(q, omap[s_itin_key(it)]), it["id"]))
+            if [it["id"] for it in full] != [it["id"] for it in exp]:
+                bad = next(i for i, (x, y) in enumerate(zip(full, exp)) if x["id"] != y["id"])
+                errs.append("tie order at %d: searchd %s / expected %s (key %s)" % (
+                    bad, s_itin_key(full[bad]), s_itin_key(exp[bad]), o.sort_key(q, omap[s_itin_key(exp[bad])])))
+            elif [it["id"] for it in items] != [it["id"] for it in full[:len(items)]]:
+                errs.append("limited list is not the prefix of the full order")
+            else:
+                nt = sum(1 for x, y in zip(exp, exp[1:]) if o.sort_key(q, omap[s_itin_key(x)]) == o.sort_key(q, omap[s_itin_key(y)]))
+                self.stats[("tie-pairs", "n")] += nt
+        elif all(s_itin_key(it) in omap for it in items):
+            ks = [(o.sort_key(q, omap[s_itin_key(it)]), it["id"]) for it in items]
+            if ks != sorted(ks):
+                errs.append("order (with id ties) not sorted")
         # order and limit
         skeys_sorted = []
         for it in items:
@@ -182,6 +207,27 @@ class Cmp:
             got = cents(day["lowest_price"])
             if got != exp:
                 errs.append("day %s searchd=%s oracle=%s" % (day["date"], got, exp))
+                continue
+            # itinerary_id: the first itinerary a sort=price search for that day returns;
+            # that search's first result must itself be the oracle's (price, departure, id)
+            sp = dict(p, sort="price", limit="1000")
+            st2, b2, u2 = http(self.url, "/v1/search", sp)
+            if st2 != 200:
+                errs.append("day %s search status %s" % (day["date"], st2))
+                continue
+            its = b2["data"]["itineraries"]
+            first = its[0]["id"] if its else None
+            if day["itinerary_id"] != first:
+                errs.append("day %s itinerary_id %s search's first %s" % (day["date"], day["itinerary_id"], first))
+            if its:
+                omap = {it.key(): it for it in res}
+                cands = [it for it in its if s_itin_key(it) in omap]
+                if len(cands) == len(its) and b2["meta"]["total"] == len(its):
+                    best = min(cands, key=lambda it: (o.sort_key(q, omap[s_itin_key(it)]), it["id"]))
+                    if best["id"] != first:
+                        errs.append("day %s search's first %s expected %s" % (day["date"], s_itin_key(its[0]), s_itin_key(best)))
+                if exp is not None and day["lowest_price"]["currency"] != its[0]["price"]["currency"]:
+                    errs.append("day %s currency %s search %s" % (day["date"], day["lowest_price"]["currency"], its[0]["price"]["currency"]))
         return self.record("calendar", u, errs)
 
 
@@ -308,6 +354,63 @@ def edge_queries(rng, orc, n):
             out.append(("edge-time", dict(base, **{rng.choice(["depart_after", "depart_before"]): hm})))
         else:
             out.append(("edge-mct", dict(base, max_connection_minutes=str(max(min(gaps), 0)))))
+    return out
+
+
+def party(rng, p):
+    """CHD/INF combinations: children with and without CHD fares, infants with and without
+    INF fares, parties near the seat counts (seated = adults + children)"""
+    a = rng.choice([1, 1, 1, 2, 2, 3, 4])
+    c = rng.choice([0, 0, 1, 1, 2, 3, 5])
+    c = min(c, 9 - a)
+    i = rng.randint(0, a) if rng.random() < 0.5 else 0
+    p["adults"] = str(a)
+    if c or rng.random() < 0.2:
+        p["children"] = str(c)
+    if i or rng.random() < 0.2:
+        p["infants"] = str(i)
+    return p
+
+
+def fare_edge_queries(rng, feeds_dir, name, n):
+    """queries on the components gen.py filed boundary fares for (edge.json)"""
+    import json as _json
+    path = os.path.join(feeds_dir, name, "edge.json")
+    if not os.path.exists(path):
+        return []
+    cases = _json.load(open(path))
+    out = []
+    for i in range(n):
+        p = dict(cases[i % len(cases)]) if i < len(cases) else dict(rng.choice(cases))
+        p["max_connections"] = str(rng.choice([0, 0, 1]))
+        p["limit"] = "1000"
+        if rng.random() < 0.5:
+            party(rng, p)
+        if rng.random() < 0.2:
+            p["cabin"] = "economy"
+        if rng.random() < 0.3:
+            p["priced_only"] = "false"
+        out.append(("fare-edge", p))
+    return out
+
+
+def pax_queries(rng, orc, n):
+    legs = [L for L in orc.f.legs if L.stype in oracle.PASSENGER_TYPES]
+    out = []
+    for i in range(n):
+        want = rng.choice([0, 0, 1])
+        o, d, date = pick_od(rng, orc, legs, want)
+        p = {"origin": o, "destination": d, "date": date.isoformat(), "max_connections": str(want)}
+        party(rng, p)
+        if rng.random() < 0.2:
+            p["return_date"] = (date + dt.timedelta(days=rng.randint(0, 6))).isoformat()
+        if rng.random() < 0.3:
+            p["cabin"] = rng.choice(["economy", "business", "first", "premium_economy"])
+        if rng.random() < 0.3:
+            p["sort"] = rng.choice(["price", "duration", "departure"])
+        if rng.random() < 0.3:
+            p["priced_only"] = "false"
+        out.append(("pax", p))
     return out
 
 
@@ -450,6 +553,10 @@ def main():
             c.search(kind, p)
         for kind, p in big_queries(rng):
             c.search(kind, p)
+        for kind, p in fare_edge_queries(rng, F, "gna", a.n // 3):
+            c.search(kind, p)
+        for kind, p in pax_queries(rng, c.o, a.n // 4):
+            c.search(kind, p)
         for p in QUIRKS:
             if p["origin"] == p["destination"]:
                 c.error_case(p, "destination")
@@ -481,6 +588,8 @@ def main():
                          "2013-01-01T00:00:00Z", bool(a.fare_airport_first))
         c = Cmp("nyc", a.nyc_url, oracle.Oracle(n, bool(a.strict_metro)))
         for kind, p in nyc_queries(rng, a.n, n):
+            c.search(kind, p)
+        for kind, p in fare_edge_queries(rng, F, "nyc", a.n // 3):
             c.search(kind, p)
         for i in range(6):
             d = rng.choice(["LAX", "BOS", "ATL", "ORD", "CHI", "SFO"])

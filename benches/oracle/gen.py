@@ -22,7 +22,7 @@ def amt(c):
     return "%d.%02d" % (c // 100, c % 100)
 
 
-def fares_for(rng, carrier, o, d, cur, season, out):
+def fares_for(rng, carrier, o, d, cur, season, out, alt=None, rng2=None):
     ncls = rng.randint(1, 5)
     base = rng.randint(50, 900) * 100
     for cls, cabin in rng.sample(CLASSES, ncls):
@@ -55,6 +55,8 @@ def fares_for(rng, carrier, o, d, cur, season, out):
                 f2[7] = amt(a * rng.choice([50, 75, 90, 110]) // 100)
                 if rng.random() < 0.3:
                     f2[11] = rng.choice(DOWS)
+                if alt and rng2.random() < 0.15:
+                    f2[8] = alt  # a CHD fare in another currency never prices the ADT one
                 out.append(f2)
             if rng.random() < 0.4:
                 f3 = list(out[-1] if out[-1][6] == "ADT" else out[-2])
@@ -64,6 +66,98 @@ def fares_for(rng, carrier, o, d, cur, season, out):
                 out.append(f3)
 
 
+def dow_only(*dates):
+    ds = {x.isoweekday() for x in dates}
+    return "".join(str(i) if i in ds else "." for i in range(1, 8))
+
+
+def edge_fares(rng, name, dated, today, avail_dates, cur, alt, rows, outdir, n=70):
+    """Fares in class E (economy) at exact date boundaries for chosen components (a through
+    segment of one flight boarded at leg i, left at leg j): advance purchase = days to the
+    component's first local departure date (valid) / one more (invalid), first/last travel
+    date = that date (valid) / one day off (invalid), days of week of the local date (valid)
+    or of its UTC date or a later leg's local date (invalid).  Invalid fares are the cheaper
+    ones, so accepting one shows in the price.  Writes OUTDIR/NAME/edge.json (queries) and
+    returns the legs that need class-E availability."""
+    import json
+    cands = []
+    for legs in dated:
+        if not all(L.stype in oracle.PASSENGER_TYPES for L in legs):
+            continue
+        if avail_dates is not None and not avail_dates(legs[0].dep_date):
+            continue
+        for i in range(len(legs)):
+            for j in range(i, len(legs)):
+                if legs[i].dep != legs[j].arr:
+                    cands.append((legs, i, j))
+    # prefer components whose UTC date or later legs' dates differ from the local date
+    def odd(c):
+        legs, i, j = c
+        L = legs[i]
+        utc = oracle.EPOCH + dt.timedelta(days=L.dep_utc // 1440)
+        return utc != L.dep_date or any(x.dep_date != L.dep_date for x in legs[i:j + 1])
+    odd_c = [c for c in cands if odd(c)]
+    pick = rng.sample(odd_c, min(len(odd_c), n // 2))
+    pick += rng.sample(cands, min(len(cands), n - len(pick)))
+    edge_legs, cases, seen = [], [], set()
+    for legs, i, j in pick:
+        L0, Lj = legs[i], legs[j]
+        D = L0.dep_date
+        key = (L0.carrier, L0.dep, Lj.arr, D)
+        if key in seen:
+            continue
+        seen.add(key)
+        days = (D - today).days
+        if days < 1:
+            continue
+        utc = oracle.EPOCH + dt.timedelta(days=L0.dep_utc // 1440)
+        later = [x.dep_date for x in legs[i + 1:j + 1] if x.dep_date != D]
+        c = rng.choice([cur, cur, alt]) if alt else cur
+        k = [0]
+
+        def fare(ok, first="", last="", dow="", ap=0, ptype="ADT", cc=None):
+            k[0] += 1
+            a = rng.randint(100, 1500) if ok else rng.randint(1, 99)
+            rows.append([L0.carrier, L0.dep, Lj.arr, "E%s%d%s" % (ptype[0], k[0], "V" if ok else "N"), "E",
+                         "economy", ptype, amt(a), cc or c, first and first.isoformat(),
+                         last and last.isoformat(), dow, str(ap), "false", ""])
+        one = dt.timedelta(days=1)
+        kinds = rng.sample(["ap", "ap1", "first", "first1", "last", "last1", "dow", "dowutc", "dowlater",
+                            "chd", "inf"], rng.randint(2, 6))
+        for kd in kinds:
+            if kd == "ap":
+                fare(True, D - 3 * one, D + 3 * one, "", days)
+            elif kd == "ap1":
+                fare(False, D - 3 * one, D + 3 * one, "", days + 1)
+            elif kd == "first":
+                fare(True, D, D + 5 * one)
+            elif kd == "first1":
+                fare(False, D + one, D + 5 * one)
+            elif kd == "last":
+                fare(True, D - 5 * one, D)
+            elif kd == "last1":
+                fare(False, D - 5 * one, D - one)
+            elif kd == "dow":
+                fare(True, D - 9 * one, D + 9 * one, dow_only(D))
+            elif kd == "dowutc" and utc != D:
+                fare(False, D - 9 * one, D + 9 * one, dow_only(utc))
+            elif kd == "dowlater" and later:
+                fare(False, D - 9 * one, D + 9 * one, dow_only(*later))
+            elif kd in ("chd", "inf"):
+                # companion fares at the boundaries (valid or not), possibly in the other currency
+                ok = rng.random() < 0.5
+                cc = alt if (alt and rng.random() < 0.2) else c
+                fare(True, D - 3 * one, D + 3 * one, "", days)  # an ADT fare to go with them
+                rows[-1][7] = amt(rng.randint(100, 1500))
+                fare(ok, D - 3 * one, D + 3 * one, "", days + (0 if ok else 1), "CHD" if kd == "chd" else "INF", cc)
+        edge_legs.extend(legs)
+        for dd in (D, D - one, D + one):
+            cases.append({"origin": L0.dep, "destination": Lj.arr, "date": dd.isoformat()})
+    with open(os.path.join(outdir, name, "edge.json"), "w") as f:
+        json.dump(cases, f, indent=0)
+    return edge_legs
+
+
 def write(path, header, rows):
     with open(path, "w") as f:
         f.write(header + "\n")
@@ -71,7 +165,8 @@ def write(path, header, rows):
             f.write(",".join(r) + "\n")
 
 
-def gen(outdir, name, ssim, cur, seed, avail_dates, metro_fares, mct_rows):
+def gen(outdir, name, ssim, cur, seed, avail_dates, metro_fares, mct_rows, alt=None,
+        alt_carriers=(), today=None):
     rng = random.Random(seed)
     d = os.path.join(outdir, name)
     os.makedirs(d, exist_ok=True)
@@ -93,12 +188,20 @@ def gen(outdir, name, ssim, cur, seed, avail_dates, metro_fares, mct_rows):
                 if a != b:
                     markets.add(("XX", a, b))
     rows = []
+    # second currency (own random stream, so the first-currency fares stay as they were):
+    # carriers in alt_carriers file only in `alt`; other markets: 15% only `alt`, 15% both
+    rng2 = random.Random(seed + 100)
     for m in sorted(markets):
         if rng.random() < 0.12:
             continue  # unpriced market
-        fares_for(rng, m[0], m[1], m[2], cur, season, rows)
+        r2 = rng2.random() if alt else 1.0
+        c0 = alt if (m[0] in alt_carriers or r2 < 0.15) else cur
+        fares_for(rng, m[0], m[1], m[2], c0, season, rows, alt if c0 == cur else cur, rng2)
+        if alt and 0.15 <= r2 < 0.3 and m[0] not in alt_carriers:
+            fares_for(rng2, m[0], m[1], m[2], alt, season, rows, cur, rng2)
     for car, o, dd in metro_fares:
         fares_for(rng, car, o, dd, cur, season, rows)
+    edge_legs = edge_fares(random.Random(seed + 200), name, dated, today, avail_dates, cur, alt, rows, outdir)
     write(os.path.join(d, "fares.csv"), HDR_F, rows)
     # availability
     av = []
@@ -110,6 +213,9 @@ def gen(outdir, name, ssim, cur, seed, avail_dates, metro_fares, mct_rows):
                 continue  # no row: closed
             seats = rng.choice([0, 1, 2, 3, 4, 9, 9, 20, 50])
             av.append((L.carrier, L.number, L.dep_date.isoformat(), L.dep, cls, seats))
+    rng_e = random.Random(seed + 300)
+    for L in sorted(edge_legs, key=lambda L: (L.carrier, L.number, L.dep_date, L.dep)):
+        av.append((L.carrier, L.number, L.dep_date.isoformat(), L.dep, "E", rng_e.choice([0, 1, 2, 3, 4, 9, 9, 9])))
     seen = set()
     with open(os.path.join(d, "availability.csv"), "w") as f:
         f.write("carrier,flight_number,date,origin,booking_class,seats\n")
@@ -130,7 +236,7 @@ def main():
         [("XX", "PAR", "RUN"), ("XX", "RUN", "PAR"), ("XX", "PAR", "MRU")],
         ["RUN,DD,30,,", "RUN,DI,45,,", "RUN,ID,70,,", "RUN,II,95,,", "RUN,*,50,XX,XX",
          "RUN,II,40,XX,", "DZA,*,40,XX,", "DZA,*,55,,XX", "*,II,120,,", "*,*,75,,",
-         "MRU,*,35,,", "CDG,*,90,,XX", "TNR,DD,25,,"])
+         "MRU,*,35,,", "CDG,*,90,,XX", "TNR,DD,25,,"], alt="GBP", today=dt.date(2005, 5, 20))
 
     def nyc_dates(d):
         return (dt.date(2013, 1, 1) <= d <= dt.date(2013, 1, 10)
@@ -142,7 +248,8 @@ def main():
         [(c, "NYC", d) for c, d in [("AA", "LAX"), ("B6", "BOS"), ("DL", "ATL"), ("UA", "SFO"),
                                     ("UA", "ORD"), ("B6", "FLL"), ("EV", "DTW"), ("WN", "MDW")]]
         + [("AA", "NYC", "CHI"), ("UA", "NYC", "CHI"), ("UA", "NYC", "HOU"), ("UA", "NYC", "LON")],
-        ["JFK,DD,60,,", "JFK,*,90,,", "LGA,*,45,,", "EWR,DD,50,UA,UA", "*,*,60,,"])
+        ["JFK,DD,60,,", "JFK,*,90,,", "LGA,*,45,,", "EWR,DD,50,UA,UA", "*,*,60,,"],
+        alt="CAD", alt_carriers=("B6", "F9", "US"), today=dt.date(2013, 1, 1))
 
 
 

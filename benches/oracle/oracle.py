@@ -498,13 +498,15 @@ class Oracle:
         return self.f.avail.get((leg.carrier, leg.number, leg.dep_date.isoformat(), leg.dep, cls))
 
     def component_options(self, q, legs, carrier):
-        """cheapest cost for the component and set of (seats, fare) achieving it"""
+        """per currency: (cost, seats) of the component's chosen fare.  SEMANTICS.md: the
+        cheapest valid ADT fare (with its CHD/INF companions of the same carrier, market,
+        cabin, booking class and currency); equal costs: the first fare in fare order
+        (class, amount).  Seats = fewest seats in that class over the component's legs."""
         o, d = legs[0].dep, legs[-1].arr
         dep_date = legs[0].dep_date
         fares = [fa for fa in self.f.fares.get((carrier, o, d), ()) if self.fare_valid(fa, q, dep_date)]
         seated = q.adults + q.children
-        best = None
-        opts = []
+        best = {}
         for fa in fares:
             if fa.ptype != "ADT":
                 continue
@@ -517,49 +519,79 @@ class Oracle:
             inf = [g.amount for g in same if g.ptype == "INF"]
             cost = (q.adults * fa.amount + q.children * (min(chd) if chd else fa.amount)
                     + q.infants * (min(inf) if inf else 0))
-            if best is None or cost < best:
-                best, opts = cost, []
-            if cost == best:
-                opts.append((min(ss), fa))
-        return best, opts
+            k = (cost, fa.cls, fa.amount)
+            if fa.currency not in best or k < best[fa.currency][0]:
+                best[fa.currency] = (k, min(ss))
+        return {c: (k[0], s) for c, (k, s) in best.items()}
 
-    def price_slice(self, q, segs):
-        """returns (cost, set of seats_available among optimal constructions, ncomp) or None"""
-        n = len(segs)
-        # dp[k] = (cost, seats set) for segs[:k]
-        dp = [None] * (n + 1)
-        dp[0] = (0, {10 ** 9})
+    @staticmethod
+    def partitions(n):
+        if n == 0:
+            yield []
+            return
         for k in range(1, n + 1):
-            for s in range(k):
-                if dp[s] is None:
-                    continue
-                comp = segs[s:k]
+            for rest in Oracle.partitions(n - k):
+                yield [(0, k)] + [(a + k, b + k) for a, b in rest]
+
+    def price_slice_cur(self, q, segs):
+        """per currency: (cost, set of seats_available the documented tie rules allow).
+        A construction never mixes currencies; equal totals: fewer components; partitions
+        with the same number of components are an undocumented tie (any of them)."""
+        memo = {}
+        per = {}  # cur -> (cost, ncomp, seats set)
+        for part in self.partitions(len(segs)):
+            opts = []
+            ok = True
+            for a, b in part:
+                comp = segs[a:b]
                 car = comp[0][0].carrier
                 if any(x[0].carrier != car for x in comp):
+                    ok = False
+                    break
+                if (a, b) not in memo:
+                    memo[(a, b)] = self.component_options(q, [L for sg in comp for L in sg], car)
+                opts.append(memo[(a, b)])
+            if not ok or not opts:
+                continue
+            for cur in opts[0]:
+                if not all(cur in o for o in opts):
                     continue
-                legs = [L for sg in comp for L in sg]
-                c, opts = self.component_options(q, legs, car)
-                if c is None:
-                    continue
-                tot = dp[s][0] + c
-                seats = {min(a, b) for a in dp[s][1] for b, _ in opts}
-                if dp[k] is None or tot < dp[k][0]:
-                    dp[k] = (tot, seats)
-                elif tot == dp[k][0]:
-                    dp[k] = (tot, dp[k][1] | seats)
-        return dp[n]
+                cost = sum(o[cur][0] for o in opts)
+                seats = min(o[cur][1] for o in opts)
+                k = (cost, len(part))
+                if cur not in per or k < per[cur][0]:
+                    per[cur] = (k, {seats})
+                elif k == per[cur][0]:
+                    per[cur][1].add(seats)
+        return {c: (k[0], s) for c, (k, s) in per.items()}
+
+    @staticmethod
+    def cheapest(per):
+        """(cost, seats set, currency set) of the cheapest currency (amounts compared by
+        value without conversion; equal values across currencies: any of them)"""
+        if not per:
+            return None
+        m = min(v[0] for v in per.values())
+        seats, curs = set(), set()
+        for c, (cost, s) in per.items():
+            if cost == m:
+                seats |= s
+                curs.add(c)
+        return (m, seats, curs)
+
+    def price_slice(self, q, segs):
+        """returns (cost, set of seats_available, set of currencies) or None"""
+        return self.cheapest(self.price_slice_cur(q, segs))
 
     # ------------------------------------------------------------------ top level
     def search(self, q, pruned_slices=None):
         f = self.f
         O, D = f.query_sets(q.origin, q.destination)
         out = self.slices(q, O, D, q.date)
-        out_items = []
-        for s in out:
-            out_items.append((s, self.price_slice(q, s)))
         if q.return_date:
+            out_items = [(s, self.price_slice_cur(q, s)) for s in out]
             inn = self.slices(q, D, O, q.return_date)
-            in_items = [(s, self.price_slice(q, s)) for s in inn]
+            in_items = [(s, self.price_slice_cur(q, s)) for s in inn]
             pairs = []
             for a in out_items:
                 for b in in_items:
@@ -569,14 +601,13 @@ class Oracle:
                     mn = q.min_conn if q.min_conn is not None else f.mct_minutes(last.arr, last, first)
                     if first.dep_utc - last.arr_utc < mn:
                         continue
-                    if a[1] is None or b[1] is None:
-                        pr = None
-                    else:
-                        pr = (a[1][0] + b[1][0], {min(x, y) for x in a[1][1] for y in b[1][1]})
-                    pairs.append(([a[0], b[0]], pr))
+                    # priced in a currency both slices can be priced in (the cheapest such)
+                    per = {c: (a[1][c][0] + b[1][c][0], {min(x, y) for x in a[1][c][1] for y in b[1][c][1]})
+                           for c in a[1] if c in b[1]}
+                    pairs.append(([a[0], b[0]], self.cheapest(per)))
             items = pairs
         else:
-            items = [([s], p) for s, p in out_items]
+            items = [([s], self.price_slice(q, s)) for s in out]
         res = []
         for slices_, pr in items:
             if pr is None and q.priced_only:
