@@ -438,11 +438,12 @@ fn two_stops_and_no_revisits() {
     );
 }
 
-#[test]
-fn metro_codes_and_unknown_codes() {
+/// AAA, and a metro `code` over BBB and CCC: XX1 AAA-BBB 08:00, XX2 AAA-CCC 09:00,
+/// XX3 BBB-CCC 10:00, each with a Y fare.
+fn metro_world(code: &str) -> World {
     let mut w = base_airports();
     w.metros
-        .push(("MET".into(), vec!["BBB".into(), "CCC".into()]));
+        .push((code.into(), vec!["BBB".into(), "CCC".into()]));
     let d = d0();
     w.flights.push(flight(
         "XX",
@@ -456,7 +457,6 @@ fn metro_codes_and_unknown_codes() {
         &[d],
         vec![leg("AAA", "CCC", "09:00", "10:00")],
     ));
-    // A trip to the metro ends at its first airport: no AAA-BBB-CCC connection.
     w.flights.push(flight(
         "XX",
         3,
@@ -466,6 +466,14 @@ fn metro_codes_and_unknown_codes() {
     w.fares.push(fare("XX", "AAA", "BBB", b'Y', 1000));
     w.fares.push(fare("XX", "AAA", "CCC", b'Y', 2000));
     w.fares.push(fare("XX", "BBB", "CCC", b'Y', 500));
+    w
+}
+
+#[test]
+fn metro_codes_and_unknown_codes() {
+    // A trip to the metro ends at its first airport: no AAA-BBB-CCC connection (XX3).
+    let w = metro_world("MET");
+    let d = d0();
     let b = build(&w);
     let (data, meta) = search(&b, &q("AAA", "met", &iso(d)));
     assert_eq!(describe(&data), vec!["XX1 AAA-BBB", "XX2 AAA-CCC"]);
@@ -484,37 +492,14 @@ fn metro_codes_and_unknown_codes() {
 /// means Hobby. Here `CCC` is an airport and the metro of CCC and BBB.
 #[test]
 fn a_dual_code_against_another_airport_of_its_city_means_the_airport() {
-    let mut w = base_airports();
-    w.metros
-        .push(("CCC".into(), vec!["BBB".into(), "CCC".into()]));
+    let mut w = metro_world("CCC");
     let d = d0();
-    w.flights.push(flight(
-        "XX",
-        1,
-        &[d],
-        vec![leg("AAA", "BBB", "08:00", "09:00")],
-    ));
-    w.flights.push(flight(
-        "XX",
-        2,
-        &[d],
-        vec![leg("AAA", "CCC", "09:00", "10:00")],
-    ));
-    w.flights.push(flight(
-        "XX",
-        3,
-        &[d],
-        vec![leg("BBB", "CCC", "10:00", "11:00")],
-    ));
     w.flights.push(flight(
         "XX",
         4,
         &[d],
         vec![leg("CCC", "BBB", "12:00", "13:00")],
     ));
-    w.fares.push(fare("XX", "AAA", "BBB", b'Y', 1000));
-    w.fares.push(fare("XX", "AAA", "CCC", b'Y', 2000));
-    w.fares.push(fare("XX", "BBB", "CCC", b'Y', 500));
     w.fares.push(fare("XX", "CCC", "BBB", b'Y', 500));
     let b = build(&w);
     let day = iso(d);
@@ -582,31 +567,17 @@ fn round_trip_world() -> World {
 fn same_day_round_trips_turn_round_after_landing() {
     let mut w = base_airports();
     let d = d0();
-    w.flights.push(flight(
-        "XX",
-        1,
-        &[d],
-        vec![leg("AAA", "BBB", "08:00", "09:00")],
-    ));
-    // Back before landing, 30 min after (under the 60-min default MCT), exactly 60 after.
-    w.flights.push(flight(
-        "XX",
-        5,
-        &[d],
-        vec![leg("BBB", "AAA", "07:00", "08:00")],
-    ));
-    w.flights.push(flight(
-        "XX",
-        6,
-        &[d],
-        vec![leg("BBB", "AAA", "09:30", "10:30")],
-    ));
-    w.flights.push(flight(
-        "XX",
-        7,
-        &[d],
-        vec![leg("BBB", "AAA", "10:00", "11:00")],
-    ));
+    // XX1 out; back before landing (XX5), 30 min after (XX6, under the 60-min default MCT)
+    // and exactly 60 min after (XX7).
+    for (number, from, to, dep, arr) in [
+        (1, "AAA", "BBB", "08:00", "09:00"),
+        (5, "BBB", "AAA", "07:00", "08:00"),
+        (6, "BBB", "AAA", "09:30", "10:30"),
+        (7, "BBB", "AAA", "10:00", "11:00"),
+    ] {
+        w.flights
+            .push(flight("XX", number, &[d], vec![leg(from, to, dep, arr)]));
+    }
     w.fares.push(fare("XX", "AAA", "BBB", b'Y', 10000));
     w.fares.push(fare("XX", "BBB", "AAA", b'Y', 5000));
     let b = build(&w);

@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use format::Snapshot;
+use searchd::places::PlacesIndex;
 
 fn data() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/data")
@@ -23,17 +24,11 @@ fn gna_snapshot(out: &Path) -> Snapshot {
 }
 
 fn codes(snap: &Snapshot, q: &str, limit: usize) -> Vec<String> {
-    let v = searchd::places::places(snap, q, limit).expect("search places");
-    v.as_array()
-        .expect("an array")
+    let index = PlacesIndex::open(snap).expect("open the places index");
+    let found = index.find(q, limit).expect("search places");
+    found
         .iter()
-        .map(|p| {
-            format!(
-                "{}:{}",
-                p["type"].as_str().unwrap_or(""),
-                p["iata"].as_str().unwrap_or("")
-            )
-        })
+        .map(|p| format!("{}:{}", p.kind, p.iata))
         .collect()
 }
 
