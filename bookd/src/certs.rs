@@ -57,11 +57,11 @@ pub enum CertsError {
         dir: String,
         name: String,
     },
-    #[error("{path}: {op} failed: {source}")]
+    #[error("{path}: {op} failed: {cause}")]
     Io {
         op: &'static str,
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error("{path}: {why}")]
     Invalid { path: PathBuf, why: String },
@@ -70,10 +70,10 @@ pub enum CertsError {
 }
 
 fn io<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> CertsError + 'a {
-    move |source| CertsError::Io {
+    move |cause| CertsError::Io {
         op,
         path: path.to_path_buf(),
-        source,
+        cause,
     }
 }
 

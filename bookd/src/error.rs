@@ -4,12 +4,13 @@ use std::path::PathBuf;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("{context} {}: {source}", path.display())]
+    // The cause is in the message, not also the error's source: the chain is printed on
+    // one line, and the OS error would appear twice.
+    #[error("{context} {}: {cause}", path.display())]
     Io {
         context: &'static str,
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error("PostgreSQL: {0}")]
     Pg(#[from] tokio_postgres::Error),
@@ -32,7 +33,7 @@ impl Error {
         Error::Io {
             context,
             path: path.into(),
-            source,
+            cause: source,
         }
     }
 }

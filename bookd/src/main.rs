@@ -211,8 +211,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         None => {
             let s = cli.serve;
-            let listen = s.listen.context("--listen is required")?;
-            let snapshot = s.snapshot.context("--snapshot is required")?;
+            let listen = s
+                .listen
+                .ok_or_else(|| Usage("--listen is required".into()))?;
+            let snapshot = s
+                .snapshot
+                .ok_or_else(|| Usage("--snapshot is required".into()))?;
             let now_ms = match &s.now {
                 Some(t) => Some(
                     bookd::util::Clock::parse_rfc3339(t)
@@ -279,20 +283,33 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
+/// clap's message on one line: its first paragraph (what is wrong), without usage and tip.
+fn usage_line(e: &clap::Error) -> String {
+    let text = e.render().to_string();
+    let first = text.split("\n\n").next().unwrap_or_default();
+    let line = first.split_whitespace().collect::<Vec<_>>().join(" ");
+    line.trim_start_matches("error: ").to_string()
+}
+
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(c) => c,
+        Err(e) if !e.use_stderr() => {
+            let _ = e.print(); // --help, --version
+            return ExitCode::SUCCESS;
+        }
         Err(e) => {
-            let code = if e.use_stderr() { 2 } else { 0 };
-            let _ = e.print();
-            return ExitCode::from(code);
+            eprintln!("bookd: error: {} (see bookd --help)", usage_line(&e));
+            return ExitCode::from(2);
         }
     };
     init_logging();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("bookd: {e:#}");
+            // One line: the context chain joined.
+            let line = format!("{e:#}").replace('\n', " ");
+            eprintln!("bookd: error: {line}");
             if e.downcast_ref::<Usage>().is_some() {
                 ExitCode::from(2)
             } else {

@@ -121,10 +121,10 @@ pub enum QuicError {
     Certs(#[from] certs::CertsError),
     #[error("TLS configuration: {0}")]
     Tls(String),
-    #[error("cannot listen on {addr} (UDP): {source}")]
+    #[error("cannot listen on {addr} (UDP): {cause}")]
     Bind {
         addr: SocketAddr,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
 }
 
@@ -344,9 +344,9 @@ impl Publisher {
         install_crypto_provider();
         let sc = server_config(&config)?;
         let endpoint =
-            quinn::Endpoint::server(sc, config.listen).map_err(|source| QuicError::Bind {
+            quinn::Endpoint::server(sc, config.listen).map_err(|cause| QuicError::Bind {
                 addr: config.listen,
-                source,
+                cause,
             })?;
         let (snapshot, _) = watch::channel(config.snapshot_id.clone());
         let (shutdown, _) = watch::channel(false);

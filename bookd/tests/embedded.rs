@@ -82,16 +82,34 @@ async fn keys_restart_stale_pid_and_adoption() {
     assert!(bookd::pg::running_postmaster(&state.join("pgdata")).is_none());
 }
 
+/// Regression: clap's errors took several lines, and a bookd started without `--listen`
+/// exited 1 (a failure) instead of 2 (bad usage).
 #[test]
-fn usage_errors_exit_2() {
-    let out = std::process::Command::new(bin())
-        .args(["--bogus"])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    let out = std::process::Command::new(bin())
-        .args(["--help"])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(0));
+fn usage_errors_exit_2_with_one_line_naming_the_parameter() {
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(bin())
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    for (args, named) in [
+        (&["--bogus"][..], "--bogus"),
+        (&[][..], "--listen"),
+        (&["--listen", "127.0.0.1:0"][..], "--snapshot"),
+        (&["--listen", "nope", "--snapshot", "x"][..], "--listen"),
+        (&["keys", "create"][..], "--name"),
+        (&["certs", "init"][..], "--cluster-dir"),
+    ] {
+        let (code, err) = run(args);
+        assert_eq!(code, Some(2), "{args:?}: {err}");
+        assert!(err.contains(named), "{args:?}: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "{args:?}: one line: {err}");
+        assert!(err.starts_with("bookd: error: "), "{args:?}: {err}");
+    }
+    let (code, _) = run(&["--help"]);
+    assert_eq!(code, Some(0));
 }

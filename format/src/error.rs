@@ -4,12 +4,13 @@ use std::path::PathBuf;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("failed to {action} {path}: {source}")]
+    // The cause is in the message, not also the error's source: binaries print the whole chain
+    // on one line, and the OS error would appear twice.
+    #[error("failed to {action} {path}: {cause}")]
     Io {
         action: &'static str,
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// A file of the snapshot is damaged, truncated, of another version or another kind.
     #[error("{path}: {problem}")]
@@ -17,6 +18,9 @@ pub enum Error {
     /// A file the manifest lists is missing.
     #[error("{path}: missing (listed in the manifest)")]
     Missing { path: PathBuf },
+    /// The snapshot directory, or its manifest, does not exist.
+    #[error("{path}: not found ({what})")]
+    NotFound { path: PathBuf, what: &'static str },
     #[error("failed to serialize {what}: {message}")]
     Serialize { what: &'static str, message: String },
     #[error("failed to publish the snapshot at {path}: {message}")]
@@ -30,7 +34,7 @@ impl Error {
         Error::Io {
             action,
             path: path.into(),
-            source,
+            cause: source,
         }
     }
 

@@ -356,7 +356,10 @@ pub fn read_manifest(dir: &Path) -> Result<Manifest> {
     let path = dir.join(MANIFEST_FILE);
     let md = fs::metadata(&path).map_err(|e| {
         if e.kind() == std::io::ErrorKind::NotFound {
-            Error::Missing { path: path.clone() }
+            Error::NotFound {
+                path: path.clone(),
+                what: "no manifest: not a snapshot directory",
+            }
         } else {
             Error::io("stat", &path, e)
         }
@@ -436,8 +439,9 @@ impl Snapshot {
     pub fn open(dir: &Path) -> Result<Snapshot> {
         let dir = fs::canonicalize(dir).map_err(|e| {
             if e.kind() == std::io::ErrorKind::NotFound {
-                Error::Missing {
+                Error::NotFound {
                     path: dir.to_path_buf(),
+                    what: "no such snapshot directory",
                 }
             } else {
                 Error::io("resolve", dir, e)

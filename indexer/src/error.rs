@@ -16,12 +16,13 @@ pub enum Error {
     /// A whole feed is unusable (missing header, wrong columns, empty file).
     #[error("{file}: {message}")]
     FeedFile { file: String, message: String },
-    #[error("failed to {action} {path}: {source}")]
+    // The cause is in the message, not also the error's source (the chain is printed on one
+    // line, and the OS error would appear twice).
+    #[error("failed to {action} {path}: {cause}")]
     Io {
         action: &'static str,
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error(transparent)]
     Snapshot(#[from] format::Error),
@@ -49,7 +50,7 @@ impl Error {
         Error::Io {
             action,
             path: path.into(),
-            source,
+            cause: source,
         }
     }
 

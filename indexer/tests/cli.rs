@@ -108,11 +108,52 @@ fn verify_names_the_broken_file_and_exits_non_zero() {
     assert_eq!(err.trim().lines().count(), 1, "one-line error: {err}");
 }
 
+/// Regression: clap's usage errors took several lines.
 #[test]
-fn bad_usage_exits_2_and_help_exits_0() {
-    assert_eq!(indexer(&["build", "--out", "x"]).status.code(), Some(2));
-    assert_eq!(indexer(&["frobnicate"]).status.code(), Some(2));
+fn bad_usage_exits_2_with_one_line_and_help_exits_0() {
+    for (args, named) in [
+        (&["build", "--out", "x"][..], "--ssim"),
+        (&["frobnicate"][..], "frobnicate"),
+        (&["inspect"][..], "DIR"),
+    ] {
+        let o = indexer(args);
+        let err = text(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(named), "{args:?}: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "{args:?}: one line: {err}");
+    }
     assert_eq!(indexer(&["--help"]).status.code(), Some(0));
+}
+
+/// Regression: a missing snapshot directory was reported as "missing (listed in the
+/// manifest)", and a missing feed file named its OS error twice.
+#[test]
+fn a_missing_directory_or_file_is_named_once_and_plainly() {
+    let o = indexer(&["inspect", "/nonexistent-snapshot", "--json"]);
+    let err = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        err.contains("/nonexistent-snapshot") && err.contains("no such snapshot directory"),
+        "{err}"
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let o = indexer(&["verify", tmp.path().to_str().unwrap()]);
+    let err = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(err.contains("not a snapshot directory"), "{err}");
+    let o = indexer(&[
+        "build",
+        "--ssim",
+        "/nonexistent.ssim",
+        "--airports",
+        "/nonexistent.csv",
+        "--out",
+        tmp.path().join("snap").to_str().unwrap(),
+    ]);
+    let err = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(err.contains("/nonexistent.csv"), "{err}");
+    assert_eq!(err.matches("No such file or directory").count(), 1, "{err}");
 }
 
 #[test]
