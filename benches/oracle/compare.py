@@ -534,6 +534,8 @@ def main():
     ap.add_argument("--metro-variant", type=int, default=0, help="use gna-m feeds (extra metros RUZ, DZA)")
     ap.add_argument("--fare-airport-first", type=int, default=0,
                     help="1: mimic searchd's (diagnosed) reading of fares filed on a code that is both airport and metro")
+    ap.add_argument("--tie-by-cabin", type=int, default=0,
+                    help="1: equal-cost fares ordered (cabin, class, amount) as searchd does, not (class, amount) as SEMANTICS.md says")
     ap.add_argument("--utc-mode", type=int, default=0, help="oracle reads the U-mode twins in --feeds")
     a = ap.parse_args()
     rng = random.Random(a.seed)
@@ -546,7 +548,7 @@ def main():
         g = oracle.Feeds([gs], FIX + "/airports.csv", mf,
                          F + "/gna/mct.csv", ff, F + "/gna/availability.csv",
                          "2005-05-20T00:00:00Z", bool(a.fare_airport_first))
-        c = Cmp("gna", a.gna_url, oracle.Oracle(g, bool(a.strict_metro)))
+        c = Cmp("gna", a.gna_url, oracle.Oracle(g, bool(a.strict_metro), bool(a.tie_by_cabin)))
         for kind, p in gna_queries(rng, a.n, c.o):
             c.search(kind, p)
         for kind, p in edge_queries(rng, c.o, a.n // 3):
@@ -586,7 +588,7 @@ def main():
         n = oracle.Feeds([ns], FIX + "/airports.csv", FIX + "/metro_areas.csv",
                          F + "/nyc/mct.csv", F + "/nyc/fares.csv", F + "/nyc/availability.csv",
                          "2013-01-01T00:00:00Z", bool(a.fare_airport_first))
-        c = Cmp("nyc", a.nyc_url, oracle.Oracle(n, bool(a.strict_metro)))
+        c = Cmp("nyc", a.nyc_url, oracle.Oracle(n, bool(a.strict_metro), bool(a.tie_by_cabin)))
         for kind, p in nyc_queries(rng, a.n, n):
             c.search(kind, p)
         for kind, p in fare_edge_queries(rng, F, "nyc", a.n // 3):

@@ -123,8 +123,16 @@ def edge_fares(rng, name, dated, today, avail_dates, cur, alt, rows, outdir, n=7
                          last and last.isoformat(), dow, str(ap), "false", ""])
         one = dt.timedelta(days=1)
         kinds = rng.sample(["ap", "ap1", "first", "first1", "last", "last1", "dow", "dowutc", "dowlater",
-                            "chd", "inf"], rng.randint(2, 6))
+                            "chd", "inf", "tie", "tie"], rng.randint(2, 6))
         for kd in kinds:
+            if kd == "tie":
+                # equal amounts in two booking classes (seats_available follows the tie rule)
+                fare(True)
+                a = rng.randint(100, 400)
+                rows[-1][7] = amt(a)
+                cls, cabin = rng.choice(CLASSES)
+                rows.append(rows[-1][:3] + [cls + "TIE", cls, cabin] + rows[-1][6:])
+                continue
             if kd == "ap":
                 fare(True, D - 3 * one, D + 3 * one, "", days)
             elif kd == "ap1":

@@ -18,6 +18,7 @@ from collections import defaultdict
 from zoneinfo import ZoneInfo
 
 PASSENGER_TYPES = set("JSUQGBRCO")
+CABINS = ["economy", "premium_economy", "business", "first"]
 MONTHS = {m: i + 1 for i, m in enumerate(
     ["JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"])}
 EPOCH = dt.date(1970, 1, 1)
@@ -394,8 +395,11 @@ class Query:
 
 
 class Oracle:
-    def __init__(self, feeds, strict_metro_ends=True):
+    def __init__(self, feeds, strict_metro_ends=True, tie_by_cabin=False):
         self.f = feeds
+        # Equal component costs: SEMANTICS.md says "the first fare in fare order (class,
+        # amount)"; True = searchd's diagnosed order (cabin, class, amount)
+        self.tie_by_cabin = tie_by_cabin
         # README/SEMANTICS reading: no connection point / through stop may be one of the
         # query's origin or destination airports.  False = contract text only.
         self.strict_metro_ends = strict_metro_ends
@@ -519,7 +523,7 @@ class Oracle:
             inf = [g.amount for g in same if g.ptype == "INF"]
             cost = (q.adults * fa.amount + q.children * (min(chd) if chd else fa.amount)
                     + q.infants * (min(inf) if inf else 0))
-            k = (cost, fa.cls, fa.amount)
+            k = (cost, fa.cls, fa.amount) if not self.tie_by_cabin else (cost, CABINS.index(fa.cabin), fa.cls, fa.amount)
             if fa.currency not in best or k < best[fa.currency][0]:
                 best[fa.currency] = (k, min(ss))
         return {c: (k[0], s) for c, (k, s) in best.items()}

@@ -1,5 +1,6 @@
 #!/bin/sh
-# Rebuild feeds + snapshots, start 5 searchd (ports 19101-19105), compare, stop them.
+# Rebuild feeds + snapshots, start 5 searchd (ports 19101-19105), compare searches and
+# places, stop them.
 set -e
 cd "$(dirname "$0")/../.."
 F=${FIXTURES:-../shared/fixtures}; O=/tmp/oracle-feeds; B=target/release
@@ -26,7 +27,10 @@ start gnaU 19103 2005-05-20T00:00:00Z; start nycU 19104 2013-01-01T00:00:00Z
 start gnaM 19105 2005-05-20T00:00:00Z
 trap 'kill $PIDS' EXIT
 sleep 2
-C="python3 benches/oracle/compare.py --feeds $O"
+C="flock /tmp/bench.lock python3 benches/oracle/compare.py --feeds $O"
 $C --seed 7 --n 600 --out /tmp/oracle-report-main.json
 $C --seed 3 --n 600 --utc-mode 1 --gna-url http://127.0.0.1:19103 --nyc-url http://127.0.0.1:19104 --out /tmp/oracle-report-utc.json
 $C --only gna --seed 5 --n 600 --metro-variant 1 --gna-url http://127.0.0.1:19105 --out /tmp/oracle-report-metro.json
+P="flock /tmp/bench.lock python3 benches/oracle/places_check.py"
+$P --url http://127.0.0.1:19102 --ssim $F/nycflights13_2013.ssim --seed 11 --n 300 --out /tmp/oracle-report-places-nyc.json
+$P --url http://127.0.0.1:19101 --ssim $F/gna_iata_sample.ssim --seed 12 --n 150 --out /tmp/oracle-report-places-gna.json
