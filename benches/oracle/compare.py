@@ -534,8 +534,8 @@ def main():
     ap.add_argument("--metro-variant", type=int, default=0, help="use gna-m feeds (extra metros RUZ, DZA)")
     ap.add_argument("--fare-airport-first", type=int, default=0,
                     help="1: mimic searchd's (diagnosed) reading of fares filed on a code that is both airport and metro")
-    ap.add_argument("--tie-by-cabin", type=int, default=0,
-                    help="1: equal-cost fares ordered (cabin, class, amount) as searchd does, not (class, amount) as SEMANTICS.md says")
+    ap.add_argument("--tie-by-cabin", type=int, default=1,
+                    help="0: equal-cost fares ordered (class, amount), the reading SEMANTICS.md gave before it named the cabin first")
     ap.add_argument("--utc-mode", type=int, default=0, help="oracle reads the U-mode twins in --feeds")
     a = ap.parse_args()
     rng = random.Random(a.seed)

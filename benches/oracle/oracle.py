@@ -395,7 +395,7 @@ class Query:
 
 
 class Oracle:
-    def __init__(self, feeds, strict_metro_ends=True, tie_by_cabin=False):
+    def __init__(self, feeds, strict_metro_ends=True, tie_by_cabin=True):
         self.f = feeds
         # Equal component costs: SEMANTICS.md says "the first fare in fare order (class,
         # amount)"; True = searchd's diagnosed order (cabin, class, amount)
@@ -505,7 +505,7 @@ class Oracle:
         """per currency: (cost, seats) of the component's chosen fare.  SEMANTICS.md: the
         cheapest valid ADT fare (with its CHD/INF companions of the same carrier, market,
         cabin, booking class and currency); equal costs: the first fare in fare order
-        (class, amount).  Seats = fewest seats in that class over the component's legs."""
+        (cabin, class, amount).  Seats = fewest seats in that class over the component's legs."""
         o, d = legs[0].dep, legs[-1].arr
         dep_date = legs[0].dep_date
         fares = [fa for fa in self.f.fares.get((carrier, o, d), ()) if self.fare_valid(fa, q, dep_date)]
@@ -572,16 +572,13 @@ class Oracle:
     @staticmethod
     def cheapest(per):
         """(cost, seats set, currency set) of the cheapest currency (amounts compared by
-        value without conversion; equal values across currencies: any of them)"""
+        value without conversion; equal values across currencies: the first currency code,
+        SEMANTICS.md)"""
         if not per:
             return None
         m = min(v[0] for v in per.values())
-        seats, curs = set(), set()
-        for c, (cost, s) in per.items():
-            if cost == m:
-                seats |= s
-                curs.add(c)
-        return (m, seats, curs)
+        c = min(c for c, (cost, _) in per.items() if cost == m)
+        return (m, set(per[c][1]), {c})
 
     def price_slice(self, q, segs):
         """returns (cost, set of seats_available, set of currencies) or None"""

@@ -98,12 +98,12 @@ fn folded_words(text: &str) -> String {
     out
 }
 
-/// Highest traffic figure the rank key holds (far above any season's dated segments).
+/// Highest traffic figure the rank key holds (far above any season's dated legs).
 const MAX_TRAFFIC: u64 = (1 << 46) - 1;
 
 /// The `rank` of a place: one number whose descending order is the order of equally good
 /// matches, so that the index's top-k by `rank` is already that order and ties never cut
-/// a result list at random. Busier first (`traffic`: dated segments from or to the place,
+/// a result list at random. Busier first (`traffic`: dated passenger legs from or to the place,
 /// a metro's being its airports' sum), then a metro before an airport, then by code.
 pub fn rank_key(traffic: u64, metro: bool, code: &[u8; 3]) -> u64 {
     // Codes are base-36 digits (letters, and digits in some feeds): 36^3 < 2^16.
@@ -119,7 +119,7 @@ pub fn rank_key(traffic: u64, metro: bool, code: &[u8; 3]) -> u64 {
 }
 
 /// Builds the index into the empty directory `dir`. `traffic[i]` is airport `i`'s dated
-/// segments (departing or arriving); a metro's is the sum of its airports'.
+/// passenger legs (departing or arriving); a metro's is the sum of its airports'.
 pub fn build(dir: &Path, places: &Places, traffic: &[u64]) -> Result<()> {
     let (schema, f) = schema();
     let index = Index::create_in_dir(dir, schema).map_err(tv)?;

@@ -396,7 +396,7 @@ struct CompiledNetwork {
     designators: u64,
     first_date: Option<i32>,
     last_date: Option<i32>,
-    /// Dated segments departing from or arriving at each airport (orders autocomplete).
+    /// Dated passenger legs departing from or arriving at each airport (orders autocomplete).
     traffic_per_airport: Vec<u64>,
 }
 
@@ -530,6 +530,12 @@ fn compile_network(
             });
         }
         let pl = &legs[first_leg as usize..];
+        // Both ends of every passenger leg: an airport that is only flown to (every
+        // destination of a feed of one city's departures) is as much a place to search for.
+        for leg in pl.iter().filter(|l| l.passenger) {
+            traffic[leg.dep as usize] += n;
+            traffic[leg.arr as usize] += n;
+        }
         // Every boardable leg range of the through flight is a segment.
         for i in 0..pl.len() {
             if !pl[i].passenger {
@@ -557,10 +563,6 @@ fn compile_network(
                         dep_local_min: local.rem_euclid(1440) as u16,
                     },
                 ));
-                // Both ends: an airport that is only flown to (every destination of a
-                // feed of one city's departures) is as much a place to search for.
-                traffic[pl[i].dep as usize] += n;
-                traffic[leg.arr as usize] += n;
             }
         }
         flights.push(Flight {

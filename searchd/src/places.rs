@@ -2,15 +2,16 @@
 //!
 //! Order of the answer: an exact IATA code match first (a `q` of three letters), then
 //! documents that have every word of `q` as a whole word (`paris` finds the city of Paris
-//! before `Parish`; only when every word has [`MIN_WHOLE_WORD_CHARS`] letters), then documents whose words start with every word of `q` (exact
-//! prefixes), then documents that match with one typo per word (prefix Levenshtein
+//! before `Parish`; only when every word has [`MIN_WHOLE_WORD_CHARS`] letters), then
+//! documents whose words start with every word of `q` (exact prefixes), then documents that match with one typo per word (prefix Levenshtein
 //! distance 1, transpositions count as one edit; only for words of at least
 //! [`MIN_TYPO_WORD_CHARS`] characters, since one edit on a shorter word matches nearly
 //! everything; and not in the first letter, as search engines' completion suggesters do
 //! by default: people rarely mistype it, and keeping it fixed visits a small part of the
-//! term dictionary, which made this tier 2.5x faster). Words are compared folded to ASCII (`sao` finds `São`). Within each group
-//! the index's `rank` decides: busier places first (flights from or to them), then a
-//! metro before an airport, then by code (`format::places::rank_key`).
+//! term dictionary, which made this tier 2.5x faster). Words are compared folded to ASCII
+//! (`sao` finds `São`). Within each group the index's `rank` decides: busier places first
+//! (dated passenger legs from or to them), then a metro before an airport, then by code
+//! (`format::places::rank_key`).
 //!
 //! The tantivy reader is opened once per snapshot ([`PlacesIndex::open`]) and kept next to
 //! it by the server; [`places`] is the one-shot form for tools and tests.

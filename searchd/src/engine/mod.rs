@@ -41,8 +41,9 @@
 //!   A construction mixing currencies is invalid (a round trip is priced only in a currency
 //!   both slices have). Amounts of different currencies are compared by value without
 //!   conversion (sorting, `max_price`). Equal totals: the construction with fewer
-//!   components, then the first fare in fare order, is shown. At most 3 currencies are kept
-//!   per slice (the cheapest).
+//!   components, then the first fare in fare order (cabin, class, amount, first travel date),
+//!   is shown; equal values in different currencies, the first currency code. At most 3
+//!   currencies are kept per slice (the cheapest).
 //! - **Filters.** `carriers`/`exclude_carriers` apply to every segment (unknown but well-formed
 //!   codes simply match nothing); `depart_after`/`depart_before` are inclusive bounds on the
 //!   local departure time of each slice; `max_price` (inclusive) compares with the total, in

@@ -912,9 +912,10 @@ pub fn price_refs(n: usize, comp: &[[&CompOpts; 3]; 3]) -> Priced {
             }
         }
     }
-    // Cheapest first; equal values keep their order of discovery.
+    // Cheapest first; equal values in different currencies by currency code, so that every
+    // path to the same itinerary (search, calendar, offer) shows the same one.
     let n = out.n as usize;
-    out.opts[..n].sort_by_key(|c| c.micros());
+    out.opts[..n].sort_by_key(|c| (c.micros(), c.cur));
     out
 }
 

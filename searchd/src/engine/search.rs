@@ -570,7 +570,8 @@ fn pair_price<'p>(o: &'p Priced, i: &'p Priced) -> Option<(&'p Construction, &'p
     for a in o.opts() {
         if let Some(b) = i.get(&a.cur) {
             let v = a.micros() + b.micros();
-            if best.is_none_or(|x| v < x.2) {
+            // Equal totals: the first currency code (as for one slice).
+            if best.is_none_or(|x| (v, a.cur) < (x.2, x.0.cur)) {
                 best = Some((a, b, v));
             }
         }
