@@ -1105,6 +1105,62 @@ fn mixed_currency_constructions_are_invalid() {
     assert_eq!(prices(&data), vec!["null"]);
 }
 
+/// Regression: equal values in two currencies kept their order of discovery, so a calendar
+/// day could show the GBP copy of the itinerary its search showed in EUR (found by the
+/// oracle on the Gna sample). The first currency code wins, everywhere.
+#[test]
+fn equal_values_in_two_currencies_show_the_first_currency_code() {
+    let mut w = base_airports();
+    w.open_classes = vec![b'Y', b'B'];
+    let d = d0();
+    w.flights.push(flight(
+        "XX",
+        1,
+        &[d],
+        vec![leg("AAA", "BBB", "08:00", "09:00")],
+    ));
+    // B comes before Y in fare order, so GBP is found first.
+    w.fares
+        .push(fare("XX", "AAA", "BBB", b'B', 10000).currency(b"GBP"));
+    w.fares
+        .push(fare("XX", "AAA", "BBB", b'Y', 10000).currency(b"EUR"));
+    let b = build(&w);
+    let date = iso(d);
+    let (data, _) = search(&b, &q("AAA", "BBB", &date));
+    let it = &data["itineraries"][0];
+    assert_eq!(it["price"]["currency"], "EUR", "{it}");
+    assert_eq!(it["fares"][0]["booking_class"], "Y");
+    let params: Vec<(String, String)> = [
+        ("origin", "AAA"),
+        ("destination", "BBB"),
+        ("from", date.as_str()),
+        ("to", date.as_str()),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let (cal, _) = searchd::engine::calendar(&b.snap, &b.overlay, clock(), &params).unwrap();
+    let day = &cal["days"][0];
+    assert_eq!(day["lowest_price"]["currency"], "EUR", "{day}");
+    assert_eq!(day["itinerary_id"], it["id"]);
+    // A round trip's pair too: EUR both ways as well as GBP both ways at equal totals.
+    w.flights.push(flight(
+        "XX",
+        2,
+        &[d + 1],
+        vec![leg("BBB", "AAA", "08:00", "09:00")],
+    ));
+    w.fares
+        .push(fare("XX", "BBB", "AAA", b'B', 5000).currency(b"GBP"));
+    w.fares
+        .push(fare("XX", "BBB", "AAA", b'Y', 5000).currency(b"EUR"));
+    let b = build(&w);
+    let ret = iso(d + 1);
+    let (data, _) = search(&b, &with(q("AAA", "BBB", &date), &[("return_date", &ret)]));
+    assert_eq!(data["itineraries"][0]["price"]["currency"], "EUR");
+    assert_eq!(prices(&data), vec!["150.00 EUR"]);
+}
+
 #[test]
 fn offers_round_trip_reprice_and_expire() {
     let mut w = round_trip_world();
