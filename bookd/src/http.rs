@@ -160,6 +160,25 @@ async fn handle(app: Arc<App>, req: Request<Incoming>, _peer: SocketAddr) -> Res
 }
 
 async fn read_body(req: Request<Incoming>) -> Result<Bytes, ApiError> {
+    // Bodies are JSON. A request that says it sends something else is refused (a client
+    // posting a form by mistake gets told, not a hold); one that says nothing is read as
+    // JSON.
+    if let Some(ct) = req.headers().get(CONTENT_TYPE) {
+        let media = ct
+            .to_str()
+            .ok()
+            .and_then(|v| v.split(';').next())
+            .map(|m| m.trim().to_ascii_lowercase());
+        if media.as_deref() != Some("application/json") {
+            return Err(ApiError::new(
+                415,
+                "unsupported_media_type",
+                "Unsupported media type",
+                "request bodies are JSON: send `Content-Type: application/json`",
+            )
+            .with_parameter("Content-Type"));
+        }
+    }
     let too_big = || {
         ApiError::new(
             413,
@@ -301,9 +320,11 @@ async fn authenticate(app: &App, req: &Request<Incoming>) -> Result<i64, ApiErro
     let text = header
         .to_str()
         .map_err(|_| unauthorized("malformed Authorization header"))?;
+    // The scheme is case-insensitive (RFC 9110, 11.1).
     let key = text
-        .strip_prefix("Bearer ")
-        .map(str::trim)
+        .split_once(' ')
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, key)| key.trim())
         .filter(|k| !k.is_empty() && k.len() <= 200)
         .ok_or_else(|| unauthorized("expected `Bearer KEY`"))?;
     let h = sha256(key.as_bytes());

@@ -7,6 +7,7 @@
 use std::sync::Arc;
 
 use format::model::{carrier_code, carrier_str, ArchivedLeg};
+use format::wire::LegKey;
 use format::Snapshot;
 use serde::{Deserialize, Serialize};
 
@@ -72,6 +73,20 @@ impl ResolvedOffer {
 /// is not an offer id.
 pub trait OfferResolver: Send + Sync {
     fn resolve(&self, offer_id: &str, now_ms: i64) -> Result<ResolvedOffer, ApiError>;
+
+    /// [`resolve`](Self::resolve) priced against `live`: bookd's seats remaining in the
+    /// leg classes it has inventory rows for (the others keep the snapshot's figures), so
+    /// that a sold-out class gives way to the next one as it does in searchd. Resolvers
+    /// that do not price with seat counts ignore it.
+    fn resolve_live(
+        &self,
+        offer_id: &str,
+        now_ms: i64,
+        live: &[(LegKey, u16)],
+    ) -> Result<ResolvedOffer, ApiError> {
+        let _ = live;
+        self.resolve(offer_id, now_ms)
+    }
 }
 
 /// Seats on sale in a leg's booking class before any booking.
@@ -296,11 +311,12 @@ impl OfferResolver for LegOfferResolver {
 
 /// Resolves offer ids made by searchd's engine: decodes the id, finds its dated segments
 /// in the snapshot and prices them now with the same engine (so bookd and searchd agree on
-/// what an offer costs). bookd's own inventory, not the snapshot's availability, decides
-/// whether seats remain; the engine prices against the snapshot's classes.
+/// what an offer costs). bookd's own inventory decides whether seats remain: `resolve`
+/// prices against the snapshot's classes, `resolve_live` against bookd's seat counts.
 pub struct EngineOfferResolver {
     pub snapshot: Arc<Snapshot>,
-    /// Always empty: bookd's authoritative seat counts are in PostgreSQL.
+    /// Always empty: bookd's authoritative seat counts are in PostgreSQL, and
+    /// `resolve_live` brings those of one offer's legs.
     pub overlay: searchd::overlay::Overlay,
 }
 
@@ -315,6 +331,33 @@ fn from_search_error(e: searchd::api::ApiError) -> ApiError {
 
 impl OfferResolver for EngineOfferResolver {
     fn resolve(&self, offer_id: &str, now_ms: i64) -> Result<ResolvedOffer, ApiError> {
+        self.resolve_with(offer_id, now_ms, &self.overlay)
+    }
+
+    fn resolve_live(
+        &self,
+        offer_id: &str,
+        now_ms: i64,
+        live: &[(LegKey, u16)],
+    ) -> Result<ResolvedOffer, ApiError> {
+        let overlay = searchd::overlay::Overlay::new();
+        let snap = &*self.snapshot;
+        let updates: Vec<(u64, u16)> = live
+            .iter()
+            .filter_map(|(k, seats)| searchd::subscriber::resolve_leg(snap, k).map(|a| (a, *seats)))
+            .collect();
+        overlay.apply(&updates);
+        self.resolve_with(offer_id, now_ms, &overlay)
+    }
+}
+
+impl EngineOfferResolver {
+    fn resolve_with(
+        &self,
+        offer_id: &str,
+        now_ms: i64,
+        overlay: &searchd::overlay::Overlay,
+    ) -> Result<ResolvedOffer, ApiError> {
         use searchd::engine::{decode_offer, price_offer, Clock};
         let snap = &*self.snapshot;
         let r = decode_offer(snap, offer_id)
@@ -323,7 +366,22 @@ impl OfferResolver for EngineOfferResolver {
         let clock = Clock {
             now_utc_min: now_ms.div_euclid(60_000),
         };
-        let priced = price_offer(snap, &self.overlay, clock, &r).map_err(from_search_error)?;
+        let priced = price_offer(snap, overlay, clock, &r).map_err(from_search_error)?;
+        // Departed flights are gone for booking (searchd still re-prices them: its offers
+        // are read-only).
+        let departs_ms = priced
+            .itinerary
+            .slices()
+            .iter()
+            .flat_map(|s| s.segs[..s.n as usize].iter())
+            .map(|seg| seg.dep_utc * 60_000)
+            .min()
+            .unwrap_or(i64::MAX);
+        if departs_ms <= now_ms {
+            return Err(ApiError::offer_expired(
+                "the offer's first flight has departed",
+            ));
+        }
         let it = &priced.itinerary;
         let Some(price) = it.price.as_ref() else {
             return Err(ApiError::seats_unavailable(

@@ -317,7 +317,13 @@ async fn poll_head(feed: Arc<PgFeed>, poll: Duration, mut shutdown: watch::Recei
 
 /// A leg key from an outbox or inventory row; `None` for a row that cannot be one (never
 /// written by bookd, which only books snapshot legs).
-fn leg_key(carrier: &str, flight: i32, day: i32, origin: &str, class: &str) -> Option<LegKey> {
+pub(crate) fn leg_key(
+    carrier: &str,
+    flight: i32,
+    day: i32,
+    origin: &str,
+    class: &str,
+) -> Option<LegKey> {
     let carrier = format::model::carrier_code(carrier)?;
     let origin: [u8; 3] = origin.as_bytes().try_into().ok()?;
     let &[booking_class] = class.as_bytes() else {
@@ -332,7 +338,7 @@ fn leg_key(carrier: &str, flight: i32, day: i32, origin: &str, class: &str) -> O
     })
 }
 
-fn seats(remaining: i32) -> u16 {
+pub(crate) fn seats(remaining: i32) -> u16 {
     u16::try_from(remaining.max(0)).unwrap_or(u16::MAX)
 }
 

@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use deadpool_postgres::{Pool, Transaction};
+use format::wire::LegKey;
 use serde_json::{json, Value};
 
 use crate::api::{ApiError, Money};
@@ -24,8 +25,8 @@ use crate::external::{
     call, probe, Airline, Breaker, ChargeRequest, ExtError, PaymentGateway, RetryPolicy,
 };
 use crate::metrics::Metrics;
-use crate::offers::{CapacitySource, LegRef, OfferResolver, PaxCounts};
-use crate::outbox_feed::SeqSignal;
+use crate::offers::{CapacitySource, LegRef, OfferResolver, PaxCounts, Price, ResolvedOffer};
+use crate::outbox_feed::{leg_key, seats as outbox_seats, SeqSignal};
 use crate::sequencer::{write_pending, PendingBatch, Sequencer};
 use crate::util::{failpoint, new_id, rfc3339_ms, Clock};
 use crate::validate::{self, BookingInput, Contact, OrderInput, OrderSource, Passenger};
@@ -840,7 +841,10 @@ impl Service {
     pub async fn create_hold(&self, ctx: &Ctx, input: BookingInput) -> Result<Reply, ApiError> {
         let started = Instant::now();
         let now = self.now();
-        let offer = self.resolver.resolve(&input.offer_id, now)?;
+        let mut client = self.pool.get().await?;
+        let offer = self
+            .resolve_offer(&client, &input.offer_id, now, None)
+            .await?;
         validate::check_against_offer(&input.passengers, &offer, today(now))?;
         if offer.current != offer.quoted {
             return Err(ApiError::price_changed(&Money::from_minor(
@@ -896,7 +900,6 @@ impl Service {
             i16::from(p.children),
             i16::from(p.infants),
         );
-        let mut client = self.pool.get().await?;
         let mut attempts = 0;
         let tx = loop {
             let tx = client.transaction().await?;
@@ -944,9 +947,7 @@ impl Service {
             drop(tx);
             if taken.missing == 0 || attempts >= 2 {
                 self.metrics.seats_unavailable.fetch_add(1, Relaxed);
-                return Err(ApiError::seats_unavailable(
-                    "not enough seats left in the offer's booking class",
-                ));
+                return Err(self.sold_out(&client, &input.offer_id, now, &offer).await);
             }
             // A leg class booked for the first time: create its row, then decide again.
             attempts += 1;
@@ -1158,7 +1159,15 @@ impl Service {
                 (tx, plan, taken)
             }
             OrderSource::Offer(b) => {
-                let plan = self.plan_instant(b, &input, now)?;
+                let expected = input.expected_total.as_ref().map(|(amount, cur)| Price {
+                    amount_minor: *amount,
+                    currency: cur.clone(),
+                });
+                let offer = self
+                    .resolve_offer(&client, &b.offer_id, now, expected.as_ref())
+                    .await?;
+                let plan_offer = offer.clone();
+                let plan = self.plan_instant(b, offer, &input, now)?;
                 let mut attempts = 0;
                 let (tx, taken) = loop {
                     let tx = client.transaction().await?;
@@ -1175,9 +1184,7 @@ impl Service {
                     drop(tx);
                     if taken.missing == 0 || attempts >= 2 {
                         self.metrics.seats_unavailable.fetch_add(1, Relaxed);
-                        return Err(ApiError::seats_unavailable(
-                            "not enough seats left in the offer's booking class",
-                        ));
+                        return Err(self.sold_out(&client, &b.offer_id, now, &plan_offer).await);
                     }
                     // A leg class booked for the first time: create its row, decide again.
                     attempts += 1;
@@ -1347,13 +1354,102 @@ impl Service {
     }
 
     /// An instant order: resolves and checks the offer (no database work).
+    /// Resolves an offer for booking. Priced first against the snapshot's seats; when that
+    /// price is not the one the client expects (`expected`, else the offer's quote), again
+    /// against bookd's inventory for the offer's legs: searchd prices with bookd's live
+    /// seats, so a class sold out since the snapshot gives way to the next one there, and
+    /// bookd must see the same price or the client could never book it.
+    /// `client` is the request's own connection (a second one per request could exhaust
+    /// the pool under load and deadlock it).
+    async fn resolve_offer(
+        &self,
+        client: &deadpool_postgres::Client,
+        offer_id: &str,
+        now: i64,
+        expected: Option<&Price>,
+    ) -> Result<ResolvedOffer, ApiError> {
+        let offer = self.resolver.resolve(offer_id, now)?;
+        if offer.current == *expected.unwrap_or(&offer.quoted) {
+            return Ok(offer);
+        }
+        let live = self.live_seats(client, &offer.legs).await?;
+        self.resolver.resolve_live(offer_id, now, &live)
+    }
+
+    /// The answer when the offer's classes lack seats: `409 price_changed` with the price
+    /// the itinerary has now in other classes, if any (what searchd shows), else `409
+    /// seats_unavailable`.
+    async fn sold_out(
+        &self,
+        client: &deadpool_postgres::Client,
+        offer_id: &str,
+        now: i64,
+        offer: &ResolvedOffer,
+    ) -> ApiError {
+        let unavailable =
+            || ApiError::seats_unavailable("not enough seats left in the offer's booking class");
+        let Ok(live) = self.live_seats(client, &offer.legs).await else {
+            return unavailable();
+        };
+        match self.resolver.resolve_live(offer_id, now, &live) {
+            Ok(now_offer) if now_offer.current != offer.current => ApiError::price_changed(
+                &Money::from_minor(now_offer.current.amount_minor, &now_offer.current.currency),
+            ),
+            _ => unavailable(),
+        }
+    }
+
+    /// Seats remaining in every booking class bookd has inventory for on these legs.
+    async fn live_seats(
+        &self,
+        client: &deadpool_postgres::Client,
+        legs: &[LegRef],
+    ) -> Result<Vec<(LegKey, u16)>, ApiError> {
+        debug_assert!(
+            legs.len() <= 64,
+            "an offer has at most 2 slices of 3 segments"
+        );
+        let cols = LegColumns::new(legs);
+        let rows = client
+            .query(
+                &client
+                    .prepare_cached(
+                        "SELECT i.carrier, i.flight_number, i.dep_date - DATE '1970-01-01',
+                                i.origin, i.booking_class, i.capacity - i.sold - i.held
+                         FROM unnest($1::text[], $2::int[], $3::text[], $4::text[])
+                              AS l(carrier, flight_number, dep_date, origin)
+                         JOIN inventory i
+                           ON i.carrier = l.carrier AND i.flight_number = l.flight_number
+                          AND i.dep_date = l.dep_date::date AND i.origin = l.origin",
+                    )
+                    .await?,
+                &[&cols.carriers, &cols.numbers, &cols.dates, &cols.origins],
+            )
+            .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let (carrier, flight, day, origin, class, remaining): (
+                String,
+                i32,
+                i32,
+                String,
+                String,
+                i32,
+            ) = (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4), r.get(5));
+            if let Some(key) = leg_key(&carrier, flight, day, &origin, &class) {
+                out.push((key, outbox_seats(remaining)));
+            }
+        }
+        Ok(out)
+    }
+
     fn plan_instant(
         &self,
         b: &BookingInput,
+        offer: ResolvedOffer,
         input: &OrderInput,
         now: i64,
     ) -> Result<OrderPlan, ApiError> {
-        let offer = self.resolver.resolve(&b.offer_id, now)?;
         validate::check_against_offer(&b.passengers, &offer, today(now))?;
         let cur = &offer.current;
         let changed = match &input.expected_total {

@@ -84,13 +84,27 @@ impl CapacitySource for LiveCapacity {
 /// [`EngineOfferResolver`] over the snapshot in service.
 pub struct LiveEngineResolver(pub Arc<LiveSnapshot>);
 
-impl OfferResolver for LiveEngineResolver {
-    fn resolve(&self, offer_id: &str, now_ms: i64) -> Result<ResolvedOffer, ApiError> {
+impl LiveEngineResolver {
+    fn current(&self) -> EngineOfferResolver {
         EngineOfferResolver {
             snapshot: self.0.current(),
             overlay: searchd::overlay::Overlay::new(),
         }
-        .resolve(offer_id, now_ms)
+    }
+}
+
+impl OfferResolver for LiveEngineResolver {
+    fn resolve(&self, offer_id: &str, now_ms: i64) -> Result<ResolvedOffer, ApiError> {
+        self.current().resolve(offer_id, now_ms)
+    }
+
+    fn resolve_live(
+        &self,
+        offer_id: &str,
+        now_ms: i64,
+        live: &[(format::wire::LegKey, u16)],
+    ) -> Result<ResolvedOffer, ApiError> {
+        self.current().resolve_live(offer_id, now_ms, live)
     }
 }
 

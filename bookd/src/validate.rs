@@ -79,7 +79,9 @@ pub struct OrderInput {
     pub expected_total: Option<(i64, String)>,
 }
 
-pub const MAX_PASSENGERS: usize = 9;
+/// The largest party an offer can carry: 9 seated (adults and children) and an infant on
+/// each adult's lap.
+pub const MAX_PASSENGERS: usize = 18;
 
 fn obj(body: &Value) -> Result<&serde_json::Map<String, Value>, ApiError> {
     body.as_object()
@@ -413,6 +415,31 @@ mod tests {
         assert!(check_email("a@b", "e").is_err());
         assert!(check_email("a b@example.com", "e").is_err());
         assert!(check_email("x'@example.com; --", "e").is_err());
+    }
+
+    /// Regression: the list was capped at 9, so the largest party searchd offers (9
+    /// adults with 9 infants) could never be held.
+    #[test]
+    fn a_full_party_with_lap_infants_fits() {
+        let body = |adults: usize, infants: usize| {
+            let mut list = Vec::new();
+            for i in 0..adults + infants {
+                let (t, born) = if i < adults {
+                    ("adult", "1980-01-01")
+                } else {
+                    ("infant", "2029-06-01")
+                };
+                list.push(serde_json::json!({
+                    "type": t, "given_name": "Ada", "family_name": "Lovelace", "born_on": born,
+                }));
+            }
+            serde_json::json!({
+                "offer_id": "x", "passengers": list, "contact": {"email": "a@example.com"},
+            })
+        };
+        assert!(hold_request(&body(9, 9)).is_ok());
+        let e = hold_request(&body(9, 10)).err().expect("19 passengers");
+        assert_eq!(e.parameter.as_deref(), Some("passengers"));
     }
 
     #[test]

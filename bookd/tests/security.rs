@@ -37,6 +37,51 @@ async fn keys_isolation_and_hostile_input() {
     .await;
     assert_eq!(r.status, 401);
 
+    // Regression: a body sent as something other than JSON was taken as JSON (a form
+    // posted by mistake made a hold); the auth scheme's case was significant.
+    let r = http(
+        b.addr,
+        "POST",
+        "/v1/holds",
+        &[
+            ("authorization".into(), format!("Bearer {key}")),
+            ("content-type".into(), "text/plain".into()),
+        ],
+        Some(hold_body(&offer(40, "Y", 1), 1).to_string().into_bytes()),
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.code()),
+        (415, "unsupported_media_type"),
+        "{:?}",
+        r.body
+    );
+    assert_eq!(r.param(), "Content-Type");
+    let r = http(
+        b.addr,
+        "GET",
+        "/v1/orders",
+        &[("authorization".into(), format!("bearer {key}"))],
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let r = http(
+        b.addr,
+        "POST",
+        "/v1/holds",
+        &[
+            ("authorization".into(), format!("Bearer {key}")),
+            (
+                "content-type".into(),
+                "Application/JSON; charset=utf-8".into(),
+            ),
+        ],
+        Some(hold_body(&offer(40, "Y", 1), 1).to_string().into_bytes()),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+
     let r = b
         .call("POST", "/v1/orders", Some(&key), None, Some(&body))
         .await;

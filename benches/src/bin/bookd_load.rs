@@ -229,7 +229,8 @@ fn classify(
             tally.ok.fetch_add(1, Relaxed);
             tally.seats.fetch_add(offer.legs, Relaxed);
         }
-        409 if code == "seats_unavailable" => {
+        // Sold out at the offer's price: no seats left, or only in a dearer class.
+        409 if code == "seats_unavailable" || code == "price_changed" => {
             tally.sold_out.fetch_add(1, Relaxed);
             next_offer();
         }
@@ -469,7 +470,7 @@ fn print_phase(name: &str, t: &Tally, took: Duration) -> (u64, u64) {
     let ms = |ns: u64| ns as f64 / 1e6;
     let ok = t.ok.load(Relaxed);
     println!(
-        "{name}: {ok} ok, {} seats_unavailable, {} other in {:.2} s = {:.0} ok/s, {:.0} requests/s; \
+        "{name}: {ok} ok, {} sold out (409), {} other in {:.2} s = {:.0} ok/s, {:.0} requests/s; \
          latency ms p50 {:.2} p90 {:.2} p99 {:.2} max {:.2}",
         t.sold_out.load(Relaxed),
         t.other.load(Relaxed),

@@ -600,7 +600,11 @@ pub async fn try_http(
     for (k, v) in headers {
         req = req.header(k.as_str(), v.as_str());
     }
-    if body.is_some() {
+    if body.is_some()
+        && !headers
+            .iter()
+            .any(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+    {
         req = req.header("content-type", "application/json");
     }
     let req = req
