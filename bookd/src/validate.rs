@@ -438,7 +438,7 @@ mod tests {
             })
         };
         assert!(hold_request(&body(9, 9)).is_ok());
-        let e = hold_request(&body(9, 10)).err().expect("19 passengers");
+        let e = hold_request(&body(9, 10)).expect_err("19 passengers");
         assert_eq!(e.parameter.as_deref(), Some("passengers"));
     }
 
