@@ -1197,6 +1197,8 @@ fn offers_round_trip_reprice_and_expire() {
         let t = String::from_utf8(t).unwrap();
         let e = searchd::engine::offer(&b.snap, &b.overlay, clock(), &t).unwrap_err();
         assert_eq!((e.status, e.code), (400, "invalid_offer_id"));
+        // Regression: the error named no parameter (openapi: `source.parameter` = `id`).
+        assert_eq!(e.parameter.as_deref(), Some("id"));
     }
     for bad in [
         "",

@@ -208,8 +208,11 @@ pub(crate) fn encode(ctx: &Ctx<'_>, it: &Itinerary) -> String {
     String::from_utf8(out).unwrap_or_default()
 }
 
+/// 400 naming the path parameter `id` (bookd names it `offer_id`, its body field).
 fn invalid(detail: &str) -> ApiError {
-    ApiError::new(400, "invalid_offer_id", "Invalid offer id", detail)
+    let mut e = ApiError::new(400, "invalid_offer_id", "Invalid offer id", detail);
+    e.parameter = Some("id".to_string());
+    e
 }
 
 /// Decodes and validates an offer id (no snapshot lookups). Never panics.
