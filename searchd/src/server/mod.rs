@@ -175,6 +175,13 @@ fn http_builder(limits: &config::Limits) -> auto::Builder<TokioExecutor> {
     b
 }
 
+/// How long an idle connection stays open after shutdown starts (and after its last
+/// request): hyper closes an idle HTTP/1 connection at once on a graceful shutdown, and a
+/// keep-alive request already sent but not yet read would be cut without an answer.
+const SHUTDOWN_QUIET: Duration = Duration::from_millis(100);
+/// How often a connection looks at its activity while shutting down.
+const SHUTDOWN_TICK: Duration = Duration::from_millis(10);
+
 /// Serves one accepted connection until it closes, the server shuts down or it idles out.
 async fn serve_connection(
     app: Arc<App>,
@@ -201,6 +208,9 @@ async fn serve_connection(
     let mut tick = tokio::time::interval(Duration::from_secs(1).min(idle_timeout));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut closing = false;
+    // When shutdown started on this connection (see [`SHUTDOWN_QUIET`]).
+    let mut stopping: Option<Instant> = None;
+    let mut stop_tick = tokio::time::interval(SHUTDOWN_TICK);
     loop {
         tokio::select! {
             res = conn.as_mut() => {
@@ -209,9 +219,21 @@ async fn serve_connection(
                 }
                 break;
             }
-            _ = shutdown.wait_for(|s| *s), if !closing => {
-                closing = true;
-                conn.as_mut().graceful_shutdown();
+            _ = shutdown.wait_for(|s| *s), if !closing && stopping.is_none() => {
+                stopping = Some(Instant::now());
+            }
+            _ = stop_tick.tick(), if !closing && stopping.is_some() => {
+                // A request running now ends the connection once answered (`Connection:
+                // close`); an idle one closes after a quiet spell, so that a request the
+                // client sent just before the signal, still in the socket, is answered
+                // rather than cut.
+                let quiet = |d: Duration| {
+                    d >= SHUTDOWN_QUIET && stopping.is_some_and(|t| t.elapsed() >= SHUTDOWN_QUIET)
+                };
+                if activity.idle_for().is_none_or(quiet) {
+                    closing = true;
+                    conn.as_mut().graceful_shutdown();
+                }
             }
             _ = tick.tick(), if !closing => {
                 if activity.idle_for().is_some_and(|d| d >= idle_timeout) {
