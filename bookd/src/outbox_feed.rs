@@ -338,8 +338,20 @@ pub(crate) fn leg_key(
     })
 }
 
-pub(crate) fn seats(remaining: i32) -> u16 {
+fn seats(remaining: i32) -> u16 {
     u16::try_from(remaining.max(0)).unwrap_or(u16::MAX)
+}
+
+/// A leg class's seats remaining from a row of (carrier, flight_number, day number,
+/// origin, booking_class, remaining); `None` (logged) for a row that is not a leg key.
+pub(crate) fn inventory_seats(r: &tokio_postgres::Row) -> Option<(LegKey, u16)> {
+    let (carrier, flight, day, origin, class, remaining): (String, i32, i32, String, String, i32) =
+        (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4), r.get(5));
+    let Some(key) = leg_key(&carrier, flight, day, &origin, &class) else {
+        tracing::warn!(carrier, flight, "inventory row is not a leg key; skipped");
+        return None;
+    };
+    Some((key, seats(remaining)))
 }
 
 impl InventoryFeed for PgFeed {
@@ -440,21 +452,12 @@ impl InventoryFeed for PgFeed {
         }
         let mut out = Vec::with_capacity(rows.len());
         for r in &rows {
-            let (carrier, flight, day, origin, class, remaining): (
-                String,
-                i32,
-                i32,
-                String,
-                String,
-                i32,
-            ) = (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4), r.get(5));
-            let Some(key) = leg_key(&carrier, flight, day, &origin, &class) else {
-                tracing::warn!(carrier, flight, "inventory row is not a leg key; skipped");
+            let Some((key, seats)) = inventory_seats(r) else {
                 continue;
             };
             out.push(Entry {
                 key,
-                seats: seats(remaining),
+                seats,
                 seq: as_of,
             });
         }

@@ -26,7 +26,7 @@ use crate::external::{
 };
 use crate::metrics::Metrics;
 use crate::offers::{CapacitySource, LegRef, OfferResolver, PaxCounts, Price, ResolvedOffer};
-use crate::outbox_feed::{leg_key, seats as outbox_seats, SeqSignal};
+use crate::outbox_feed::{inventory_seats, SeqSignal};
 use crate::sequencer::{write_pending, PendingBatch, Sequencer};
 use crate::util::{failpoint, new_id, rfc3339_ms, Clock};
 use crate::validate::{self, BookingInput, Contact, OrderInput, OrderSource, Passenger};
@@ -1426,21 +1426,7 @@ impl Service {
                 &[&cols.carriers, &cols.numbers, &cols.dates, &cols.origins],
             )
             .await?;
-        let mut out = Vec::with_capacity(rows.len());
-        for r in &rows {
-            let (carrier, flight, day, origin, class, remaining): (
-                String,
-                i32,
-                i32,
-                String,
-                String,
-                i32,
-            ) = (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4), r.get(5));
-            if let Some(key) = leg_key(&carrier, flight, day, &origin, &class) {
-                out.push((key, outbox_seats(remaining)));
-            }
-        }
-        Ok(out)
+        Ok(rows.iter().filter_map(inventory_seats).collect())
     }
 
     fn plan_instant(
