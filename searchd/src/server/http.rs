@@ -281,6 +281,8 @@ impl Drop for InFlight<'_> {
 /// The service: answers one request, never fails (every problem is an HTTP answer).
 pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
     let started = Instant::now();
+    let (parts, body) = req.into_parts();
+    let req = Request::from_parts(parts, ());
     let _in_flight = InFlight::new(&app);
     let request_id = incoming_request_id(req.headers()).unwrap_or_else(|| app.new_request_id());
     let method = req.method().clone();
@@ -323,7 +325,13 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Response<Bo
         } else {
             app.config.limits.request_timeout
         };
-        match tokio::time::timeout(limit, dispatch(&app, route, &req, &request_id)).await {
+        let answer = async {
+            match discard_body(body).await {
+                Ok(()) => dispatch(&app, route, &req, &request_id).await,
+                Err(e) => failure(&e, &request_id),
+            }
+        };
+        match tokio::time::timeout(limit, answer).await {
             Ok(resp) => resp,
             Err(_) => {
                 app.metrics.request_timeouts.fetch_add(1, Ordering::Relaxed);
@@ -359,12 +367,43 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Response<Bo
     Ok(resp)
 }
 
-async fn dispatch(
-    app: &Arc<App>,
-    route: Route,
-    req: &Request<Incoming>,
-    rid: &str,
-) -> Response<Body> {
+/// No route uses a request body, but one left unread ends a keep-alive connection (hyper
+/// drains at most a little of it): read and drop up to this many bytes.
+const MAX_IGNORED_BODY_BYTES: usize = 64 * 1024;
+
+/// Reads and drops a request body (nothing to do for the usual bodiless request).
+async fn discard_body(body: Incoming) -> Result<(), ApiError> {
+    use http_body_util::BodyExt as _;
+    use hyper::body::Body as _;
+    if body.is_end_stream() {
+        return Ok(());
+    }
+    http_body_util::Limited::new(body, MAX_IGNORED_BODY_BYTES)
+        .collect()
+        .await
+        .map(|_| ())
+        .map_err(|e| {
+            if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
+                ApiError::new(
+                    413,
+                    "payload_too_large",
+                    "Payload too large",
+                    format!(
+                        "request bodies are not used; at most {MAX_IGNORED_BODY_BYTES} bytes are read"
+                    ),
+                )
+            } else {
+                ApiError::new(
+                    400,
+                    "bad_request",
+                    "Bad request",
+                    format!("failed to read the request body: {e}"),
+                )
+            }
+        })
+}
+
+async fn dispatch(app: &Arc<App>, route: Route, req: &Request<()>, rid: &str) -> Response<Body> {
     let query = req.uri().query().unwrap_or("");
     match route {
         Route::NotFound => failure(
