@@ -326,10 +326,8 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Response<Bo
             app.config.limits.request_timeout
         };
         let answer = async {
-            match discard_body(body).await {
-                Ok(()) => dispatch(&app, route, &req, &request_id).await,
-                Err(e) => failure(&e, &request_id),
-            }
+            discard_body(body).await;
+            dispatch(&app, route, &req, &request_id).await
         };
         match tokio::time::timeout(limit, answer).await {
             Ok(resp) => resp,
@@ -368,39 +366,22 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Response<Bo
 }
 
 /// No route uses a request body, but one left unread ends a keep-alive connection (hyper
-/// drains at most a little of it): read and drop up to this many bytes.
+/// drains at most a little of it): up to this many bytes are read and dropped.
 const MAX_IGNORED_BODY_BYTES: usize = 64 * 1024;
+/// How long a body announced but not sent is waited for before answering anyway.
+const IGNORED_BODY_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 
-/// Reads and drops a request body (nothing to do for the usual bodiless request).
-async fn discard_body(body: Incoming) -> Result<(), ApiError> {
+/// Reads and drops a request body, so that the connection can take the next request. A
+/// larger one, or one that does not arrive, is left unread: the request is answered all
+/// the same and the connection then closes.
+async fn discard_body(body: Incoming) {
     use http_body_util::BodyExt as _;
     use hyper::body::Body as _;
-    if body.is_end_stream() {
-        return Ok(());
+    if body.is_end_stream() || body.size_hint().lower() > MAX_IGNORED_BODY_BYTES as u64 {
+        return;
     }
-    http_body_util::Limited::new(body, MAX_IGNORED_BODY_BYTES)
-        .collect()
-        .await
-        .map(|_| ())
-        .map_err(|e| {
-            if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
-                ApiError::new(
-                    413,
-                    "payload_too_large",
-                    "Payload too large",
-                    format!(
-                        "request bodies are not used; at most {MAX_IGNORED_BODY_BYTES} bytes are read"
-                    ),
-                )
-            } else {
-                ApiError::new(
-                    400,
-                    "bad_request",
-                    "Bad request",
-                    format!("failed to read the request body: {e}"),
-                )
-            }
-        })
+    let read = http_body_util::Limited::new(body, MAX_IGNORED_BODY_BYTES).collect();
+    let _ = tokio::time::timeout(IGNORED_BODY_WAIT, read).await;
 }
 
 async fn dispatch(app: &Arc<App>, route: Route, req: &Request<()>, rid: &str) -> Response<Body> {
