@@ -947,7 +947,9 @@ impl Service {
             drop(tx);
             if taken.missing == 0 || attempts >= 2 {
                 self.metrics.seats_unavailable.fetch_add(1, Relaxed);
-                return Err(self.sold_out(&client, &input.offer_id, now, &offer).await);
+                return Err(self
+                    .sold_out(&client, &input.offer_id, now, &offer.legs, &offer.current)
+                    .await);
             }
             // A leg class booked for the first time: create its row, then decide again.
             attempts += 1;
@@ -1166,7 +1168,6 @@ impl Service {
                 let offer = self
                     .resolve_offer(&client, &b.offer_id, now, expected.as_ref())
                     .await?;
-                let plan_offer = offer.clone();
                 let plan = self.plan_instant(b, offer, &input, now)?;
                 let mut attempts = 0;
                 let (tx, taken) = loop {
@@ -1184,7 +1185,14 @@ impl Service {
                     drop(tx);
                     if taken.missing == 0 || attempts >= 2 {
                         self.metrics.seats_unavailable.fetch_add(1, Relaxed);
-                        return Err(self.sold_out(&client, &b.offer_id, now, &plan_offer).await);
+                        let quoted = Price {
+                            amount_minor: plan.price,
+                            currency: plan.currency.clone(),
+                        };
+                        let legs = &plan.legs;
+                        return Err(self
+                            .sold_out(&client, &b.offer_id, now, legs, &quoted)
+                            .await);
                     }
                     // A leg class booked for the first time: create its row, decide again.
                     attempts += 1;
@@ -1353,7 +1361,6 @@ impl Service {
         })
     }
 
-    /// An instant order: resolves and checks the offer (no database work).
     /// Resolves an offer for booking. Priced first against the snapshot's seats; when that
     /// price is not the one the client expects (`expected`, else the offer's quote), again
     /// against bookd's inventory for the offer's legs: searchd prices with bookd's live
@@ -1376,23 +1383,24 @@ impl Service {
         self.resolver.resolve_live(offer_id, now, &live)
     }
 
-    /// The answer when the offer's classes lack seats: `409 price_changed` with the price
-    /// the itinerary has now in other classes, if any (what searchd shows), else `409
-    /// seats_unavailable`.
+    /// The answer when the offer's classes lack seats on `legs`: `409 price_changed` with
+    /// the price the itinerary has now in other classes, if it is not `price` (what searchd
+    /// shows), else `409 seats_unavailable`.
     async fn sold_out(
         &self,
         client: &deadpool_postgres::Client,
         offer_id: &str,
         now: i64,
-        offer: &ResolvedOffer,
+        legs: &[LegRef],
+        price: &Price,
     ) -> ApiError {
         let unavailable =
             || ApiError::seats_unavailable("not enough seats left in the offer's booking class");
-        let Ok(live) = self.live_seats(client, &offer.legs).await else {
+        let Ok(live) = self.live_seats(client, legs).await else {
             return unavailable();
         };
         match self.resolver.resolve_live(offer_id, now, &live) {
-            Ok(now_offer) if now_offer.current != offer.current => ApiError::price_changed(
+            Ok(now_offer) if now_offer.current != *price => ApiError::price_changed(
                 &Money::from_minor(now_offer.current.amount_minor, &now_offer.current.currency),
             ),
             _ => unavailable(),
@@ -1429,6 +1437,7 @@ impl Service {
         Ok(rows.iter().filter_map(inventory_seats).collect())
     }
 
+    /// An instant order: checks the resolved offer (no database work).
     fn plan_instant(
         &self,
         b: &BookingInput,

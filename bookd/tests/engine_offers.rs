@@ -51,6 +51,24 @@ fn engine_offer_with(
     (it["id"].as_str().unwrap().to_string(), it["price"].clone())
 }
 
+/// Holds `offer_id` for `adults` and checks the hold is made at `amount` EUR.
+async fn assert_held_at(b: &Bookd, key: &str, offer_id: &str, adults: usize, amount: &str) {
+    let r = b
+        .call(
+            "POST",
+            "/v1/holds",
+            Some(key),
+            None,
+            Some(&hold_body(offer_id, adults)),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    assert_eq!(
+        r.body["data"]["price"],
+        json!({"amount": amount, "currency": "EUR"})
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn engine_offer_ids_book_until_the_class_is_sold_out() {
     if !pg_available() {
@@ -114,39 +132,13 @@ async fn engine_offer_ids_book_until_the_class_is_sold_out() {
     // ... and so does the id searchd makes once it has bookd's seats (M at 0): Y, 100.00.
     let (live_id, live_price) = engine_offer_with(&snapshot, &date, 1, &[(b'M', 0)]);
     assert_eq!(live_price, json!({"amount": "100.00", "currency": "EUR"}));
-    let r = b
-        .call(
-            "POST",
-            "/v1/holds",
-            Some(&key),
-            None,
-            Some(&hold_body(&live_id, 1)),
-        )
-        .await;
-    assert_eq!(r.status, 201, "{:?}", r.body);
-    assert_eq!(
-        r.body["data"]["price"],
-        json!({"amount": "100.00", "currency": "EUR"})
-    );
+    assert_held_at(&b, &key, &live_id, 1, "100.00").await;
 
     // A hold on the same engine offer for 2 adults (class M for 2 needs 2 seats: none left,
     // but the id was made for one adult; the party comes from the id).
     let (offer2, price2) = engine_offer(&snapshot, &date_of(4), 2);
     assert_eq!(price2, json!({"amount": "160.00", "currency": "EUR"}));
-    let r = b
-        .call(
-            "POST",
-            "/v1/holds",
-            Some(&key),
-            None,
-            Some(&hold_body(&offer2, 2)),
-        )
-        .await;
-    assert_eq!(r.status, 201, "{:?}", r.body);
-    assert_eq!(
-        r.body["data"]["price"],
-        json!({"amount": "160.00", "currency": "EUR"})
-    );
+    assert_held_at(&b, &key, &offer2, 2, "160.00").await;
 
     // A tampered id is a 400 naming offer_id; a test `leg:` id is not an offer here.
     let mut bad = offer_id.clone();
