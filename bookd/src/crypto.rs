@@ -12,7 +12,7 @@ use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
 
 use crate::error::{Error, Result};
-use crate::util::{hex, random_bytes, unhex};
+use crate::ids::{hex, random_bytes, unhex};
 
 #[derive(Clone)]
 pub struct DataKey {

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use deadpool_postgres::Pool;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::ids::{hex, random_unit, sha256};
 use crate::offers::LegRef;
-use crate::util::{hex, random_unit, sha256};
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 

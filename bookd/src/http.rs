@@ -17,8 +17,8 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::api::ApiError;
+use crate::ids::{new_id, sha256};
 use crate::service::{Ctx, Reply, Service, IDEMPOTENCY_CLAIMED};
-use crate::util::{new_id, sha256};
 use crate::validate;
 
 pub const MAX_BODY: usize = 64 * 1024;

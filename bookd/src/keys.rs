@@ -3,7 +3,7 @@
 use deadpool_postgres::Pool;
 
 use crate::error::{Error, Result};
-use crate::util::{hex, sha256};
+use crate::ids::{hex, sha256};
 
 pub fn generate() -> Result<String> {
     let mut b = [0u8; 32];

@@ -5,11 +5,13 @@
 #![allow(clippy::result_large_err)]
 
 pub mod api;
+pub mod clock;
 pub mod crypto;
 pub mod db;
 pub mod error;
 pub mod external;
 pub mod http;
+pub mod ids;
 pub mod keys;
 pub mod metrics;
 pub mod offers;
@@ -18,7 +20,6 @@ pub mod pg;
 pub mod sequencer;
 pub mod service;
 pub mod snapshot_watch;
-pub mod util;
 pub mod validate;
 
 use std::net::SocketAddr;
@@ -114,8 +115,8 @@ async fn serve(
         tracing::info!(?applied, "migrations applied");
     }
     let clock = match cfg.now_ms {
-        Some(ms) => util::Clock::starting_at(ms),
-        None => util::Clock::system(),
+        Some(ms) => clock::Clock::starting_at(ms),
+        None => clock::Clock::system(),
     };
     let metrics = Arc::new(metrics::Metrics::default());
     let head = {

@@ -219,7 +219,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 .ok_or_else(|| Usage("--snapshot is required".into()))?;
             let now_ms = match &s.now {
                 Some(t) => Some(
-                    bookd::util::Clock::parse_rfc3339(t)
+                    bookd::clock::Clock::parse_rfc3339(t)
                         .with_context(|| format!("--now: {t:?} is not an RFC 3339 instant"))?,
                 ),
                 None => None,

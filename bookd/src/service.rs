@@ -20,15 +20,16 @@ use format::wire::LegKey;
 use serde_json::{json, Value};
 
 use crate::api::{ApiError, Money};
+use crate::clock::{rfc3339_ms, Clock};
 use crate::crypto::DataKey;
 use crate::external::{
     call, probe, Airline, Breaker, ChargeRequest, ExtError, PaymentGateway, RetryPolicy,
 };
+use crate::ids::new_id;
 use crate::metrics::Metrics;
 use crate::offers::{CapacitySource, LegRef, OfferResolver, PaxCounts, Price, ResolvedOffer};
 use crate::outbox_feed::{inventory_seats, SeqSignal};
 use crate::sequencer::{write_pending, PendingBatch, Sequencer};
-use crate::util::{failpoint, new_id, rfc3339_ms, Clock};
 use crate::validate::{self, BookingInput, Contact, OrderInput, OrderSource, Passenger};
 
 #[derive(Debug, Clone)]
@@ -2305,4 +2306,16 @@ fn sql_safe(s: &str) -> String {
         .filter(|c| c.is_ascii_alphanumeric())
         .take(16)
         .collect()
+}
+
+/// Test-only crash injection: when the environment variable `BOOKD_FAILPOINT` names this
+/// step, the process aborts here (as a crash or `kill -9` would), so tests can check that
+/// recovery on restart finishes or compensates the saga.
+fn failpoint(step: &str) {
+    if let Ok(v) = std::env::var("BOOKD_FAILPOINT") {
+        if v == step {
+            eprintln!("{{\"level\":\"ERROR\",\"message\":\"failpoint {step}: aborting\"}}");
+            std::process::abort();
+        }
+    }
 }
