@@ -10,6 +10,8 @@
 #   scripts/cluster.sh down DIR             stop everything started under DIR
 #   scripts/cluster.sh primary DIR          the name of the node that is primary now (pg1..pg3)
 #   scripts/cluster.sh url DIR              the --database-url again
+#   scripts/cluster.sh api DIR              bookd's --patroni-api: the nodes' Patroni REST
+#                                           endpoints, in the order of the URL's hosts
 #
 # Ports (BASE_PORT defaults to 25400): etcd clients BASE+1..3, etcd peers BASE+11..13,
 # PostgreSQL BASE+21..23, Patroni REST BASE+31..33. Needs scripts/install-patroni.sh first.
@@ -25,7 +27,7 @@ die() {
 }
 
 usage() {
-    sed -n '/^#   scripts\/cluster.sh up/,/^#   scripts\/cluster.sh url/p' "$0" | sed 's/^# \{0,1\}//' >&2
+    sed -n '/^#   scripts\/cluster.sh up/,/endpoints, in the order of the URL/p' "$0" | sed 's/^# \{0,1\}//' >&2
     exit 2
 }
 
@@ -55,6 +57,11 @@ ports() {
 url() {
     ports
     echo "postgresql://postgres@127.0.0.1:$((base + 21)),127.0.0.1:$((base + 22)),127.0.0.1:$((base + 23))/postgres?target_session_attrs=read-write&connect_timeout=2"
+}
+
+api() {
+    ports
+    echo "http://127.0.0.1:$((base + 31)),http://127.0.0.1:$((base + 32)),http://127.0.0.1:$((base + 33))"
 }
 
 # HTTP status of a Patroni REST endpoint, 000 when nothing answers.
@@ -266,5 +273,6 @@ case "$cmd" in
     down) down ;;
     primary) primary || die "no primary now" ;;
     url) url ;;
+    api) api ;;
     *) usage ;;
 esac

@@ -1,11 +1,13 @@
 //! Connection pool and versioned migrations.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio_postgres::NoTls;
 
 use crate::error::{Error, Result};
+use crate::patroni;
 
 /// `(version, name, sql)`, applied in order, each in one transaction.
 pub const MIGRATIONS: &[(i32, &str, &str)] = &[
@@ -28,17 +30,38 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
 ];
 
 pub fn pool(config: tokio_postgres::Config, size: usize) -> Result<Pool> {
-    let mgr = Manager::from_config(
-        config,
-        NoTls,
-        ManagerConfig {
-            recycling_method: RecyclingMethod::Fast,
-        },
-    );
+    let mgr = Manager::from_config(config, NoTls, manager_config());
+    build(mgr, size, Duration::from_secs(10))
+}
+
+/// A pool whose connections go to Patroni's leader only (`--patroni-api`, see
+/// [`crate::patroni`]): one host of `config` each, the one `leader` names, and closed when
+/// the leader changes. Creating a connection waits for a leader for at most 5 s (the
+/// create timeout), so that while there is none a request gets its 503 in seconds.
+pub fn pool_following(
+    config: tokio_postgres::Config,
+    size: usize,
+    leader: Arc<patroni::Leader>,
+) -> Result<Pool> {
+    let nodes = patroni::node_configs(&config)?;
+    let connect = patroni::LeaderConnect::new(nodes, leader);
+    let mgr = Manager::from_connect(config, connect, manager_config());
+    build(mgr, size, Duration::from_secs(5))
+}
+
+fn manager_config() -> ManagerConfig {
+    // `Fast`: a pooled connection is reused unless it is closed (no query per checkout);
+    // a connection to an old leader is closed by its task, so it is not reused either.
+    ManagerConfig {
+        recycling_method: RecyclingMethod::Fast,
+    }
+}
+
+fn build(mgr: Manager, size: usize, create_timeout: Duration) -> Result<Pool> {
     Pool::builder(mgr)
         .max_size(size)
         .wait_timeout(Some(Duration::from_secs(10)))
-        .create_timeout(Some(Duration::from_secs(10)))
+        .create_timeout(Some(create_timeout))
         .recycle_timeout(Some(Duration::from_secs(5)))
         .runtime(deadpool_postgres::Runtime::Tokio1)
         .build()

@@ -16,6 +16,7 @@ pub mod keys;
 pub mod metrics;
 pub mod offers;
 pub mod outbox_feed;
+pub mod patroni;
 pub mod pg;
 pub mod sequencer;
 pub mod service;
@@ -82,6 +83,9 @@ pub struct ServerConfig {
     /// How often the outbox head is polled for changes made by another process.
     pub outbox_poll: Duration,
     pub outbox_retention: outbox_feed::Retention,
+    /// `--patroni-api`: the Patroni REST endpoints of the hosts of `database_url`, in their
+    /// order; connections then follow Patroni's leader ([`patroni`]).
+    pub patroni_api: Option<Vec<patroni::Endpoint>>,
 }
 
 /// Runs the server until SIGINT/SIGTERM; stops the embedded cluster on the way out.
@@ -93,6 +97,20 @@ pub fn run_server(cfg: ServerConfig) -> Result<()> {
     std::fs::create_dir_all(&cfg.state_dir).map_err(|e| Error::io("create", &cfg.state_dir, e))?;
     let key = crypto::DataKey::load_or_create(cfg.data_key_file.as_deref(), &cfg.state_dir)?;
     let (database, pg_cfg) = open_database(&cfg.state_dir, cfg.database_url.as_deref(), false)?;
+    if let Some(endpoints) = &cfg.patroni_api {
+        // The leader's index names a host: both lists must line up.
+        let hosts = match &database {
+            Database::External => patroni::node_configs(&pg_cfg)?.len(),
+            Database::Embedded(_) => 0,
+        };
+        if hosts != endpoints.len() {
+            return Err(Error::Config(format!(
+                "--patroni-api lists {} endpoints for {hosts} hosts of --database-url \
+                 (one per host, in the same order)",
+                endpoints.len()
+            )));
+        }
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -109,7 +127,19 @@ async fn serve(
     key: crypto::DataKey,
     pg_cfg: tokio_postgres::Config,
 ) -> Result<()> {
-    let pool = db::pool(db::point_lookups(pg_cfg.clone()), cfg.pool_size)?;
+    // With --patroni-api every pool follows Patroni's leader (the poller stops with serve).
+    let following = cfg.patroni_api.clone().map(|endpoints| {
+        let leader = patroni::Leader::new();
+        let poller = patroni::spawn_poller(endpoints, leader.clone());
+        (leader, AbortOnDrop(poller))
+    });
+    let make_pool = |size: usize| match &following {
+        Some((leader, _)) => {
+            db::pool_following(db::point_lookups(pg_cfg.clone()), size, leader.clone())
+        }
+        None => db::pool(db::point_lookups(pg_cfg.clone()), size),
+    };
+    let pool = make_pool(cfg.pool_size)?;
     let applied = db::migrate(&pool).await?;
     if !applied.is_empty() {
         tracing::info!(?applied, "migrations applied");
@@ -129,7 +159,7 @@ async fn serve(
     // Its own connection: requests wait for it while holding theirs.
     // Keyed reads there too: on a small, churning `outbox_pending` (every row is deleted
     // once numbered) a sequential scan reads the dead rows as well.
-    let seq_pool = db::pool(db::point_lookups(pg_cfg.clone()), 1)?;
+    let seq_pool = make_pool(1)?;
     let (sequencer, sequencer_task) =
         sequencer::Sequencer::start(seq_pool, outbox_seq.clone(), cfg.outbox_poll, seq_stop_rx);
     // Offers and capacities follow the generation published at --snapshot.
@@ -268,6 +298,15 @@ async fn serve(
     }
     pool.close();
     Ok(())
+}
+
+/// Aborts a background task when dropped (on every way out of `serve`).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 async fn shutdown_signal() {

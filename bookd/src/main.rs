@@ -37,6 +37,16 @@ struct ServeArgs {
     /// embedded cluster.
     #[arg(long)]
     database_url: Option<String>,
+    /// Patroni REST endpoints of the hosts of --database-url, comma-separated, in the same
+    /// order (e.g. http://10.0.0.1:8008,http://10.0.0.2:8008,http://10.0.0.3:8008).
+    /// bookd then asks each `GET /primary` every 0.5 s (1 s timeout) and writes only to
+    /// the leader: when the leader changes, or its Patroni stops answering for 1.5 s,
+    /// connections to the old one are closed (statements running there, a COMMIT waiting
+    /// for a synchronous standby included, end at once and are settled on the new
+    /// primary), and while no node is leader requests get 503. Without it a primary whose
+    /// Patroni alone died keeps bookd's connections, and their commits hang.
+    #[arg(long, requires = "database_url", value_name = "URL[,URL...]")]
+    patroni_api: Option<String>,
     /// Start the service clock at this RFC 3339 instant.
     #[arg(long)]
     now: Option<String>,
@@ -237,6 +247,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 s.rate_limit > 0.0 && s.rate_burst >= 1.0,
                 "--rate-limit/--rate-burst: positive"
             );
+            let patroni_api = match &s.patroni_api {
+                Some(list) => {
+                    Some(bookd::patroni::parse_endpoints(list).map_err(|e| Usage(e.to_string()))?)
+                }
+                None => None,
+            };
             let policy = |ms: u64| bookd::external::RetryPolicy {
                 timeout: Duration::from_millis(ms.max(1)),
                 max_attempts: s.max_attempts.max(1),
@@ -277,6 +293,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     keep_age: Duration::from_secs(s.outbox_retention_secs.max(1)),
                     ..Default::default()
                 },
+                patroni_api,
             })?;
             Ok(())
         }
