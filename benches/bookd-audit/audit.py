@@ -471,7 +471,7 @@ def t_orders(K, y103):
     s2, h, js2, t2 = http(BOOK, "GET", "/v1/orders?limit=200", key=K["audit"])
     ids = [o["id"] for o in js2["data"]]
     check(S, "declined orders are not listed", all(o["status"] != "failed" for o in js2["data"]), ids)
-    # hold path, declined: the hold's seat comes back? (README: 402 'no seats kept')
+    # hold path, declined: the hold keeps its seat (bookd/README.md), and another card pays it
     s, h, js, t = http(BOOK, "POST", "/v1/holds", hold_body(oid), key=K["audit"])
     hid3 = js["data"]["id"]
     time.sleep(0.5)   # let the hold's own invalidation reach searchd first
@@ -480,12 +480,23 @@ def t_orders(K, y103):
                                                                                  "token": "tok_decline"}},
                        key=K["audit"])
     check(S, "order from hold, declined -> 402", s == 402 and err(js).get("code") == "payment_declined", (s, t))
-    v = wait_seats(oid, before + 1)
-    check(S, "order from hold declined: the hold's seat returns (openapi 402: no seats kept)", v == before + 1,
-          (before, v))
+    time.sleep(0.5)
+    v = seats_avail(oid)
+    check(S, "order from hold declined: the hold keeps its seat", v == before, (before, v))
+    s, h, js, t = http(BOOK, "GET", f"/v1/holds/{hid3}", key=K["audit"])
+    check(S, "order from hold declined: the hold is held again", s == 200 and js["data"]["status"] == "held", (s, t))
     s, h, js, t = http(BOOK, "POST", "/v1/orders", {"hold_id": hid3, "payment": {"type": "card", "token": "tok_ok"}},
                        key=K["audit"])
-    check(S, "re-ordering a hold whose order was declined (info)", True, (s, err(js).get("code")))
+    check(S, "re-ordering a hold whose order was declined -> 201", s == 201, (s, t))
+    # release: the seat is back on sale at once
+    s, h, js, t = http(BOOK, "POST", "/v1/holds", hold_body(oid), key=K["audit"])
+    hid4 = js["data"]["id"]
+    time.sleep(0.5)
+    before = seats_avail(oid)
+    s, h, js, t = http(BOOK, "POST", f"/v1/holds/{hid4}/cancel", {}, key=K["audit"])
+    check(S, "releasing a hold -> 200 released", s == 200 and js["data"]["status"] == "released", (s, t))
+    v = wait_seats(oid, before + 1)
+    check(S, "a released hold's seat is back on sale", v == before + 1, (before, v))
     return {"refundable_order": ord1, "offer": off, "order2": ord2}
 
 

@@ -27,6 +27,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "outbox_pending",
         include_str!("../migrations/0004_outbox_pending.sql"),
     ),
+    (
+        5,
+        "hold_survives_failed_payment",
+        include_str!("../migrations/0005_hold_survives_failed_payment.sql"),
+    ),
 ];
 
 pub fn pool(config: tokio_postgres::Config, size: usize) -> Result<Pool> {

@@ -514,7 +514,11 @@ async fn dispatch(
                 let r = app.svc.get_order(&ctx, id).await?;
                 Ok(json_response(r.status, &r.body))
             }
-            ["holds"] | ["orders", _, "cancel"] => Err(ApiError::new(
+            ["holds", id] => {
+                let r = app.svc.get_hold(&ctx, id).await?;
+                Ok(json_response(r.status, &r.body))
+            }
+            ["holds"] | ["orders", _, "cancel"] | ["holds", _, "cancel"] => Err(ApiError::new(
                 405,
                 "method_not_allowed",
                 "Method not allowed",
@@ -533,7 +537,7 @@ async fn dispatch(
     }
     let known = matches!(
         segs.as_slice(),
-        ["holds"] | ["orders"] | ["orders", _, "cancel"]
+        ["holds"] | ["orders"] | ["orders", _, "cancel"] | ["holds", _, "cancel"]
     );
     if !known {
         return Err(ApiError::not_found("no such endpoint"));
@@ -586,6 +590,7 @@ async fn dispatch(
                 Err(e) => Err(e),
             },
             ["orders", id, "cancel"] => app.svc.cancel_order(&ctx, id).await,
+            ["holds", id, "cancel"] => app.svc.release_hold(&ctx, id).await,
             _ => Err(ApiError::not_found("no such endpoint")),
         };
         let (Some(k), Some(hash)) = (&ctx.idempotency_key, ctx.request_hash) else {

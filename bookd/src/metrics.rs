@@ -51,6 +51,7 @@ pub struct Metrics {
     pub requests: [AtomicU64; 6],
     pub holds_created: AtomicU64,
     pub holds_expired: AtomicU64,
+    pub holds_released: AtomicU64,
     pub orders_confirmed: AtomicU64,
     pub orders_failed: AtomicU64,
     pub orders_cancelled: AtomicU64,
@@ -85,7 +86,7 @@ impl Metrics {
                 self.requests[i].load(Relaxed)
             );
         }
-        let counters: [(&str, &AtomicU64, &str); 9] = [
+        let counters: [(&str, &AtomicU64, &str); 10] = [
             (
                 "bookd_holds_created_total",
                 &self.holds_created,
@@ -95,6 +96,11 @@ impl Metrics {
                 "bookd_holds_expired_total",
                 &self.holds_expired,
                 "Holds released by the sweeper",
+            ),
+            (
+                "bookd_holds_released_total",
+                &self.holds_released,
+                "Holds released by their client before they expired",
             ),
             (
                 "bookd_orders_confirmed_total",

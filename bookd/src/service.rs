@@ -256,8 +256,8 @@ const ORDER_SQL: &str = take_seats_sql!(
     "h AS (
          INSERT INTO holds (id, api_key_id, offer_id, status, seats, legs, adults, children,
                             infants, price_minor, currency, refundable, passengers_enc,
-                            created_ms, expires_ms)
-         SELECT $3, $2, $4, 'ordered', $5, $15, $16, $17, $18, $6, $7, $8, $19, $10, $10
+                            created_ms, expires_ms, instant)
+         SELECT $3, $2, $4, 'ordered', $5, $15, $16, $17, $18, $6, $7, $8, $19, $10, $10, true
          WHERE $14::bool
      ),
      hu AS (UPDATE holds SET status = 'ordered' WHERE id = $3 AND NOT $14::bool),
@@ -414,6 +414,45 @@ impl Reply {
 struct Personal {
     passengers: Vec<Passenger>,
     contact: Contact,
+}
+
+/// What a hold's JSON is made of.
+struct HoldView<'a> {
+    id: &'a str,
+    /// `held`, `ordered`, `expired` or `released`.
+    status: &'a str,
+    expires_ms: i64,
+    offer_id: &'a str,
+    legs: &'a [LegRef],
+    personal: &'a Personal,
+    price_minor: i64,
+    currency: &'a str,
+    /// The order made from it that has not failed, if any.
+    order_id: Option<&'a str>,
+}
+
+/// A hold as `POST /v1/holds` and `GET /v1/holds/{id}` show it; `order` is the order it
+/// makes (or made: `order.id`).
+fn hold_json(h: &HoldView<'_>) -> Value {
+    let price = money(h.price_minor, h.currency);
+    json!({
+        "id": h.id,
+        "status": h.status,
+        "expires_at": rfc3339_ms(h.expires_ms),
+        "price": price,
+        "order": {
+            "id": h.order_id,
+            "offer_id": h.offer_id,
+            "segments": h.legs.iter().map(|l| json!({
+                "carrier": l.carrier, "flight_number": l.flight_number.to_string(),
+                "departure_date": l.date, "origin": l.origin, "destination": l.destination,
+                "booking_class": l.booking_class,
+            })).collect::<Vec<_>>(),
+            "passengers": h.personal.passengers,
+            "contact": h.personal.contact,
+            "price": price,
+        },
+    })
 }
 
 fn money(minor: i64, cur: &str) -> Value {
@@ -585,8 +624,22 @@ struct Live {
     view: Value,
 }
 
+/// What a saga step does with an order's seats.
+#[derive(Clone, Copy)]
+enum SeatMove<'a> {
+    /// Changes held and sold seats on every leg by these amounts (the outbox reason).
+    Adjust(i32, i32, &'a str),
+    /// Gives the held seats back to the client's hold they came from: a payment that
+    /// failed before any charge leaves the client free to pay again until the hold expires.
+    BackToHold,
+}
+
 struct OrderCore {
     id: String,
+    /// The hold the order was made from (for an instant order, its own `instant` hold row).
+    hold_id: String,
+    /// Whether that hold is one a client made with `POST /v1/holds`.
+    client_hold: bool,
     api_key_id: i64,
     status: String,
     step: String,
@@ -597,6 +650,18 @@ struct OrderCore {
     seats_released: bool,
     refund_minor: Option<i64>,
     legs: Vec<LegRef>,
+}
+
+impl OrderCore {
+    /// How a payment failure before any charge releases the seats: back to a client's
+    /// hold, else back on sale.
+    fn release_to_hold_or_sale<'a>(&self, reason: &'a str) -> Option<SeatMove<'a>> {
+        Some(if self.client_hold {
+            SeatMove::BackToHold
+        } else {
+            SeatMove::Adjust(-self.seats, 0, reason)
+        })
+    }
 }
 
 impl Service {
@@ -694,9 +759,10 @@ impl Service {
             .query_opt(
                 &client
                     .prepare_cached(
-                        "SELECT id, api_key_id, status, saga_step, seats, price_minor, currency,
-                        failure_code, seats_released, refund_minor
-                 FROM orders WHERE id = $1",
+                        "SELECT o.id, o.api_key_id, o.status, o.saga_step, o.seats, o.price_minor,
+                                o.currency, o.failure_code, o.seats_released, o.refund_minor,
+                                o.hold_id, NOT h.instant
+                         FROM orders o JOIN holds h ON h.id = o.hold_id WHERE o.id = $1",
                     )
                     .await?,
                 &[&order_id],
@@ -732,6 +798,8 @@ impl Service {
             failure_code: r.get(7),
             seats_released: r.get(8),
             refund_minor: r.get(9),
+            hold_id: r.get(10),
+            client_hold: r.get(11),
             legs,
         }))
     }
@@ -857,35 +925,28 @@ impl Service {
         let ttl = i64::try_from(self.cfg.hold_ttl.as_millis()).unwrap_or(i64::MAX);
         let expires = now.saturating_add(ttl).min(offer.departs_ms);
         let seats = i32::try_from(offer.seats()).unwrap_or(i32::MAX);
-        let personal = serde_json::to_vec(&Personal {
+        let personal = Personal {
             passengers: input.passengers.clone(),
             contact: input.contact.clone(),
-        })
-        .map_err(|_| ApiError::internal("cannot encode passengers"))?;
+        };
+        let plain = serde_json::to_vec(&personal)
+            .map_err(|_| ApiError::internal("cannot encode passengers"))?;
         let enc = self
             .key
-            .encrypt(&hold_id, &personal)
+            .encrypt(&hold_id, &plain)
             .map_err(|_| ApiError::internal("cannot encrypt passengers"))?;
         let legs_json = serde_json::to_string(&offer.legs)
             .map_err(|_| ApiError::internal("cannot encode legs"))?;
-        let price = money(offer.current.amount_minor, &offer.current.currency);
-        let data = json!({
-            "id": hold_id,
-            "status": "held",
-            "expires_at": rfc3339_ms(expires),
-            "price": price,
-            "order": {
-                "id": Value::Null,
-                "offer_id": offer.offer_id,
-                "segments": offer.legs.iter().map(|l| json!({
-                    "carrier": l.carrier, "flight_number": l.flight_number.to_string(),
-                    "departure_date": l.date, "origin": l.origin, "destination": l.destination,
-                    "booking_class": l.booking_class,
-                })).collect::<Vec<_>>(),
-                "passengers": input.passengers,
-                "contact": input.contact,
-                "price": price,
-            },
+        let data = hold_json(&HoldView {
+            id: &hold_id,
+            status: "held",
+            expires_ms: expires,
+            offer_id: &offer.offer_id,
+            legs: &offer.legs,
+            personal: &personal,
+            price_minor: offer.current.amount_minor,
+            currency: &offer.current.currency,
+            order_id: None,
         });
         let mut reply = Reply::data(201, data, &ctx.request_id);
 
@@ -1213,6 +1274,7 @@ impl Service {
             price,
             currency,
             personal,
+            instant,
             ..
         } = plan;
         if let Err(e) = self.commit_taken(tx, seats_taken).await {
@@ -1271,6 +1333,8 @@ impl Service {
             failure_code: None,
             seats_released: false,
             refund_minor: None,
+            hold_id: hold_id.clone(),
+            client_hold: !instant,
             legs,
         };
         let reply = self
@@ -1322,6 +1386,12 @@ impl Service {
             )
             .with_parameter("hold_id"));
         }
+        if status == "released" {
+            return Err(ApiError::offer_expired(
+                "the hold was released and its seats went back on sale",
+            )
+            .with_parameter("hold_id"));
+        }
         if status != "held" || expires <= now {
             return Err(ApiError::offer_expired(
                 "the hold has expired and its seats were released",
@@ -1330,13 +1400,7 @@ impl Service {
         }
         let legs: Vec<LegRef> = serde_json::from_str(&h.get::<_, String>(3))
             .map_err(|_| ApiError::internal("corrupt hold"))?;
-        let blob: Vec<u8> = h.get(8);
-        let personal: Personal = self
-            .key
-            .decrypt(hold_id, &blob)
-            .ok()
-            .and_then(|p| serde_json::from_slice(&p).ok())
-            .ok_or_else(|| ApiError::internal("cannot decrypt the hold"))?;
+        let personal = self.hold_personal(hold_id, &h.get::<_, Vec<u8>>(8))?;
         let price: i64 = h.get(5);
         let currency: String = h.get(6);
         if let Some((exp, cur)) = &input.expected_total {
@@ -1589,7 +1653,7 @@ impl Service {
                     "compensating",
                     "pending",
                     ", failure_code = 'order_not_created', seats_released = true",
-                    Some((-o.seats, 0, "airline_failed")),
+                    Some(SeatMove::Adjust(-o.seats, 0, "airline_failed")),
                     Some(("charge", "succeeded")),
                     None,
                     None,
@@ -1662,7 +1726,7 @@ impl Service {
         to: &str,
         status: &str,
         set_sql: &str,
-        inventory: Option<(i32, i32, &str)>,
+        inventory: Option<SeatMove<'_>>,
         payment: Option<(&str, &str)>,
         reply: Option<&Reply>,
         booking_ref: Option<&str>,
@@ -1686,17 +1750,38 @@ impl Service {
         if n == 0 {
             return Ok(false);
         }
-        if let Some((dh, ds, reason)) = inventory {
-            adjust(
-                &tx,
-                self.capacity.as_ref(),
-                &o.legs,
-                dh,
-                ds,
-                reason,
-                &mut outbox,
-            )
-            .await?;
+        match inventory {
+            Some(SeatMove::Adjust(dh, ds, reason)) => {
+                adjust(
+                    &tx,
+                    self.capacity.as_ref(),
+                    &o.legs,
+                    dh,
+                    ds,
+                    reason,
+                    &mut outbox,
+                )
+                .await?;
+            }
+            Some(SeatMove::BackToHold) => {
+                // The inventory keeps them held: they change owner, not state. An expired
+                // hold is released by the next sweep.
+                let n = tx
+                    .execute(
+                        &tx.prepare_cached(
+                            "UPDATE holds SET status = 'held' WHERE id = $1 AND status = 'ordered'",
+                        )
+                        .await?,
+                        &[&o.hold_id],
+                    )
+                    .await?;
+                if n != 1 {
+                    return Err(ApiError::internal(
+                        "the order's hold is not in state ordered",
+                    ));
+                }
+            }
+            None => {}
         }
         if let Some((kind, pstatus)) = payment {
             tx.execute(&tx.prepare_cached("UPDATE payments SET status = $3, updated_ms = $4 WHERE order_id = $1 AND kind = $2").await?,
@@ -1794,7 +1879,7 @@ impl Service {
                                     "compensated",
                                     "failed",
                                     ", failure_code = 'payment_declined', seats_released = true",
-                                    Some((-o.seats, 0, "payment_declined")),
+                                    o.release_to_hold_or_sale("payment_declined"),
                                     Some(("charge", "declined")),
                                     Some(&r), None)
                                 .await?
@@ -1849,7 +1934,7 @@ impl Service {
                                     "compensated",
                                     "failed",
                                     ", failure_code = 'order_not_created', seats_released = true",
-                                    Some((-o.seats, 0, "payment_failed")),
+                                    o.release_to_hold_or_sale("payment_failed"),
                                     Some(("charge", "not_charged")),
                                     Some(&r),
                                     None,
@@ -1867,7 +1952,7 @@ impl Service {
                                 "compensating",
                                 "pending",
                                 ", failure_code = 'order_not_created', seats_released = true",
-                                Some((-o.seats, 0, "payment_unknown")),
+                                Some(SeatMove::Adjust(-o.seats, 0, "payment_unknown")),
                                 None,
                                 None,
                                 None,
@@ -1902,7 +1987,7 @@ impl Service {
                                     "confirmed",
                                     "confirmed",
                                     "",
-                                    Some((-o.seats, o.seats, "order_confirmed")),
+                                    Some(SeatMove::Adjust(-o.seats, o.seats, "order_confirmed")),
                                     None,
                                     Some(&r),
                                     Some(&sql_safe(&locator)),
@@ -1921,7 +2006,7 @@ impl Service {
                                 "compensating",
                                 "pending",
                                 ", failure_code = 'order_not_created', seats_released = true",
-                                Some((-o.seats, 0, "airline_failed")),
+                                Some(SeatMove::Adjust(-o.seats, 0, "airline_failed")),
                                 None,
                                 None,
                                 None,
@@ -1968,7 +2053,7 @@ impl Service {
                             let release = if o.seats_released {
                                 None
                             } else {
-                                Some((-o.seats, 0, "compensated"))
+                                Some(SeatMove::Adjust(-o.seats, 0, "compensated"))
                             };
                             if self
                                 .transition(
@@ -2202,6 +2287,162 @@ impl Service {
         let mut reply = self.run_saga(order_id, None, &ctx.request_id).await?;
         reply.status = 200;
         Ok(reply)
+    }
+
+    // ---------------------------------------------------------------- holds
+
+    /// A hold's passengers and contact, stored encrypted with the hold id as associated data.
+    fn hold_personal(&self, hold_id: &str, blob: &[u8]) -> Result<Personal, ApiError> {
+        self.key
+            .decrypt(hold_id, blob)
+            .ok()
+            .and_then(|p| serde_json::from_slice(&p).ok())
+            .ok_or_else(|| ApiError::internal("cannot decrypt the hold"))
+    }
+
+    /// `GET /v1/holds/{id}`.
+    pub async fn get_hold(&self, ctx: &Ctx, hold_id: &str) -> Result<Reply, ApiError> {
+        let client = self.pool.get().await?;
+        let data = self.hold_data(&client, ctx.api_key_id, hold_id).await?;
+        Ok(Reply::data(200, data, &ctx.request_id))
+    }
+
+    /// The hold as the API shows it; 404 when this key has no such hold.
+    async fn hold_data(
+        &self,
+        client: &deadpool_postgres::Client,
+        api_key_id: i64,
+        hold_id: &str,
+    ) -> Result<Value, ApiError> {
+        let Some(h) = client
+            .query_opt(
+                &client
+                    .prepare_cached(
+                        "SELECT h.status, h.expires_ms, h.offer_id, h.legs, h.price_minor,
+                                h.currency, h.passengers_enc,
+                                (SELECT o.id FROM orders o WHERE o.hold_id = h.id
+                                 ORDER BY o.status = 'failed', o.seq DESC LIMIT 1)
+                         FROM holds h WHERE h.id = $1 AND h.api_key_id = $2",
+                    )
+                    .await?,
+                &[&hold_id, &api_key_id],
+            )
+            .await?
+        else {
+            return Err(ApiError::not_found("no such hold"));
+        };
+        let stored: String = h.get(0);
+        let expires_ms: i64 = h.get(1);
+        // Past its expiry a hold is expired, even before the sweep releases its seats.
+        let status = if stored == "held" && expires_ms <= self.now() {
+            "expired"
+        } else {
+            stored.as_str()
+        };
+        let legs: Vec<LegRef> = serde_json::from_str(&h.get::<_, String>(3))
+            .map_err(|_| ApiError::internal("corrupt hold"))?;
+        let personal = self.hold_personal(hold_id, &h.get::<_, Vec<u8>>(6))?;
+        let offer_id: String = h.get(2);
+        let currency: String = h.get(5);
+        let order_id: Option<String> = h.get(7);
+        Ok(hold_json(&HoldView {
+            id: hold_id,
+            status,
+            expires_ms,
+            offer_id: &offer_id,
+            legs: &legs,
+            personal: &personal,
+            price_minor: h.get(4),
+            currency: &currency,
+            order_id: order_id.as_deref(),
+        }))
+    }
+
+    /// `POST /v1/holds/{id}/cancel`: the client gives a hold up and its seats go back on
+    /// sale at once (else they would stay held until it expires). A hold already released
+    /// or expired answers its state; one that was ordered is 409 (cancel the order).
+    pub async fn release_hold(&self, ctx: &Ctx, hold_id: &str) -> Result<Reply, ApiError> {
+        let now = self.now();
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        let Some(h) = tx
+            .query_opt(
+                &tx.prepare_cached(
+                    "SELECT status, expires_ms, legs, seats FROM holds
+                     WHERE id = $1 AND api_key_id = $2 FOR UPDATE",
+                )
+                .await?,
+                &[&hold_id, &ctx.api_key_id],
+            )
+            .await?
+        else {
+            return Err(ApiError::not_found("no such hold"));
+        };
+        let status: String = h.get(0);
+        match status.as_str() {
+            "held" => {
+                let legs: Vec<LegRef> = serde_json::from_str(&h.get::<_, String>(2))
+                    .map_err(|_| ApiError::internal("corrupt hold"))?;
+                let seats: i32 = h.get(3);
+                // Past its expiry it is released as the sweep would do it.
+                let (to, reason, action) = if h.get::<_, i64>(1) <= now {
+                    ("expired", "hold_expired", "hold.expire")
+                } else {
+                    ("released", "hold_released", "hold.release")
+                };
+                let mut outbox = PendingBatch::new();
+                adjust(
+                    &tx,
+                    self.capacity.as_ref(),
+                    &legs,
+                    -seats,
+                    0,
+                    reason,
+                    &mut outbox,
+                )
+                .await?;
+                tx.execute(
+                    &tx.prepare_cached("UPDATE holds SET status = $2 WHERE id = $1")
+                        .await?,
+                    &[&hold_id, &to],
+                )
+                .await?;
+                audit(&tx, &actor(ctx.api_key_id), action, hold_id).await?;
+                if let Err(e) = self.commit_with_outbox(tx, &outbox).await {
+                    if !outcome_unknown(&e) {
+                        return Err(e.into());
+                    }
+                    let probe = "SELECT status FROM holds WHERE id = $1";
+                    let st = self
+                        .settle_lost_commit(&[Locked::Hold(hold_id)], probe, hold_id)
+                        .await?;
+                    if st.as_deref() != Some(to) {
+                        return Err(ApiError::unavailable(
+                            "the database connection was lost; the hold was not released",
+                        ));
+                    }
+                }
+                let counter = if to == "released" {
+                    &self.metrics.holds_released
+                } else {
+                    &self.metrics.holds_expired
+                };
+                counter.fetch_add(1, Relaxed);
+            }
+            "ordered" => {
+                return Err(ApiError::new(
+                    409,
+                    "hold_already_ordered",
+                    "Hold already ordered",
+                    "an order was made from this hold: cancel the order instead",
+                ))
+            }
+            _ => drop(tx),
+        }
+        drop(client);
+        let client = self.pool.get().await?;
+        let data = self.hold_data(&client, ctx.api_key_id, hold_id).await?;
+        Ok(Reply::data(200, data, &ctx.request_id))
     }
 
     // ---------------------------------------------------------------- background

@@ -368,3 +368,203 @@ async fn hold_expiry_releases_seats() {
     assert_eq!(n, 1);
     check_consistency(&db).await;
 }
+
+/// A client gives a hold up: its seats are back on sale at once (not when it would have
+/// expired), and no order can be made from it any more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn released_hold_returns_its_seats_at_once() {
+    if !pg_available() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let b = Bookd::new(tmp.path(), &[]);
+    let key = b.new_key("agency");
+    let other = b.new_key("other agency");
+    let full = hold_body(&offer(9, "M", 3), 3);
+    let r = b
+        .call("POST", "/v1/holds", Some(&key), None, Some(&full))
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let created = r.body["data"].clone();
+    let hold = created["id"].as_str().unwrap().to_string();
+    let path = format!("/v1/holds/{hold}");
+    let cancel = format!("/v1/holds/{hold}/cancel");
+
+    // GET shows what POST answered.
+    let r = b.call("GET", &path, Some(&key), None, None).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(r.body["data"], created);
+    // Another key has no such hold, and cannot release it.
+    let r = b.call("GET", &path, Some(&other), None, None).await;
+    assert_eq!((r.status, r.code()), (404, "not_found"));
+    let r = b.call("POST", &cancel, Some(&other), None, None).await;
+    assert_eq!((r.status, r.code()), (404, "not_found"));
+    let r = b.call("GET", &cancel, Some(&key), None, None).await;
+    assert_eq!(r.status, 405);
+
+    // The class is full while the hold lasts.
+    let one = hold_body(&offer(9, "M", 1), 1);
+    let r = b
+        .call("POST", "/v1/holds", Some(&key), None, Some(&one))
+        .await;
+    assert_eq!(r.code(), "seats_unavailable");
+
+    let r = b.call("POST", &cancel, Some(&key), None, None).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(r.body["data"]["status"], "released");
+    assert_eq!(r.body["data"]["order"], created["order"]);
+    // Again: the same state, nothing released twice.
+    let r = b.call("POST", &cancel, Some(&key), None, None).await;
+    assert_eq!(
+        (r.status, &r.body["data"]["status"]),
+        (200, &json!("released"))
+    );
+
+    // Back on sale now (the default hold lasts minutes).
+    let r = b
+        .call("POST", "/v1/holds", Some(&key), None, Some(&full))
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let body = json!({"hold_id": hold, "payment": {"type": "card", "token": "tok_ok"}});
+    let r = b
+        .call("POST", "/v1/orders", Some(&key), None, Some(&body))
+        .await;
+    assert_eq!(
+        (r.status, r.code(), r.param()),
+        (410, "offer_expired", "hold_id")
+    );
+
+    let db = b.db().await;
+    let released: i64 = db
+        .query_one(
+            "SELECT count(*) FROM outbox WHERE reason = 'hold_released'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(released, 1, "one leg class released once");
+    check_consistency(&db).await;
+}
+
+/// Regression: a declined card used to use the hold up (its seats went back on sale and
+/// the hold could not be ordered again), so a client whose first card failed had to search
+/// and hold again. Now the seats go back to the hold, and another card can pay for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn declined_payment_keeps_the_hold() {
+    if !pg_available() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let b = Bookd::new(tmp.path(), &[]);
+    let key = b.new_key("agency");
+    let r = b
+        .call(
+            "POST",
+            "/v1/holds",
+            Some(&key),
+            None,
+            Some(&hold_body(&offer(9, "M", 3), 3)),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let hold = r.body["data"]["id"].as_str().unwrap().to_string();
+    let pay = |token: &str| json!({"hold_id": hold, "payment": {"type": "card", "token": token}});
+
+    let r = b
+        .call(
+            "POST",
+            "/v1/orders",
+            Some(&key),
+            None,
+            Some(&pay("tok_decline")),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.code()),
+        (402, "payment_declined"),
+        "{:?}",
+        r.body
+    );
+    let r = b
+        .call("GET", &format!("/v1/holds/{hold}"), Some(&key), None, None)
+        .await;
+    assert_eq!(r.body["data"]["status"], "held", "{:?}", r.body);
+    assert!(
+        r.body["data"]["order"]["id"].is_string(),
+        "the failed order is named"
+    );
+    // The seats stayed with the hold: nobody else can take them meanwhile.
+    let one = hold_body(&offer(9, "M", 1), 1);
+    let r = b
+        .call("POST", "/v1/holds", Some(&key), None, Some(&one))
+        .await;
+    assert_eq!(r.code(), "seats_unavailable");
+    let db = b.db().await;
+    check_consistency(&db).await;
+
+    // A gateway that provably did not charge gives the hold back too.
+    let r = b
+        .call(
+            "POST",
+            "/v1/orders",
+            Some(&key),
+            None,
+            Some(&pay("tok_error")),
+        )
+        .await;
+    assert_eq!(r.status, 502, "{:?}", r.body);
+    let r = b
+        .call("GET", &format!("/v1/holds/{hold}"), Some(&key), None, None)
+        .await;
+    assert_eq!(r.body["data"]["status"], "held", "{:?}", r.body);
+
+    let r = b
+        .call("POST", "/v1/orders", Some(&key), None, Some(&pay("tok_ok")))
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    assert_eq!(r.body["data"]["status"], "confirmed");
+    let order_id = r.body["data"]["id"].as_str().unwrap().to_string();
+    let r = b
+        .call("GET", &format!("/v1/holds/{hold}"), Some(&key), None, None)
+        .await;
+    assert_eq!(r.body["data"]["status"], "ordered");
+    assert_eq!(r.body["data"]["order"]["id"], json!(order_id));
+    let r = b
+        .call("POST", "/v1/orders", Some(&key), None, Some(&pay("tok_ok")))
+        .await;
+    assert_eq!((r.status, r.code()), (409, "hold_already_ordered"));
+    let r = b
+        .call(
+            "POST",
+            &format!("/v1/holds/{hold}/cancel"),
+            Some(&key),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!((r.status, r.code()), (409, "hold_already_ordered"));
+
+    // An instant order whose card is declined puts its seats back on sale.
+    let r = b
+        .call(
+            "POST",
+            "/v1/orders",
+            Some(&key),
+            None,
+            Some(&order_body(&offer(10, "M", 3), 3, "tok_decline")),
+        )
+        .await;
+    assert_eq!(r.status, 402, "{:?}", r.body);
+    let r = b
+        .call(
+            "POST",
+            "/v1/holds",
+            Some(&key),
+            None,
+            Some(&hold_body(&offer(10, "M", 3), 3)),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    check_consistency(&db).await;
+}
