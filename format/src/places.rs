@@ -9,7 +9,7 @@ use std::path::Path;
 
 use tantivy::schema::{Field, Schema, FAST, INDEXED, STORED, STRING, TEXT};
 use tantivy::tokenizer::{AsciiFoldingFilter, LowerCaser, SimpleTokenizer, TextAnalyzer};
-use tantivy::{doc, Index, IndexWriter};
+use tantivy::{doc, Index, IndexWriter, SegmentReader};
 
 use crate::model::Places;
 use crate::{Error, Result};
@@ -211,4 +211,44 @@ pub fn build(dir: &Path, places: &Places, traffic: &[u64]) -> Result<()> {
 
 pub fn open(dir: &Path) -> Result<Index> {
     Index::open_in_dir(dir).map_err(tv)
+}
+
+/// Checks the index's files as far as tantivy can: every file's own checksum, then every
+/// segment opened as a searcher opens it. tantivy trusts the lengths and offsets inside its
+/// files and panics on some damaged ones (a segment file shorter than its footer, for one),
+/// so a panic here is caught and reported as corruption: a damaged index is refused when
+/// the snapshot is opened rather than crashing the server that serves it.
+pub fn check(index: &Index) -> Result<()> {
+    let run = || -> Result<()> {
+        let mut bad: Vec<String> = index
+            .validate_checksum()
+            .map_err(tv)?
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect();
+        if !bad.is_empty() {
+            bad.sort();
+            return Err(Error::Places(format!(
+                "checksum mismatch in {}",
+                bad.join(", ")
+            )));
+        }
+        for segment in index.searchable_segments().map_err(tv)? {
+            SegmentReader::open(&segment).map_err(tv)?;
+        }
+        Ok(())
+    };
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(run)) {
+        Ok(result) => result,
+        Err(panic) => {
+            let why = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown".into());
+            Err(Error::Places(format!(
+                "a damaged index file made tantivy fail ({why})"
+            )))
+        }
+    }
 }

@@ -474,6 +474,8 @@ impl Snapshot {
         })?;
         crate::places::fields(&places_index)
             .map_err(|e| Error::corrupt(&places_dir, e.to_string()))?;
+        crate::places::check(&places_index)
+            .map_err(|e| Error::corrupt(&places_dir, e.to_string()))?;
         let snap = Snapshot {
             dir,
             manifest,

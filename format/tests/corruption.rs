@@ -275,3 +275,59 @@ fn publishing_twice_swaps_the_link_and_keeps_one_previous_generation() {
     assert!(w.finish(Manifest::default()).is_err());
     assert_eq!(fs::read(foreign.join("keep.txt")).expect("read"), b"mine");
 }
+
+/// Rewrites the manifest's entry for `file` (size and checksum) to match its bytes, as a
+/// writer that made the damaged file would have: only tantivy's own checks are left.
+fn relist(gen: &Path, file: &Path) {
+    let mpath = gen.join(format::snapshot::MANIFEST_FILE);
+    let bytes = fs::read(&mpath).expect("read manifest");
+    let payload = &bytes[..bytes.len() - format::container::FOOTER_LEN];
+    let mut m: Manifest = serde_json::from_slice(payload).expect("manifest json");
+    let name = file
+        .strip_prefix(gen)
+        .expect("inside the generation")
+        .to_string_lossy()
+        .into_owned();
+    let content = fs::read(file).expect("read file");
+    let entry = m.files.iter_mut().find(|f| f.name == name).expect("listed");
+    entry.bytes = content.len() as u64;
+    entry.xxh3 = format!("{:016x}", format::container::checksum(&content));
+    let mut out = serde_json::to_vec_pretty(&m).expect("json");
+    let footer = format::container::footer("manifest", &out);
+    out.extend_from_slice(&footer);
+    fs::write(&mpath, out).expect("write manifest");
+}
+
+/// Regression (fuzzing): a places segment file shorter than tantivy's footer, or with a
+/// flipped byte, listed with its real size and checksum, opened as a sound snapshot; the
+/// first searcher on it then panicked (`attempt to subtract with overflow` in tantivy).
+#[test]
+fn a_damaged_places_index_is_refused_even_when_the_manifest_matches_it() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let out = tmp.path().join("snap");
+    let gen = write_small(&out);
+    let segment_files: Vec<PathBuf> = all_files(&gen.join("places"))
+        .into_iter()
+        .filter(|p| !p.to_string_lossy().ends_with(".json"))
+        .collect();
+    assert!(!segment_files.is_empty());
+    for file in &segment_files {
+        let original = fs::read(file).expect("read");
+        let mut flipped = original.clone();
+        flipped[0] ^= 0x5a;
+        for bad in [b"O\x0b%%\0\0".to_vec(), flipped] {
+            fs::write(file, &bad).expect("write");
+            relist(&gen, file);
+            match Snapshot::open(&out) {
+                Ok(_) => panic!("damaged {} was accepted", file.display()),
+                Err(e) => assert!(
+                    e.to_string().contains("places"),
+                    "the error does not name the places index: {e}"
+                ),
+            }
+        }
+        fs::write(file, &original).expect("restore");
+        relist(&gen, file);
+        Snapshot::open(&out).expect("restored snapshot opens again");
+    }
+}
