@@ -7,9 +7,11 @@
 
 use std::path::Path;
 
+use tantivy::postings::Postings;
 use tantivy::schema::{Field, Schema, FAST, INDEXED, STORED, STRING, TEXT};
+use tantivy::schema::{FieldType, IndexRecordOption};
 use tantivy::tokenizer::{AsciiFoldingFilter, LowerCaser, SimpleTokenizer, TextAnalyzer};
-use tantivy::{doc, Index, IndexWriter, SegmentReader};
+use tantivy::{doc, DocSet, Index, IndexWriter, SegmentReader, TantivyDocument, TERMINATED};
 
 use crate::model::Places;
 use crate::{Error, Result};
@@ -233,8 +235,50 @@ pub fn check(index: &Index) -> Result<()> {
                 bad.join(", ")
             )));
         }
+        // Read everything a query can read: a file that is sound on its own but not the
+        // one its segment expects (swapped in) only fails when its contents are used.
+        let io = |e: std::io::Error| Error::Places(e.to_string());
+        let schema = index.schema();
         for segment in index.searchable_segments().map_err(tv)? {
-            SegmentReader::open(&segment).map_err(tv)?;
+            let reader = SegmentReader::open(&segment).map_err(tv)?;
+            for (field, entry) in schema.fields() {
+                if entry.is_indexed() {
+                    let inverted = reader.inverted_index(field).map_err(tv)?;
+                    let mut terms = inverted.terms().stream().map_err(io)?;
+                    let mut positions = Vec::new();
+                    while terms.advance() {
+                        let info = terms.value().clone();
+                        let mut postings = inverted
+                            .read_postings_from_terminfo(
+                                &info,
+                                IndexRecordOption::WithFreqsAndPositions,
+                            )
+                            .map_err(io)?;
+                        while postings.doc() != TERMINATED {
+                            postings.positions(&mut positions);
+                            postings.advance();
+                        }
+                    }
+                }
+                if entry.has_fieldnorms() {
+                    let norms = reader.get_fieldnorms_reader(field).map_err(tv)?;
+                    for doc in 0..reader.max_doc() {
+                        norms.fieldnorm_id(doc);
+                    }
+                }
+            }
+            for (_, entry) in schema.fields() {
+                if entry.is_fast() && matches!(entry.field_type(), FieldType::U64(_)) {
+                    let column = reader.fast_fields().u64(entry.name()).map_err(tv)?;
+                    for doc in 0..reader.max_doc() {
+                        column.first(doc);
+                    }
+                }
+            }
+            let store = reader.get_store_reader(0).map_err(io)?;
+            for doc in store.iter::<TantivyDocument>(None) {
+                doc.map_err(tv)?;
+            }
         }
         Ok(())
     };

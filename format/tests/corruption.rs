@@ -331,3 +331,61 @@ fn a_damaged_places_index_is_refused_even_when_the_manifest_matches_it() {
         Snapshot::open(&out).expect("restored snapshot opens again");
     }
 }
+
+/// Regression (fuzzing): a places segment file replaced by another file of the index (each
+/// sound on its own, with tantivy's checksum), listed with its new size and checksum,
+/// opened as a sound snapshot; a places query on it then panicked in tantivy.
+#[test]
+fn a_places_file_swapped_for_another_is_refused_even_when_the_manifest_matches_it() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let out = tmp.path().join("snap");
+    let gen = write_small(&out);
+    let files: Vec<PathBuf> = all_files(&gen.join("places"))
+        .into_iter()
+        .filter(|p| !p.to_string_lossy().ends_with(".json"))
+        .collect();
+    let ext = |suffix: &str| {
+        files
+            .iter()
+            .find(|p| p.to_string_lossy().ends_with(suffix))
+            .expect("segment file")
+    };
+    let (from, to) = (ext(".fieldnorm"), ext(".idx"));
+    let original = fs::read(to).expect("read");
+    fs::copy(from, to).expect("swap");
+    relist(&gen, to);
+    match Snapshot::open(&out) {
+        Ok(_) => panic!(
+            "{} swapped for {} was accepted",
+            to.display(),
+            from.display()
+        ),
+        Err(e) => assert!(e.to_string().contains("places"), "{e}"),
+    }
+    fs::write(to, &original).expect("restore");
+    relist(&gen, to);
+    Snapshot::open(&out).expect("restored snapshot opens again");
+}
+
+/// Every places segment file swapped for every other one: refused, or (when tantivy reads
+/// the other file's bytes as valid) opened; never a panic out of `Snapshot::open`.
+#[test]
+fn every_places_file_swap_opens_or_is_refused_without_a_panic() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let out = tmp.path().join("snap");
+    let gen = write_small(&out);
+    let files = all_files(&gen.join("places"));
+    for to in &files {
+        let original = fs::read(to).expect("read");
+        for from in files.iter().filter(|f| *f != to) {
+            fs::copy(from, to).expect("swap");
+            relist(&gen, to);
+            if let Err(e) = Snapshot::open(&out) {
+                assert!(e.to_string().contains("places"), "{e}");
+            }
+        }
+        fs::write(to, &original).expect("restore");
+        relist(&gen, to);
+    }
+    Snapshot::open(&out).expect("restored snapshot opens again");
+}
