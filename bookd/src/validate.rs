@@ -168,16 +168,9 @@ pub fn check_email(s: &str, path: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// Days since the epoch of a strict `YYYY-MM-DD` real date.
+/// Days since the epoch of a strict `YYYY-MM-DD` real date (digits only, years 0001-9999).
 pub fn parse_date(s: &str) -> Option<i32> {
-    let b = s.as_bytes();
-    if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
-        return None;
-    }
-    let y: i32 = s.get(0..4)?.parse().ok()?;
-    let m: u32 = s.get(5..7)?.parse().ok()?;
-    let d: u32 = s.get(8..10)?.parse().ok()?;
-    format::date::checked_days(y, m, d)
+    format::date::parse_iso(s)
 }
 
 /// Full years between two dates (days since the epoch).
@@ -450,5 +443,29 @@ mod tests {
         let b = parse_date("2000-06-15").expect("date");
         assert_eq!(age_years(b, parse_date("2012-06-14").expect("d")), 11);
         assert_eq!(age_years(b, parse_date("2012-06-15").expect("d")), 12);
+    }
+
+    /// Regression (fuzzing): the parts were read with `str::parse`, which takes a sign, so
+    /// `born_on` `+163-10-01` (year 163), `-001-01-01` (year -1) and `2000-+1-+5` were
+    /// accepted as real dates.
+    #[test]
+    fn a_date_with_a_sign_is_not_a_date() {
+        for s in [
+            "+163-10-01",
+            "-001-01-01",
+            "2000-+1-+5",
+            "2000-01-+5",
+            "0000-01-01",
+        ] {
+            assert_eq!(parse_date(s), None, "{s}");
+        }
+        let body = serde_json::json!({
+            "offer_id": "x",
+            "passengers": [{"type": "adult", "given_name": "Ada", "family_name": "Lovelace",
+                            "born_on": "+163-10-01"}],
+            "contact": {"email": "a@example.com"},
+        });
+        let e = hold_request(&body).expect_err("signed year");
+        assert_eq!(e.parameter.as_deref(), Some("passengers[0].born_on"));
     }
 }
