@@ -137,6 +137,9 @@ fn key_pool(loaded: &Loaded, day: i64, max: usize) -> (Vec<(LegKey, u64)>, usize
 struct Lat {
     direct: Vec<u64>,
     one_stop: Vec<u64>,
+    /// The 1-stop pair whose searches took longest in total (its index in the workload's
+    /// pairs) and its own sorted latencies: the mix's p99 lies in its distribution.
+    slowest: (usize, Vec<u64>),
 }
 
 fn measure(
@@ -153,19 +156,34 @@ fn measure(
             }
         }
         let mut v = Vec::with_capacity(n);
+        let mut per_pair = vec![Vec::with_capacity(n / qs.len() + 1); qs.len()];
         for i in 0..n {
             let q = &qs[i % qs.len()];
             let t = Instant::now();
             let r = engine::run_search(&loaded.snap, &loaded.overlay, clock, q);
-            v.push(t.elapsed().as_nanos() as u64);
+            let ns = t.elapsed().as_nanos() as u64;
+            v.push(ns);
+            per_pair[i % qs.len()].push(ns);
             std::hint::black_box(r);
         }
         v.sort_unstable();
-        v
+        let slowest = per_pair
+            .into_iter()
+            .enumerate()
+            .max_by_key(|(_, l)| l.iter().sum::<u64>())
+            .map(|(i, mut l)| {
+                l.sort_unstable();
+                (i, l)
+            })
+            .unwrap_or_default();
+        (v, slowest)
     };
+    let (direct, _) = run(direct);
+    let (one_stop, slowest) = run(one);
     Lat {
-        direct: run(direct),
-        one_stop: run(one),
+        direct,
+        one_stop,
+        slowest,
     }
 }
 
@@ -173,7 +191,17 @@ fn us(ns: u64) -> f64 {
     ns as f64 / 1000.0
 }
 
-fn print_phase(name: &str, l: &Lat) {
+fn print_phase(name: &str, l: &Lat, pairs: &[(String, String)]) {
+    let (i, slow) = &l.slowest;
+    let pair = pairs
+        .get(*i)
+        .map_or(String::new(), |(o, d)| format!("{o}-{d}"));
+    println!(
+        "{name}: slowest 1-stop pair {pair} p50 {:.1} us p90 {:.1} us p99 {:.1} us",
+        us(quantile(slow, 0.5)),
+        us(quantile(slow, 0.9)),
+        us(quantile(slow, 0.99)),
+    );
     println!(
         "{name}: direct p50 {:.1} us p99 {:.1} us | 1-stop priced p50 {:.1} us p90 {:.1} us p99 {:.1} us max {:.1} us",
         us(quantile(&l.direct, 0.5)),
@@ -232,7 +260,11 @@ fn main() -> Result<()> {
 
     // ---- A: empty overlay, no stream.
     let a = measure(&loaded, clock, args.n, &direct, &one);
-    print_phase("A  empty overlay, no stream          ", &a);
+    print_phase(
+        "A  empty overlay, no stream          ",
+        &a,
+        &w.one_stop_pairs,
+    );
 
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -281,7 +313,11 @@ fn main() -> Result<()> {
 
     // ---- B: filled overlay, no stream.
     let b = measure(&loaded, clock, args.n, &direct, &one);
-    print_phase("B  filled overlay, no stream         ", &b);
+    print_phase(
+        "B  filled overlay, no stream         ",
+        &b,
+        &w.one_stop_pairs,
+    );
 
     // ---- C: filled overlay, changes streaming in at --rate.
     let stop = Arc::new(AtomicBool::new(false));
@@ -328,7 +364,11 @@ fn main() -> Result<()> {
     let c_seq1 = status.last_applied_seq.load(Ordering::Relaxed);
     stop.store(true, Ordering::Relaxed);
     let (pushed, push_took) = producer.join().map_err(|_| anyhow!("producer panicked"))?;
-    print_phase("C  filled overlay, stream at --rate  ", &c);
+    print_phase(
+        "C  filled overlay, stream at --rate  ",
+        &c,
+        &w.one_stop_pairs,
+    );
     println!(
         "C  stream: {pushed} changes pushed in {:.2} s = {:.0}/s offered; applied by the node during the searches: {} seqs in {:.2} s = {:.0} invalidations/s",
         push_took.as_secs_f64(),
