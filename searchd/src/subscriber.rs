@@ -318,7 +318,43 @@ pub struct Refused(pub String);
 /// SipHash: at 50,000 changes/s SipHash and the second lookup per change were a third of
 /// the subscriber's CPU (BENCHMARKS.md §21), time taken from the searches on the same cores.
 /// The keys come from bookd over mutually authenticated TLS, so flooding is not a concern.
-type Entries = HashMap<LegKey, (u16, u64), BuildHasherDefault<KeyHasher>>;
+type Entries = HashMap<LegKey, Held, BuildHasherDefault<KeyHasher>>;
+
+/// One leg class of bookd's state.
+#[derive(Debug, Clone, Copy)]
+struct Held {
+    seats: u16,
+    seq: u64,
+    /// Its overlay key in the snapshot of generation [`State::keys_of`], [`UNMAPPED`] when
+    /// that snapshot has no such leg, [`NOT_RESOLVED`] until looked up. Finding a leg scans
+    /// the flight's periods: at 50,000 changes/s that was a quarter of the stream's CPU
+    /// (BENCHMARKS.md §28), though a change mostly repeats a leg class already held.
+    key: u64,
+}
+
+const NOT_RESOLVED: u64 = u64::MAX;
+const UNMAPPED: u64 = u64::MAX - 1;
+
+impl Held {
+    fn new(seats: u16, seq: u64) -> Held {
+        Held {
+            seats,
+            seq,
+            key: NOT_RESOLVED,
+        }
+    }
+}
+
+/// `key` resolved in `view` as [`Held::key`] holds it.
+fn resolve_held<V: LiveView>(view: &V, key: &LegKey) -> u64 {
+    match view.resolve(key) {
+        Some(k) => {
+            debug_assert!(k < UNMAPPED, "overlay keys stay below the sentinels");
+            k
+        }
+        None => UNMAPPED,
+    }
+}
 
 /// bookd's state as this node holds it, projected into the snapshot in service.
 struct State {
@@ -327,6 +363,8 @@ struct State {
     snapshot_id: String,
     /// Generation of the view whose overlay holds the projection.
     projected: Option<u64>,
+    /// Generation of the view the entries' cached overlay keys belong to.
+    keys_of: Option<u64>,
     unmapped: u64,
 }
 
@@ -358,6 +396,7 @@ impl<T: OverlayTarget> Core<T> {
                 last_applied: 0,
                 snapshot_id: String::new(),
                 projected: None,
+                keys_of: None,
                 unmapped: 0,
             }),
             status: Arc::new(SubscriberStatus::default()),
@@ -389,7 +428,11 @@ impl<T: OverlayTarget> Core<T> {
 
     /// bookd's state as held here: leg class -> (seats, seq).
     pub fn entries(&self) -> HashMap<LegKey, (u16, u64)> {
-        self.lock().entries.iter().map(|(k, v)| (*k, *v)).collect()
+        self.lock()
+            .entries
+            .iter()
+            .map(|(k, h)| (*k, (h.seats, h.seq)))
+            .collect()
     }
 
     pub fn last_applied(&self) -> u64 {
@@ -400,14 +443,20 @@ impl<T: OverlayTarget> Core<T> {
     fn project_all(&self, st: &mut State, view: &T::View) {
         let mut map = HashMap::with_capacity(st.entries.len());
         let mut unmapped = 0u64;
-        for (k, &(seats, _)) in &st.entries {
-            match view.resolve(k) {
-                Some(key) => {
-                    map.insert(key, seats);
-                }
-                None => unmapped += 1,
+        let generation = view.generation();
+        // `fill` resolved every key for this view already when it was loaded.
+        let reuse = st.keys_of == Some(generation);
+        for (k, h) in st.entries.iter_mut() {
+            if !reuse || h.key == NOT_RESOLVED {
+                h.key = resolve_held(view, k);
+            }
+            if h.key == UNMAPPED {
+                unmapped += 1;
+            } else {
+                map.insert(h.key, h.seats);
             }
         }
+        st.keys_of = Some(generation);
         view.overlay().replace(map);
         st.unmapped = unmapped;
         self.status
@@ -485,27 +534,53 @@ impl<T: OverlayTarget> Core<T> {
             return Ok(Step::Continue);
         }
         let last = st.last_applied;
-        let mut changed: Vec<(LegKey, u16)> = Vec::with_capacity(u.entries.len());
+        let generation = view.generation();
+        let in_place = st.projected == Some(generation);
+        let cached = st.keys_of == Some(generation);
+        let max_entries = self.max_state_entries;
+        let mut applied = 0u64;
+        let mut pairs = Vec::with_capacity(if in_place { u.entries.len() } else { 0 });
+        let mut unmapped = 0u64;
         for e in u.entries.iter().filter(|e| e.seq > last) {
             let held = st.entries.len();
-            match st.entries.entry(e.key) {
-                MapEntry::Occupied(mut o) => {
-                    if e.seq < o.get().1 {
+            let h = match st.entries.entry(e.key) {
+                MapEntry::Occupied(o) => {
+                    if e.seq < o.get().seq {
                         continue;
                     }
-                    o.insert((e.seats, e.seq));
+                    let h = o.into_mut();
+                    h.seats = e.seats;
+                    h.seq = e.seq;
+                    h
                 }
                 MapEntry::Vacant(v) => {
-                    if held >= self.max_state_entries {
+                    if held >= max_entries {
                         return Err(Refused(format!(
-                            "state over the limit of {} entries",
-                            self.max_state_entries
+                            "state over the limit of {max_entries} entries"
                         )));
                     }
-                    v.insert((e.seats, e.seq));
+                    v.insert(Held::new(e.seats, e.seq))
                 }
+            };
+            applied += 1;
+            if !in_place {
+                continue; // projected whole below
             }
-            changed.push((e.key, e.seats));
+            // A key cached for another generation (a snapshot being filled before its
+            // swap) must not be used here, nor overwritten with this view's.
+            let key = if !cached {
+                resolve_held(&*view, &e.key)
+            } else {
+                if h.key == NOT_RESOLVED {
+                    h.key = resolve_held(&*view, &e.key);
+                }
+                h.key
+            };
+            if key == UNMAPPED {
+                unmapped += 1;
+            } else {
+                pairs.push((key, e.seats));
+            }
         }
         st.last_applied = u.to_seq;
         self.status
@@ -513,19 +588,11 @@ impl<T: OverlayTarget> Core<T> {
             .store(u.to_seq, Ordering::Relaxed);
         self.status
             .entries_applied
-            .fetch_add(changed.len() as u64, Ordering::Relaxed);
-        if st.projected != Some(view.generation()) {
+            .fetch_add(applied, Ordering::Relaxed);
+        if !in_place {
             self.project_all(&mut st, &view);
-            st.projected = Some(view.generation());
+            st.projected = Some(generation);
         } else {
-            let mut pairs = Vec::with_capacity(changed.len());
-            let mut unmapped = 0u64;
-            for (k, seats) in &changed {
-                match view.resolve(k) {
-                    Some(key) => pairs.push((key, *seats)),
-                    None => unmapped += 1,
-                }
-            }
             if !pairs.is_empty() {
                 view.overlay().apply(&pairs);
             }
@@ -600,18 +667,19 @@ impl<T: OverlayTarget> Core<T> {
         for e in &done.entries {
             match map.entry(e.key) {
                 MapEntry::Occupied(mut o) => {
-                    if e.seq >= o.get().1 {
-                        o.insert((e.seats, e.seq));
+                    if e.seq >= o.get().seq {
+                        o.insert(Held::new(e.seats, e.seq));
                     }
                 }
                 MapEntry::Vacant(v) => {
-                    v.insert((e.seats, e.seq));
+                    v.insert(Held::new(e.seats, e.seq));
                 }
             }
         }
         let view = self.target.current();
         let mut st = self.lock();
         st.entries = map;
+        st.keys_of = None;
         st.last_applied = done.as_of;
         st.snapshot_id = done.snapshot_id;
         self.project_all(&mut st, &view);
@@ -1258,6 +1326,77 @@ mod tests {
         core.handle(updates(2, 2, vec![e(b, 2, 2)]), &mut p)
             .expect("applies");
         assert_eq!(fresh.overlay.len(), 2);
+    }
+
+    /// Overlay keys cached in the state belong to one snapshot: one filled before its swap
+    /// must not lend its keys to the snapshot still in service, nor take that one's.
+    #[test]
+    fn cached_overlay_keys_follow_the_snapshot_in_service() {
+        struct GView {
+            generation: u64,
+            overlay: Overlay,
+        }
+        impl LiveView for GView {
+            fn generation(&self) -> u64 {
+                self.generation
+            }
+            fn resolve(&self, key: &LegKey) -> Option<u64> {
+                Some(
+                    (self.generation << 40)
+                        | (u64::from(key.flight_number) << 16)
+                        | u64::from(key.booking_class),
+                )
+            }
+            fn overlay(&self) -> &Overlay {
+                &self.overlay
+            }
+        }
+        struct GTarget(Mutex<Arc<GView>>);
+        impl OverlayTarget for GTarget {
+            type View = GView;
+            fn current(&self) -> Arc<GView> {
+                match self.0.lock() {
+                    Ok(g) => g.clone(),
+                    Err(p) => p.into_inner().clone(),
+                }
+            }
+        }
+        let view = |generation| {
+            Arc::new(GView {
+                generation,
+                overlay: Overlay::new(),
+            })
+        };
+        let k = |generation: u64| (generation << 40) | (1 << 16) | u64::from(b'Y');
+        let old = view(1);
+        let t = Arc::new(GTarget(Mutex::new(old.clone())));
+        let core = Core::new(t.clone(), 1000);
+        let mut p = None;
+        let a = key(b"BA ", 1, b'Y');
+        core.handle(updates(1, 1, vec![e(a, 5, 1)]), &mut p)
+            .expect("applies");
+        assert_eq!(old.overlay.seats(k(1)), Some(5));
+
+        // The next snapshot is filled before its swap; the old one still serves.
+        let new = view(2);
+        core.fill(&new);
+        assert_eq!(new.overlay.seats(k(2)), Some(5));
+        core.handle(updates(2, 2, vec![e(a, 4, 2)]), &mut p)
+            .expect("applies");
+        assert_eq!(old.overlay.seats(k(1)), Some(4));
+        assert_eq!(old.overlay.seats(k(2)), None);
+
+        match t.0.lock() {
+            Ok(mut g) => *g = new.clone(),
+            Err(_) => panic!("lock"),
+        }
+        core.handle(updates(3, 3, vec![e(a, 3, 3)]), &mut p)
+            .expect("applies");
+        assert_eq!(new.overlay.seats(k(2)), Some(3));
+        assert_eq!(new.overlay.seats(k(1)), None);
+        core.handle(updates(4, 4, vec![e(a, 2, 4)]), &mut p)
+            .expect("applies");
+        assert_eq!(new.overlay.seats(k(2)), Some(2));
     }
 
     #[test]
