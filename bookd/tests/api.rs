@@ -381,9 +381,7 @@ async fn released_hold_returns_its_seats_at_once() {
     let key = b.new_key("agency");
     let other = b.new_key("other agency");
     let full = hold_body(&offer(9, "M", 3), 3);
-    let r = b
-        .call("POST", "/v1/holds", Some(&key), None, Some(&full))
-        .await;
+    let r = b.post("/v1/holds", &key, &full).await;
     assert_eq!(r.status, 201, "{:?}", r.body);
     let created = r.body["data"].clone();
     let hold = created["id"].as_str().unwrap().to_string();
@@ -391,44 +389,38 @@ async fn released_hold_returns_its_seats_at_once() {
     let cancel = format!("/v1/holds/{hold}/cancel");
 
     // GET shows what POST answered.
-    let r = b.call("GET", &path, Some(&key), None, None).await;
+    let r = b.get(&path, &key).await;
     assert_eq!(r.status, 200, "{:?}", r.body);
     assert_eq!(r.body["data"], created);
     // Another key has no such hold, and cannot release it.
-    let r = b.call("GET", &path, Some(&other), None, None).await;
+    let r = b.get(&path, &other).await;
     assert_eq!((r.status, r.code()), (404, "not_found"));
-    let r = b.call("POST", &cancel, Some(&other), None, None).await;
+    let r = b.post_empty(&cancel, &other).await;
     assert_eq!((r.status, r.code()), (404, "not_found"));
     let r = b.call("GET", &cancel, Some(&key), None, None).await;
     assert_eq!(r.status, 405);
 
     // The class is full while the hold lasts.
     let one = hold_body(&offer(9, "M", 1), 1);
-    let r = b
-        .call("POST", "/v1/holds", Some(&key), None, Some(&one))
-        .await;
+    let r = b.post("/v1/holds", &key, &one).await;
     assert_eq!(r.code(), "seats_unavailable");
 
-    let r = b.call("POST", &cancel, Some(&key), None, None).await;
+    let r = b.post_empty(&cancel, &key).await;
     assert_eq!(r.status, 200, "{:?}", r.body);
     assert_eq!(r.body["data"]["status"], "released");
     assert_eq!(r.body["data"]["order"], created["order"]);
     // Again: the same state, nothing released twice.
-    let r = b.call("POST", &cancel, Some(&key), None, None).await;
+    let r = b.post_empty(&cancel, &key).await;
     assert_eq!(
         (r.status, &r.body["data"]["status"]),
         (200, &json!("released"))
     );
 
     // Back on sale now (the default hold lasts minutes).
-    let r = b
-        .call("POST", "/v1/holds", Some(&key), None, Some(&full))
-        .await;
+    let r = b.post("/v1/holds", &key, &full).await;
     assert_eq!(r.status, 201, "{:?}", r.body);
     let body = json!({"hold_id": hold, "payment": {"type": "card", "token": "tok_ok"}});
-    let r = b
-        .call("POST", "/v1/orders", Some(&key), None, Some(&body))
-        .await;
+    let r = b.post("/v1/orders", &key, &body).await;
     assert_eq!(
         (r.status, r.code(), r.param()),
         (410, "offer_expired", "hold_id")
@@ -459,36 +451,20 @@ async fn declined_payment_keeps_the_hold() {
     let b = Bookd::new(tmp.path(), &[]);
     let key = b.new_key("agency");
     let r = b
-        .call(
-            "POST",
-            "/v1/holds",
-            Some(&key),
-            None,
-            Some(&hold_body(&offer(9, "M", 3), 3)),
-        )
+        .post("/v1/holds", &key, &hold_body(&offer(9, "M", 3), 3))
         .await;
     assert_eq!(r.status, 201, "{:?}", r.body);
     let hold = r.body["data"]["id"].as_str().unwrap().to_string();
     let pay = |token: &str| json!({"hold_id": hold, "payment": {"type": "card", "token": token}});
 
-    let r = b
-        .call(
-            "POST",
-            "/v1/orders",
-            Some(&key),
-            None,
-            Some(&pay("tok_decline")),
-        )
-        .await;
+    let r = b.post("/v1/orders", &key, &pay("tok_decline")).await;
     assert_eq!(
         (r.status, r.code()),
         (402, "payment_declined"),
         "{:?}",
         r.body
     );
-    let r = b
-        .call("GET", &format!("/v1/holds/{hold}"), Some(&key), None, None)
-        .await;
+    let r = b.get(&format!("/v1/holds/{hold}"), &key).await;
     assert_eq!(r.body["data"]["status"], "held", "{:?}", r.body);
     assert!(
         r.body["data"]["order"]["id"].is_string(),
@@ -496,74 +472,42 @@ async fn declined_payment_keeps_the_hold() {
     );
     // The seats stayed with the hold: nobody else can take them meanwhile.
     let one = hold_body(&offer(9, "M", 1), 1);
-    let r = b
-        .call("POST", "/v1/holds", Some(&key), None, Some(&one))
-        .await;
+    let r = b.post("/v1/holds", &key, &one).await;
     assert_eq!(r.code(), "seats_unavailable");
     let db = b.db().await;
     check_consistency(&db).await;
 
     // A gateway that provably did not charge gives the hold back too.
-    let r = b
-        .call(
-            "POST",
-            "/v1/orders",
-            Some(&key),
-            None,
-            Some(&pay("tok_error")),
-        )
-        .await;
+    let r = b.post("/v1/orders", &key, &pay("tok_error")).await;
     assert_eq!(r.status, 502, "{:?}", r.body);
-    let r = b
-        .call("GET", &format!("/v1/holds/{hold}"), Some(&key), None, None)
-        .await;
+    let r = b.get(&format!("/v1/holds/{hold}"), &key).await;
     assert_eq!(r.body["data"]["status"], "held", "{:?}", r.body);
 
-    let r = b
-        .call("POST", "/v1/orders", Some(&key), None, Some(&pay("tok_ok")))
-        .await;
+    let r = b.post("/v1/orders", &key, &pay("tok_ok")).await;
     assert_eq!(r.status, 201, "{:?}", r.body);
     assert_eq!(r.body["data"]["status"], "confirmed");
     let order_id = r.body["data"]["id"].as_str().unwrap().to_string();
-    let r = b
-        .call("GET", &format!("/v1/holds/{hold}"), Some(&key), None, None)
-        .await;
+    let r = b.get(&format!("/v1/holds/{hold}"), &key).await;
     assert_eq!(r.body["data"]["status"], "ordered");
     assert_eq!(r.body["data"]["order"]["id"], json!(order_id));
-    let r = b
-        .call("POST", "/v1/orders", Some(&key), None, Some(&pay("tok_ok")))
-        .await;
+    let r = b.post("/v1/orders", &key, &pay("tok_ok")).await;
     assert_eq!((r.status, r.code()), (409, "hold_already_ordered"));
     let r = b
-        .call(
-            "POST",
-            &format!("/v1/holds/{hold}/cancel"),
-            Some(&key),
-            None,
-            None,
-        )
+        .post_empty(&format!("/v1/holds/{hold}/cancel"), &key)
         .await;
     assert_eq!((r.status, r.code()), (409, "hold_already_ordered"));
 
     // An instant order whose card is declined puts its seats back on sale.
     let r = b
-        .call(
-            "POST",
+        .post(
             "/v1/orders",
-            Some(&key),
-            None,
-            Some(&order_body(&offer(10, "M", 3), 3, "tok_decline")),
+            &key,
+            &order_body(&offer(10, "M", 3), 3, "tok_decline"),
         )
         .await;
     assert_eq!(r.status, 402, "{:?}", r.body);
     let r = b
-        .call(
-            "POST",
-            "/v1/holds",
-            Some(&key),
-            None,
-            Some(&hold_body(&offer(10, "M", 3), 3)),
-        )
+        .post("/v1/holds", &key, &hold_body(&offer(10, "M", 3), 3))
         .await;
     assert_eq!(r.status, 201, "{:?}", r.body);
     check_consistency(&db).await;

@@ -485,6 +485,21 @@ impl Bookd {
         self.call_raw(method, path, key, idem, raw).await
     }
 
+    /// `POST path` as `key`, with a JSON body.
+    pub async fn post(&self, path: &str, key: &str, body: &Value) -> Resp {
+        self.call("POST", path, Some(key), None, Some(body)).await
+    }
+
+    /// `POST path` as `key`, without a body.
+    pub async fn post_empty(&self, path: &str, key: &str) -> Resp {
+        self.call("POST", path, Some(key), None, None).await
+    }
+
+    /// `GET path` as `key`.
+    pub async fn get(&self, path: &str, key: &str) -> Resp {
+        self.call("GET", path, Some(key), None, None).await
+    }
+
     pub async fn try_call(
         &self,
         method: &str,
