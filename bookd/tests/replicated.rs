@@ -166,6 +166,20 @@ impl Cluster {
     }
 
     /// bookd's `--patroni-api` for this cluster.
+    /// A new API key named `name`, made through the cluster URL (`bookd keys create`).
+    fn new_key(&self, name: &str) -> String {
+        bookd_cmd(&[
+            "keys",
+            "create",
+            "--name",
+            name,
+            "--database-url",
+            &self.url,
+        ])
+        .trim()
+        .to_string()
+    }
+
     fn api(&self) -> String {
         let out = self.run(&["api", self.dir.to_str().expect("utf-8 path")]);
         assert!(out.status.success(), "cluster.sh api");
@@ -328,16 +342,7 @@ async fn failover_of_the_primary_mid_burst_loses_no_acknowledged_order() {
             ],
         )
     });
-    let key = bookd_cmd(&[
-        "keys",
-        "create",
-        "--name",
-        "failover",
-        "--database-url",
-        &cluster.url,
-    ])
-    .trim()
-    .to_string();
+    let key = cluster.new_key("failover");
     let b = Arc::new(b);
     let acknowledged = Arc::new(AtomicUsize::new(0));
 
@@ -559,16 +564,7 @@ async fn only_patroni_killed_on_the_primary_mid_burst_every_request_answered_tru
         args.extend(["--patroni-api", &api]);
     }
     let b = tokio::task::block_in_place(|| Bookd::new(tmp.path(), &args));
-    let key = bookd_cmd(&[
-        "keys",
-        "create",
-        "--name",
-        "patroni",
-        "--database-url",
-        &cluster.url,
-    ])
-    .trim()
-    .to_string();
+    let key = cluster.new_key("patroni");
     let b = Arc::new(b);
     let acknowledged = Arc::new(AtomicUsize::new(0));
 
