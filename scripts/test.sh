@@ -8,5 +8,10 @@ cd "$(dirname "$0")/.."
 sh scripts/install-patroni.sh
 
 cargo fmt --all -- --check
-# Debug build with optimised dependencies (see Cargo.toml [profile.dev]); one build, then run.
-cargo test --workspace --no-fail-fast
+# A linker that runs out of disk dies of SIGBUS with no word about space: say how much there is.
+df -h . | sed 's/^/disk before the build: /'
+# One debug build (line tables only, see Cargo.toml [profile.dev]), then every test.
+status=0
+cargo test --workspace --no-fail-fast || status=$?
+df -h . | sed 's/^/disk after the tests: /'
+exit "$status"
