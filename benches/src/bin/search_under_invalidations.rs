@@ -19,7 +19,12 @@
 //! so some classes searches price are sold out, in `B` and `C` alike. Afterwards the node's
 //! overlay is compared with the feed entry by entry.
 //!
-//! `search_under_invalidations --snapshot /tmp/snap-global [-n 20000] [--rate 60000]`
+//! With `--nodes N`, N-1 more nodes (each its own `Loaded` of the same snapshot, its own
+//! certificate and subscriber) take the same stream on the same cores, as 4 searchd nodes
+//! subscribed to one bookd would on one machine; the searches run on the first node, and
+//! every node's overlay is compared with the feed at the end.
+//!
+//! `search_under_invalidations --snapshot /tmp/snap-global [-n 20000] [--rate 60000] [--nodes 4]`
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -57,7 +62,13 @@ struct Args {
     /// Random seed.
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Subscribed searchd nodes (1-8); the searches run on the first.
+    #[arg(long, default_value_t = 1)]
+    nodes: usize,
 }
+
+/// Most `--nodes` (each holds a prepared snapshot of its own).
+const MAX_NODES: usize = 8;
 
 /// The node's snapshot in service: one `Loaded`, never swapped.
 struct One(Arc<Loaded>);
@@ -218,6 +229,9 @@ fn main() -> Result<()> {
     if args.n == 0 || args.batch == 0 || args.rate == 0 {
         bail!("-n, --batch and --rate must be positive");
     }
+    if !(1..=MAX_NODES).contains(&args.nodes) {
+        bail!("--nodes must be 1 to {MAX_NODES}");
+    }
     let t = Instant::now();
     let loaded = searchd::server::state::load(&args.snapshot, 1)
         .map_err(|e| anyhow!("{}: {}", args.snapshot.display(), e.message()))?;
@@ -274,7 +288,16 @@ fn main() -> Result<()> {
     let tmp = tempfile::tempdir().context("tempdir")?;
     let dir = tmp.path().join("cluster");
     bookd::certs::init(&dir).context("certs init")?;
-    bookd::certs::issue(&dir, "n1").context("certs issue")?;
+    // The other nodes' snapshots are loaded now, so that loading does not overlap phase B.
+    let mut node_views = vec![loaded.clone()];
+    for i in 2..=args.nodes {
+        let l = searchd::server::state::load(&args.snapshot, 1)
+            .map_err(|e| anyhow!("loading node n{i}: {}", e.message()))?;
+        node_views.push(Arc::new(l));
+    }
+    for i in 1..=args.nodes {
+        bookd::certs::issue(&dir, &format!("n{i}")).context("certs issue")?;
+    }
     let feed = Arc::new(MemoryFeed::new(4_000_000));
     let mut rng = Rng(args.seed);
     let initial: Vec<(LegKey, u16)> = pool
@@ -282,32 +305,43 @@ fn main() -> Result<()> {
         .map(|&(k, _)| (k, (rng.next() % 10) as u16))
         .collect();
     feed.set_many(&initial);
-    let (publisher, handle, stop_tx, task) = rt.block_on(async {
+    let (publisher, handles, stop_tx, tasks) = rt.block_on(async {
         let mut pc = PublisherConfig::new("127.0.0.1:0".parse()?, dir.clone());
         pc.heartbeat = Duration::from_millis(100);
         let publisher = Publisher::start(pc, feed.clone()).await?;
         let addr = publisher.local_addr().context("publisher address")?;
-        let mut sc = SubscriberConfig::new(addr.to_string(), &dir, "n1");
-        sc.silence_timeout = Duration::from_millis(1500);
         let (stop_tx, stop_rx) = watch::channel(false);
-        let (handle, task) = subscriber::spawn(sc, Arc::new(One(loaded.clone())), stop_rx)
-            .map_err(|e| anyhow!("{e}"))?;
-        anyhow::Ok((publisher, handle, stop_tx, task))
+        let (mut handles, mut tasks) = (Vec::new(), Vec::new());
+        for (i, view) in node_views.iter().enumerate() {
+            let mut sc = SubscriberConfig::new(addr.to_string(), &dir, &format!("n{}", i + 1));
+            sc.silence_timeout = Duration::from_millis(1500);
+            let (handle, task) =
+                subscriber::spawn(sc, Arc::new(One(view.clone())), stop_rx.clone())
+                    .map_err(|e| anyhow!("{e}"))?;
+            handles.push(handle);
+            tasks.push(task);
+        }
+        anyhow::Ok((publisher, handles, stop_tx, tasks))
     })?;
-    let status = handle.status();
+    let statuses: Vec<_> = handles.iter().map(|h| h.status()).collect();
+    // The measured node's.
+    let status = statuses[0].clone();
     let wait_seq = |seq: u64, within: Duration| -> Result<()> {
         let deadline = Instant::now() + within;
-        while status.last_applied_seq.load(Ordering::Relaxed) < seq {
-            if Instant::now() > deadline {
-                bail!("the node did not apply seq {seq} within {within:?}");
+        for (i, st) in statuses.iter().enumerate() {
+            while st.last_applied_seq.load(Ordering::Relaxed) < seq {
+                if Instant::now() > deadline {
+                    bail!("node n{} did not apply seq {seq} within {within:?}", i + 1);
+                }
+                std::thread::sleep(Duration::from_millis(2));
             }
-            std::thread::sleep(Duration::from_millis(2));
         }
         Ok(())
     };
     wait_seq(feed.current_seq(), Duration::from_secs(120))?;
     println!(
-        "node synced: {} overlay entries (from a full state over QUIC)",
+        "{} node(s) synced: {} overlay entries each (from a full state over QUIC)",
+        args.nodes,
         loaded.overlay.len()
     );
 
@@ -381,32 +415,38 @@ fn main() -> Result<()> {
     let t = Instant::now();
     wait_seq(last, Duration::from_secs(120))?;
     println!(
-        "node at the last seq {} {:.3} s after the producer stopped ({} changes in phase C, {} entries applied)",
+        "every node at the last seq {} {:.3} s after the producer stopped ({} changes in phase C, {} entries applied by the first)",
         last,
         t.elapsed().as_secs_f64(),
         last - seq_before,
         status.entries_applied.load(Ordering::Relaxed) - applied_before
     );
 
-    // Correctness: the overlay equals the feed, entry by entry, through the snapshot.
+    // Correctness: every node's overlay equals the feed, entry by entry, through its snapshot.
     let state = feed.state();
-    let mut mismatches = 0usize;
-    for (k, &seats) in &state {
-        let got = subscriber::resolve_leg(&loaded.snap, k).and_then(|ok| loaded.overlay.seats(ok));
-        if got != Some(seats) {
-            if mismatches < 5 {
-                eprintln!("MISMATCH {k:?}: overlay {got:?}, feed {seats}");
+    let mut equal = true;
+    for (i, view) in node_views.iter().enumerate() {
+        let mut mismatches = 0usize;
+        for (k, &seats) in &state {
+            let got =
+                subscriber::resolve_leg(&view.snap, k).and_then(|ok| view.overlay.seats(ok));
+            if got != Some(seats) {
+                if mismatches < 5 {
+                    eprintln!("MISMATCH n{} {k:?}: overlay {got:?}, feed {seats}", i + 1);
+                }
+                mismatches += 1;
             }
-            mismatches += 1;
         }
+        let same = mismatches == 0 && view.overlay.len() == state.len();
+        equal &= same;
+        println!(
+            "n{}: overlay equals the feed entry by entry ({} leg classes, overlay {}): {}",
+            i + 1,
+            state.len(),
+            view.overlay.len(),
+            if same { "yes" } else { "NO" }
+        );
     }
-    let equal = mismatches == 0 && loaded.overlay.len() == state.len();
-    println!(
-        "overlay equals the feed entry by entry ({} leg classes, overlay {}): {}",
-        state.len(),
-        loaded.overlay.len(),
-        if equal { "yes" } else { "NO" }
-    );
     let ratio = |x: &[u64], y: &[u64], p: f64| quantile(x, p) as f64 / quantile(y, p).max(1) as f64;
     println!(
         "ratios C/A: direct p50 {:.2}, 1-stop p50 {:.2}, 1-stop p99 {:.2}; C/B: direct p50 {:.2}, 1-stop p50 {:.2}, 1-stop p99 {:.2}",
@@ -419,11 +459,13 @@ fn main() -> Result<()> {
     );
     rt.block_on(async {
         stop_tx.send_replace(true);
-        let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+        for task in tasks {
+            let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+        }
         publisher.shutdown().await;
     });
     if !equal {
-        bail!("the overlay differs from the feed");
+        bail!("an overlay differs from the feed");
     }
     Ok(())
 }
