@@ -399,14 +399,16 @@ enum Claim {
 async fn claim(app: &App, key_id: i64, idem: &str, hash: &[u8; 32]) -> Result<Claim, ApiError> {
     let deadline = Instant::now() + app.idem_wait;
     loop {
-        let c = app.svc.pool.get().await?;
+        let c = app.svc.write_conn().await?;
         let now = app.svc.clock.now_ms();
-        let inserted = c
-            .execute(&c.prepare_cached("INSERT INTO idempotency_keys (api_key_id, key, request_hash, status, created_ms)
+        // Bounded: it commits, and its COMMIT can wait for a synchronous standby.
+        let inserted = app.svc.bounded(&c.cut(), async {
+            Ok(c.execute(&c.prepare_cached("INSERT INTO idempotency_keys (api_key_id, key, request_hash, status, created_ms)
                  VALUES ($1, $2, $3, 'in_progress', $4) ON CONFLICT DO NOTHING").await?,
                 &[&key_id, &idem, &hash.as_slice(), &now],
             )
-            .await?;
+            .await?)
+        }).await?;
         if inserted == 1 {
             return Ok(Claim::Execute);
         }
@@ -454,41 +456,44 @@ async fn claim(app: &App, key_id: i64, idem: &str, hash: &[u8; 32]) -> Result<Cl
 }
 
 async fn finish_claim(app: &App, key_id: i64, idem: &str, reply: &Reply) {
-    let Ok(c) = app.svc.pool.get().await else {
+    let Ok(c) = app.svc.write_conn().await else {
         return;
     };
-    let res = async {
-        if reply.status >= 500 && reply.status != 502 {
-            // Nothing was decided: let a retry execute again.
-            let st = c
-                .prepare_cached(
-                    "DELETE FROM idempotency_keys
-                     WHERE api_key_id = $1 AND key = $2 AND status = 'in_progress'",
+    let res = app
+        .svc
+        .bounded(&c.cut(), async {
+            let n = if reply.status >= 500 && reply.status != 502 {
+                // Nothing was decided: let a retry execute again.
+                let st = c
+                    .prepare_cached(
+                        "DELETE FROM idempotency_keys
+                         WHERE api_key_id = $1 AND key = $2 AND status = 'in_progress'",
+                    )
+                    .await?;
+                c.execute(&st, &[&key_id, &idem]).await?
+            } else {
+                let st = c
+                    .prepare_cached(
+                        "UPDATE idempotency_keys SET status = 'done', response_status = $3, response_body = $4
+                         WHERE api_key_id = $1 AND key = $2 AND status = 'in_progress'",
+                    )
+                    .await?;
+                c.execute(
+                    &st,
+                    &[
+                        &key_id,
+                        &idem,
+                        &i32::from(reply.status),
+                        &reply.body.to_string(),
+                    ],
                 )
-                .await?;
-            c.execute(&st, &[&key_id, &idem]).await
-        } else {
-            let st = c
-                .prepare_cached(
-                    "UPDATE idempotency_keys SET status = 'done', response_status = $3, response_body = $4
-                     WHERE api_key_id = $1 AND key = $2 AND status = 'in_progress'",
-                )
-                .await?;
-            c.execute(
-                &st,
-                &[
-                    &key_id,
-                    &idem,
-                    &i32::from(reply.status),
-                    &reply.body.to_string(),
-                ],
-            )
-            .await
-        }
-    }
-    .await;
+                .await?
+            };
+            Ok(n)
+        })
+        .await;
     if let Err(e) = res {
-        tracing::warn!(error = %e, "cannot store the idempotent response");
+        tracing::warn!(error = %e.detail, "cannot store the idempotent response");
     }
 }
 
@@ -680,25 +685,29 @@ async fn store_new(
     hash: &[u8; 32],
     reply: &Reply,
 ) -> Result<bool, ApiError> {
-    let c = app.svc.pool.get().await?;
+    let c = app.svc.write_conn().await?;
     let now = app.svc.clock.now_ms();
-    let n = c
-        .execute(
-            &c.prepare_cached(
-                "INSERT INTO idempotency_keys (api_key_id, key, request_hash, status,
-                                               response_status, response_body, created_ms)
-                 VALUES ($1, $2, $3, 'done', $4, $5, $6) ON CONFLICT DO NOTHING",
+    let n = app
+        .svc
+        .bounded(&c.cut(), async {
+            Ok(c.execute(
+                &c.prepare_cached(
+                    "INSERT INTO idempotency_keys (api_key_id, key, request_hash, status,
+                                                   response_status, response_body, created_ms)
+                     VALUES ($1, $2, $3, 'done', $4, $5, $6) ON CONFLICT DO NOTHING",
+                )
+                .await?,
+                &[
+                    &key_id,
+                    &idem,
+                    &hash.as_slice(),
+                    &i32::from(reply.status),
+                    &reply.body.to_string(),
+                    &now,
+                ],
             )
-            .await?,
-            &[
-                &key_id,
-                &idem,
-                &hash.as_slice(),
-                &i32::from(reply.status),
-                &reply.body.to_string(),
-                &now,
-            ],
-        )
+            .await?)
+        })
         .await?;
     Ok(n == 1)
 }
@@ -706,22 +715,23 @@ async fn store_new(
 /// Gives up a claim taken by [`claim`] that will not be used.
 async fn release_claim(app: &App, key_id: i64, idem: &str) {
     let res = async {
-        let c = app.svc.pool.get().await.map_err(|e| e.to_string())?;
-        let st = c
-            .prepare_cached(
-                "DELETE FROM idempotency_keys
-                 WHERE api_key_id = $1 AND key = $2 AND status = 'in_progress'
-                   AND order_id IS NULL",
-            )
+        let c = app.svc.write_conn().await?;
+        app.svc
+            .bounded(&c.cut(), async {
+                let st = c
+                    .prepare_cached(
+                        "DELETE FROM idempotency_keys
+                         WHERE api_key_id = $1 AND key = $2 AND status = 'in_progress'
+                           AND order_id IS NULL",
+                    )
+                    .await?;
+                Ok(c.execute(&st, &[&key_id, &idem]).await?)
+            })
             .await
-            .map_err(|e| e.to_string())?;
-        c.execute(&st, &[&key_id, &idem])
-            .await
-            .map_err(|e| e.to_string())
     }
     .await;
     if let Err(e) = res {
-        tracing::warn!(error = %e, "cannot release an idempotency claim");
+        tracing::warn!(error = %e.detail, "cannot release an idempotency claim");
     }
 }
 

@@ -74,6 +74,9 @@ pub struct ServerConfig {
     pub airline_policy: external::RetryPolicy,
     pub breaker_threshold: u32,
     pub breaker_open_for: Duration,
+    /// `--commit-timeout-ms`: the longest a request waits for a write transaction's
+    /// statements, and for its COMMIT (whose outcome is then unknown and settled).
+    pub commit_timeout: Duration,
     /// Accept `leg:` test offer ids instead of searchd engine ids (tests only).
     pub test_offer_ids: bool,
     /// `--quic-listen`: push invalidations to searchd nodes (with `quic_cluster_dir`).
@@ -202,6 +205,7 @@ async fn serve(
             sweep_interval: cfg.sweep_interval,
             payment_policy: cfg.payment_policy,
             airline_policy: cfg.airline_policy,
+            commit_timeout: cfg.commit_timeout,
         },
         metrics,
         outbox_seq: outbox_seq.clone(),

@@ -116,6 +116,13 @@ struct ServeArgs {
     /// Seconds a circuit breaker stays open before a trial call.
     #[arg(long, default_value_t = 10)]
     breaker_open_secs: u64,
+    /// Milliseconds a request waits for a write transaction's statements, and again for
+    /// its COMMIT (100 to 600000). A COMMIT not answered in time (e.g. waiting for a
+    /// synchronous standby that is down) has an unknown outcome: its connection is closed
+    /// and the request settles it as when the connection breaks during COMMIT (503 "retry
+    /// with the same Idempotency-Key" while the database cannot tell yet).
+    #[arg(long, default_value_t = 5000)]
+    commit_timeout_ms: u64,
 }
 
 #[derive(Subcommand)]
@@ -150,6 +157,10 @@ enum CertsAction {
         name: String,
     },
 }
+
+/// Bounds of `--commit-timeout-ms`.
+const MIN_COMMIT_TIMEOUT_MS: u64 = 100;
+const MAX_COMMIT_TIMEOUT_MS: u64 = 600_000;
 
 /// A bad parameter value found after parsing: exit code 2.
 #[derive(Debug)]
@@ -247,6 +258,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 s.rate_limit > 0.0 && s.rate_burst >= 1.0,
                 "--rate-limit/--rate-burst: positive"
             );
+            if !(MIN_COMMIT_TIMEOUT_MS..=MAX_COMMIT_TIMEOUT_MS).contains(&s.commit_timeout_ms) {
+                // Below 100 ms a busy moment of a healthy primary would look like an outage;
+                // above 10 min a client gave up long before.
+                return Err(Usage(format!(
+                    "--commit-timeout-ms: from {MIN_COMMIT_TIMEOUT_MS} to {MAX_COMMIT_TIMEOUT_MS}"
+                ))
+                .into());
+            }
             let patroni_api = match &s.patroni_api {
                 Some(list) => {
                     Some(bookd::patroni::parse_endpoints(list).map_err(|e| Usage(e.to_string()))?)
@@ -285,6 +304,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 airline_policy: policy(s.airline_timeout_ms),
                 breaker_threshold: s.breaker_threshold,
                 breaker_open_for: Duration::from_secs(s.breaker_open_secs),
+                commit_timeout: Duration::from_millis(s.commit_timeout_ms),
                 quic_listen: s.quic_listen,
                 cluster_dir: s.cluster_dir,
                 outbox_poll: Duration::from_millis(s.outbox_poll_ms.clamp(10, 60_000)),

@@ -59,6 +59,10 @@ pub struct Metrics {
     pub sagas_recovered: AtomicU64,
     pub idempotent_replays: AtomicU64,
     pub rate_limited: AtomicU64,
+    /// COMMITs given up after `--commit-timeout-ms` (outcome unknown, then settled).
+    pub commits_timed_out: AtomicU64,
+    /// Statements of write transactions given up after `--commit-timeout-ms` (rolled back).
+    pub statements_timed_out: AtomicU64,
     pub hold_latency: Histogram,
     pub order_latency: Histogram,
 }
@@ -86,7 +90,7 @@ impl Metrics {
                 self.requests[i].load(Relaxed)
             );
         }
-        let counters: [(&str, &AtomicU64, &str); 10] = [
+        let counters: [(&str, &AtomicU64, &str); 12] = [
             (
                 "bookd_holds_created_total",
                 &self.holds_created,
@@ -136,6 +140,16 @@ impl Metrics {
                 "bookd_rate_limited_total",
                 &self.rate_limited,
                 "Requests refused by the rate limit",
+            ),
+            (
+                "bookd_commits_timed_out_total",
+                &self.commits_timed_out,
+                "COMMITs not answered within --commit-timeout-ms (outcome unknown until settled)",
+            ),
+            (
+                "bookd_write_statements_timed_out_total",
+                &self.statements_timed_out,
+                "Write transactions' statements not answered within --commit-timeout-ms (rolled back)",
             ),
         ];
         for (name, v, help) in counters {

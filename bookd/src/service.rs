@@ -38,6 +38,9 @@ pub struct Config {
     pub sweep_interval: Duration,
     pub payment_policy: RetryPolicy,
     pub airline_policy: RetryPolicy,
+    /// `--commit-timeout-ms`: the longest a request waits for the statements of a write
+    /// transaction and, again, for its COMMIT (see [`WriteConn`]).
+    pub commit_timeout: Duration,
 }
 
 pub struct Service {
@@ -589,6 +592,124 @@ fn outcome_unknown(e: &tokio_postgres::Error) -> bool {
     e.as_db_error().is_none()
 }
 
+/// What a client is told when a COMMIT's outcome stays unknown: its retry with the same
+/// key finds the result once the database knows it.
+const OUTCOME_NOT_KNOWN_YET: &str = "the database did not answer the COMMIT and its outcome is \
+                                     not known yet; retry with the same Idempotency-Key";
+
+/// A pooled connection of a write transaction. Once a wait on it was given up
+/// ([`Cut`]), dropping it closes it instead of returning it to the pool: the server may
+/// still be running what was sent (a COMMIT waiting for a synchronous standby goes on
+/// whatever the client does), and the next request's statements would queue behind it.
+pub(crate) struct WriteConn {
+    /// Always `Some` until dropped (taken out only in `drop`).
+    obj: Option<deadpool_postgres::Object>,
+    cut: Cut,
+}
+
+impl WriteConn {
+    fn new(obj: deadpool_postgres::Object) -> WriteConn {
+        WriteConn {
+            obj: Some(obj),
+            cut: Cut::default(),
+        }
+    }
+
+    /// The mark to set when a wait on this connection is given up (a handle, so that it can
+    /// be set while a transaction borrows the connection).
+    pub(crate) fn cut(&self) -> Cut {
+        self.cut.clone()
+    }
+}
+
+impl std::ops::Deref for WriteConn {
+    type Target = deadpool_postgres::Object;
+
+    fn deref(&self) -> &Self::Target {
+        self.obj
+            .as_ref()
+            .expect("a WriteConn holds its connection until dropped")
+    }
+}
+
+impl std::ops::DerefMut for WriteConn {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        self.obj
+            .as_mut()
+            .expect("a WriteConn holds its connection until dropped")
+    }
+}
+
+impl Drop for WriteConn {
+    fn drop(&mut self) {
+        if self.cut.is_set() {
+            if let Some(obj) = self.obj.take() {
+                // Out of the pool; dropping the client aborts its connection task, which
+                // closes the socket.
+                drop(deadpool_postgres::Object::take(obj));
+            }
+        }
+    }
+}
+
+/// Set when a wait on a [`WriteConn`] was given up.
+#[derive(Clone, Default)]
+pub(crate) struct Cut(Arc<AtomicBool>);
+
+impl Cut {
+    fn set(&self) {
+        self.0.store(true, Relaxed);
+    }
+
+    fn is_set(&self) -> bool {
+        self.0.load(Relaxed)
+    }
+}
+
+/// Why a COMMIT did not answer "committed".
+enum CommitFailed {
+    /// Nothing was committed (the server refused, or a statement before the COMMIT failed).
+    Failed(ApiError),
+    /// No answer: the connection broke, or `commit_timeout` passed while the COMMIT waited.
+    /// It may have committed, or commit later: settle it before answering.
+    Unknown,
+}
+
+impl From<CommitFailed> for ApiError {
+    fn from(e: CommitFailed) -> ApiError {
+        match e {
+            CommitFailed::Failed(e) => e,
+            CommitFailed::Unknown => ApiError::unavailable(OUTCOME_NOT_KNOWN_YET),
+        }
+    }
+}
+
+/// Why settling a lost COMMIT did not finish.
+enum Unsettled {
+    /// The transaction in the way is still waiting for a synchronous standby: nothing can be
+    /// known until replication resumes (or it is cancelled, which would keep it locally).
+    Replicating,
+    Error(ApiError),
+}
+
+impl From<ApiError> for Unsettled {
+    fn from(e: ApiError) -> Unsettled {
+        Unsettled::Error(e)
+    }
+}
+
+impl From<tokio_postgres::Error> for Unsettled {
+    fn from(e: tokio_postgres::Error) -> Unsettled {
+        Unsettled::Error(e.into())
+    }
+}
+
+impl From<deadpool_postgres::PoolError> for Unsettled {
+    fn from(e: deadpool_postgres::PoolError) -> Unsettled {
+        Unsettled::Error(e.into())
+    }
+}
+
 /// Rows a transaction whose COMMIT was lost had locked (updated or `FOR UPDATE`), so that
 /// settling its outcome can wait for it to end: they stay locked until its backend has
 /// committed or rolled back.
@@ -713,16 +834,78 @@ impl Service {
         self.clock.now_ms()
     }
 
+    /// A connection for a write transaction (see [`WriteConn`]).
+    pub(crate) async fn write_conn(&self) -> Result<WriteConn, ApiError> {
+        Ok(WriteConn::new(self.pool.get().await?))
+    }
+
+    /// Runs statements of a write transaction (never its COMMIT: see [`Service::commit`]),
+    /// waiting at most `commit_timeout` for them. A statement can wait without end on a
+    /// node Patroni still calls the leader: on a row lock held by a COMMIT that waits for a
+    /// synchronous standby, on a stalled disk. Given up, nothing was committed (no COMMIT
+    /// was sent): the connection is closed, which rolls the transaction back.
+    pub(crate) async fn bounded<T>(
+        &self,
+        cut: &Cut,
+        work: impl std::future::Future<Output = Result<T, ApiError>>,
+    ) -> Result<T, ApiError> {
+        match tokio::time::timeout(self.cfg.commit_timeout, work).await {
+            Ok(r) => r,
+            Err(_) => {
+                cut.set();
+                self.metrics.statements_timed_out.fetch_add(1, Relaxed);
+                tracing::warn!(
+                    limit_ms = self.cfg.commit_timeout.as_millis() as u64,
+                    "a write transaction's statement did not finish in time; rolled back"
+                );
+                Err(ApiError::unavailable(
+                    "the booking database did not answer in time; retry later",
+                ))
+            }
+        }
+    }
+
+    /// COMMITs `tx`, waiting at most `commit_timeout`. A COMMIT on a primary whose
+    /// synchronous standbys are all gone waits until one comes back, and cancelling it
+    /// would only make it a local commit: so bookd stops waiting instead, and the outcome
+    /// is unknown (it may still commit later), exactly as when the connection breaks during
+    /// the COMMIT. The connection is closed (`cut`), never reused.
+    async fn commit(&self, cut: &Cut, tx: Transaction<'_>) -> Result<(), CommitFailed> {
+        // `commit` marks the transaction done before sending COMMIT: dropping this future
+        // when the time is up sends no ROLLBACK behind it.
+        match tokio::time::timeout(self.cfg.commit_timeout, tx.commit()).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) if outcome_unknown(&e) => {
+                cut.set();
+                tracing::warn!(error = %e, "connection lost during COMMIT; settling it");
+                Err(CommitFailed::Unknown)
+            }
+            Ok(Err(e)) => Err(CommitFailed::Failed(e.into())),
+            Err(_) => {
+                cut.set();
+                self.metrics.commits_timed_out.fetch_add(1, Relaxed);
+                tracing::warn!(
+                    limit_ms = self.cfg.commit_timeout.as_millis() as u64,
+                    "COMMIT not answered in time; its outcome is unknown, settling it"
+                );
+                Err(CommitFailed::Unknown)
+            }
+        }
+    }
+
     /// Writes the transaction's outbox changes to `outbox_pending` (numbered after
     /// COMMIT by the [`Sequencer`]; no shared lock is taken), commits, and waits until
     /// they are numbered.
     async fn commit_with_outbox(
         &self,
+        cut: &Cut,
         tx: Transaction<'_>,
         outbox: &PendingBatch,
-    ) -> Result<(), tokio_postgres::Error> {
-        write_pending(&tx, outbox).await?;
-        let r = tx.commit().await;
+    ) -> Result<(), CommitFailed> {
+        self.bounded(cut, async { Ok(write_pending(&tx, outbox).await?) })
+            .await
+            .map_err(CommitFailed::Failed)?;
+        let r = self.commit(cut, tx).await;
         if !outbox.is_empty() {
             self.after_commit(r.is_ok()).await;
         }
@@ -743,10 +926,11 @@ impl Service {
     /// changes itself (`seats_taken`: whether it changed inventory).
     async fn commit_taken(
         &self,
+        cut: &Cut,
         tx: Transaction<'_>,
         seats_taken: bool,
-    ) -> Result<(), tokio_postgres::Error> {
-        let r = tx.commit().await;
+    ) -> Result<(), CommitFailed> {
+        let r = self.commit(cut, tx).await;
         if seats_taken {
             self.after_commit(r.is_ok()).await;
         }
@@ -910,7 +1094,8 @@ impl Service {
     pub async fn create_hold(&self, ctx: &Ctx, input: BookingInput) -> Result<Reply, ApiError> {
         let started = Instant::now();
         let now = self.now();
-        let mut client = self.pool.get().await?;
+        let mut client = self.write_conn().await?;
+        let cut = client.cut();
         let offer = self
             .resolve_offer(&client, &input.offer_id, now, None)
             .await?;
@@ -964,49 +1149,56 @@ impl Service {
         );
         let mut attempts = 0;
         let tx = loop {
-            let tx = client.transaction().await?;
-            if attempts > 0 {
-                create_inventory_rows(&tx, self.capacity.as_ref(), &offer.legs).await?;
-            }
-            let row = tx
-                .query_one(
-                    &tx.prepare_cached(HOLD_SQL).await?,
-                    &[
-                        &hold_id,
-                        &ctx.api_key_id,
-                        &offer.offer_id,
-                        &seats,
-                        &legs_json,
-                        &adults,
-                        &children,
-                        &infants,
-                        &offer.current.amount_minor,
-                        &offer.current.currency,
-                        &offer.refundable,
-                        &enc,
-                        &now,
-                        &expires,
-                        &actor,
-                        &idem_key,
-                        &idem_hash,
-                        &body_text,
-                        &cols.carriers,
-                        &cols.numbers,
-                        &cols.dates,
-                        &cols.origins,
-                        &cols.destinations,
-                        &cols.classes,
-                    ],
-                )
+            let (decided, taken) = self
+                .bounded(&cut, async {
+                    let tx = client.transaction().await?;
+                    if attempts > 0 {
+                        create_inventory_rows(&tx, self.capacity.as_ref(), &offer.legs).await?;
+                    }
+                    let row = tx
+                        .query_one(
+                            &tx.prepare_cached(HOLD_SQL).await?,
+                            &[
+                                &hold_id,
+                                &ctx.api_key_id,
+                                &offer.offer_id,
+                                &seats,
+                                &legs_json,
+                                &adults,
+                                &children,
+                                &infants,
+                                &offer.current.amount_minor,
+                                &offer.current.currency,
+                                &offer.refundable,
+                                &enc,
+                                &now,
+                                &expires,
+                                &actor,
+                                &idem_key,
+                                &idem_hash,
+                                &body_text,
+                                &cols.carriers,
+                                &cols.numbers,
+                                &cols.dates,
+                                &cols.origins,
+                                &cols.destinations,
+                                &cols.classes,
+                            ],
+                        )
+                        .await?;
+                    let taken = Taken::from_row(&row);
+                    if idem_key.is_some() && !taken.claimed {
+                        return Err(idempotency_claimed());
+                    }
+                    let complete = taken.idx.len() == offer.legs.len();
+                    Ok((complete.then_some(tx), taken))
+                })
                 .await?;
-            let taken = Taken::from_row(&row);
-            if idem_key.is_some() && !taken.claimed {
-                return Err(idempotency_claimed());
-            }
-            if taken.idx.len() == offer.legs.len() {
+            if let Some(tx) = decided {
                 break tx;
             }
-            drop(tx);
+            // Ends its borrow of `client` (it is `None` here).
+            drop(decided);
             if taken.missing == 0 || attempts >= 2 {
                 self.metrics.seats_unavailable.fetch_add(1, Relaxed);
                 return Err(self
@@ -1016,10 +1208,10 @@ impl Service {
             // A leg class booked for the first time: create its row, then decide again.
             attempts += 1;
         };
-        if let Err(e) = self.commit_taken(tx, true).await {
-            if !outcome_unknown(&e) {
+        if let Err(e) = self.commit_taken(&cut, tx, true).await {
+            let CommitFailed::Unknown = e else {
                 return Err(e.into());
-            }
+            };
             // Resolve through the database: did the hold commit?
             let locked = [Locked::Legs(&offer.legs)];
             let probe = "SELECT id FROM holds WHERE id = $1";
@@ -1045,7 +1237,8 @@ impl Service {
         Ok(reply)
     }
 
-    /// Settles a COMMIT whose outcome is unknown (the connection broke): the first column of
+    /// Settles a COMMIT whose outcome is unknown (the connection broke, or
+    /// `commit_timeout` passed): the first column of
     /// `probe` (`$1` = `id`, one text column) once the lost transaction has ended, `None`
     /// when it left no such row. An immediate lookup is no proof: the COMMIT may still be
     /// on its way to (or running in) the old backend and land after the lookup. So this
@@ -1053,7 +1246,9 @@ impl Service {
     /// committed or rolled back, and only then reads `probe` (a new snapshot). Retries for
     /// about 10 s while the database is unreachable or the wait times out (a backend cut off
     /// from its client keeps its locks until it notices); then 503: the outcome stays
-    /// unknown, so callers must not answer "nothing was kept".
+    /// unknown, so callers must not answer "nothing was kept". 503 at once when the wait is
+    /// on a COMMIT waiting for a synchronous standby: the request already waited
+    /// `commit_timeout` for that, and only replication can end it.
     async fn settle_lost_commit(
         &self,
         locked: &[Locked<'_>],
@@ -1071,14 +1266,19 @@ impl Service {
                     }
                     return Ok(found);
                 }
-                Err(e) if Instant::now() >= deadline => {
-                    tracing::warn!(error = %e, "cannot settle a lost commit");
-                    return Err(ApiError::unavailable(
-                        "the database connection was lost during COMMIT and the outcome is \
-                         not known yet; retry with the same Idempotency-Key",
-                    ));
+                Err(Unsettled::Replicating) => {
+                    tracing::warn!(
+                        id,
+                        "a lost COMMIT waits for a synchronous standby; its outcome is not \
+                         known yet"
+                    );
+                    return Err(ApiError::unavailable(OUTCOME_NOT_KNOWN_YET));
                 }
-                Err(_) => tokio::time::sleep(Duration::from_millis(250)).await,
+                Err(Unsettled::Error(e)) if Instant::now() >= deadline => {
+                    tracing::warn!(error = %e, "cannot settle a lost commit");
+                    return Err(ApiError::unavailable(OUTCOME_NOT_KNOWN_YET));
+                }
+                Err(Unsettled::Error(_)) => tokio::time::sleep(Duration::from_millis(250)).await,
             }
         }
     }
@@ -1088,8 +1288,24 @@ impl Service {
         locked: &[Locked<'_>],
         probe: &str,
         id: &str,
-    ) -> Result<Option<String>, ApiError> {
-        let mut client = self.pool.get().await?;
+    ) -> Result<Option<String>, Unsettled> {
+        let mut client = self.write_conn().await?;
+        let cut = client.cut();
+        let r = self.try_settle_on(&mut client, locked, probe, id).await;
+        if matches!(r, Err(Unsettled::Replicating)) {
+            // Its lock wait is still queued on the server (up to `lock_timeout`).
+            cut.set();
+        }
+        r
+    }
+
+    async fn try_settle_on(
+        &self,
+        client: &mut deadpool_postgres::Object,
+        locked: &[Locked<'_>],
+        probe: &str,
+        id: &str,
+    ) -> Result<Option<String>, Unsettled> {
         let tx = client.transaction().await?;
         tx.batch_execute("SET LOCAL lock_timeout = '6s'").await?;
         let me: i32 = tx.query_one("SELECT pg_backend_pid()", &[]).await?.get(0);
@@ -1149,33 +1365,53 @@ impl Service {
     /// `me` and has been idle inside a transaction for 3 s is terminated (bookd never
     /// leaves a transaction idle that long), which rolls it back and makes the outcome
     /// certain. A backend still running its COMMIT is left alone (terminating a commit
-    /// that waits for synchronous replication would keep it locally).
+    /// that waits for synchronous replication would keep it locally); when that COMMIT
+    /// waits for a synchronous standby, waiting on is pointless: [`Unsettled::Replicating`].
     async fn wait_lost<T>(
         &self,
         me: i32,
         wait: impl std::future::Future<Output = Result<T, tokio_postgres::Error>>,
-    ) -> Result<T, ApiError> {
+    ) -> Result<T, Unsettled> {
         tokio::pin!(wait);
+        // The first look soon: a request whose COMMIT timed out is waiting for this.
+        let mut looks = tokio::time::interval_at(
+            tokio::time::Instant::now() + Duration::from_millis(200),
+            Duration::from_secs(1),
+        );
         loop {
             tokio::select! {
                 r = &mut wait => return Ok(r?),
-                _ = tokio::time::sleep(Duration::from_secs(1)) => {
+                _ = looks.tick() => {
                     let Ok(c) = self.pool.get().await else { continue };
-                    let ended = c
+                    // Every COMMIT of a replicated cluster waits for its standbys a moment:
+                    // only one waiting as long as a request may is stuck.
+                    let stuck_after = self.cfg.commit_timeout.as_secs_f64();
+                    let blockers = c
                         .query(
-                            "SELECT pid, pg_terminate_backend(pid) FROM pg_stat_activity
-                             WHERE pid = ANY(pg_blocking_pids($1))
-                               AND state IN ('idle in transaction',
-                                             'idle in transaction (aborted)')
-                               AND state_change < now() - interval '3 seconds'",
-                            &[&me],
+                            "SELECT pid,
+                                    coalesce(wait_event = 'SyncRep'
+                                             AND query_start < now() - make_interval(secs => $2),
+                                             false),
+                                    CASE WHEN state IN ('idle in transaction',
+                                                        'idle in transaction (aborted)')
+                                          AND state_change < now() - interval '3 seconds'
+                                         THEN pg_terminate_backend(pid)
+                                         ELSE false END
+                             FROM pg_stat_activity WHERE pid = ANY(pg_blocking_pids($1))",
+                            &[&me, &stuck_after],
                         )
                         .await;
-                    if let Ok(rows) = ended {
-                        for r in rows {
-                            let pid: i32 = r.get(0);
+                    let Ok(rows) = blockers else { continue };
+                    let mut replicating = false;
+                    for r in rows {
+                        let pid: i32 = r.get(0);
+                        replicating |= r.get::<_, bool>(1);
+                        if r.get::<_, bool>(2) {
                             tracing::warn!(pid, "ended a transaction whose COMMIT was lost");
                         }
+                    }
+                    if replicating {
+                        return Err(Unsettled::Replicating);
                     }
                 }
             }
@@ -1210,17 +1446,21 @@ impl Service {
         let order_id = new_id("ord");
         // Before the order can exist: recovery must never see it undriven while we drive it.
         let _driving = self.live_sagas.own(&order_id);
-        let mut client = self.pool.get().await?;
+        let mut client = self.write_conn().await?;
+        let cut = client.cut();
         // One transaction, one commit: (the hold's row lock,) then claim + seats + hold +
         // order rows + charge + audit in one statement, then the outbox rows.
         let (tx, plan, taken) = match &input.source {
             OrderSource::Hold(hold_id) => {
-                let tx = client.transaction().await?;
-                let plan = self.plan_from_hold(&tx, ctx, hold_id, &input, now).await?;
-                let taken = self
-                    .order_statement(&tx, ctx, &plan, &order_id, now)
-                    .await?;
-                (tx, plan, taken)
+                self.bounded(&cut, async {
+                    let tx = client.transaction().await?;
+                    let plan = self.plan_from_hold(&tx, ctx, hold_id, &input, now).await?;
+                    let taken = self
+                        .order_statement(&tx, ctx, &plan, &order_id, now)
+                        .await?;
+                    Ok((tx, plan, taken))
+                })
+                .await?
             }
             OrderSource::Offer(b) => {
                 let expected = input.expected_total.as_ref().map(|(amount, cur)| Price {
@@ -1233,18 +1473,26 @@ impl Service {
                 let plan = self.plan_instant(b, offer, &input, now)?;
                 let mut attempts = 0;
                 let (tx, taken) = loop {
-                    let tx = client.transaction().await?;
-                    if attempts > 0 {
-                        create_inventory_rows(&tx, self.capacity.as_ref(), &plan.legs).await?;
-                    }
-                    let taken = self
-                        .order_statement(&tx, ctx, &plan, &order_id, now)
+                    let (decided, taken) = self
+                        .bounded(&cut, async {
+                            let tx = client.transaction().await?;
+                            if attempts > 0 {
+                                create_inventory_rows(&tx, self.capacity.as_ref(), &plan.legs)
+                                    .await?;
+                            }
+                            let taken = self
+                                .order_statement(&tx, ctx, &plan, &order_id, now)
+                                .await?;
+                            let lost_claim = ctx.idempotency_key.is_some() && !taken.claimed;
+                            let decided = lost_claim || taken.idx.len() == plan.legs.len();
+                            Ok((decided.then_some(tx), taken))
+                        })
                         .await?;
-                    let lost_claim = ctx.idempotency_key.is_some() && !taken.claimed;
-                    if lost_claim || taken.idx.len() == plan.legs.len() {
+                    if let Some(tx) = decided {
                         break (tx, taken);
                     }
-                    drop(tx);
+                    // Ends its borrow of `client` (it is `None` here).
+                    drop(decided);
                     if taken.missing == 0 || attempts >= 2 {
                         self.metrics.seats_unavailable.fetch_add(1, Relaxed);
                         let quoted = Price {
@@ -1277,10 +1525,10 @@ impl Service {
             instant,
             ..
         } = plan;
-        if let Err(e) = self.commit_taken(tx, seats_taken).await {
-            if !outcome_unknown(&e) {
+        if let Err(e) = self.commit_taken(&cut, tx, seats_taken).await {
+            let CommitFailed::Unknown = e else {
                 return Err(e.into());
-            }
+            };
             let locked = [Locked::Hold(&hold_id), Locked::Legs(&legs)];
             let probe = "SELECT id FROM orders WHERE id = $1";
             if self
@@ -1687,20 +1935,24 @@ impl Service {
             &n_legs,
             &actions.as_slice(),
         ];
-        let mut client = self.pool.get().await?;
-        let tx = client.transaction().await?;
-        let moved = tx
-            .query_one(&tx.prepare_cached(CONFIRM_SQL).await?, &params)
-            .await?
-            .get::<_, i64>(0)
-            > 0;
+        let mut client = self.write_conn().await?;
+        let cut = client.cut();
+        let (tx, moved) = self
+            .bounded(&cut, async {
+                let tx = client.transaction().await?;
+                let row = tx
+                    .query_one(&tx.prepare_cached(CONFIRM_SQL).await?, &params)
+                    .await?;
+                Ok((tx, row.get::<_, i64>(0) > 0))
+            })
+            .await?;
         if !moved {
             return Ok(None);
         }
-        if let Err(e) = tx.commit().await {
-            if !outcome_unknown(&e) {
+        if let Err(e) = self.commit(&cut, tx).await {
+            let CommitFailed::Unknown = e else {
                 return Err(e.into());
-            }
+            };
             // Settle it like `transition` does: did the step move?
             drop(client);
             let probe = "SELECT saga_step FROM orders WHERE id = $1";
@@ -1732,9 +1984,11 @@ impl Service {
         booking_ref: Option<&str>,
     ) -> Result<bool, ApiError> {
         let now = self.now();
-        let mut client = self.pool.get().await?;
-        let tx = client.transaction().await?;
+        let mut client = self.write_conn().await?;
+        let cut = client.cut();
         let mut outbox = PendingBatch::new();
+        let tx = self.bounded(&cut, async {
+        let tx = client.transaction().await?;
         let sql = format!(
             "UPDATE orders SET saga_step = $3, status = $4, updated_ms = $5,
                     booking_reference = COALESCE($6::text, booking_reference) {set_sql}
@@ -1748,7 +2002,7 @@ impl Service {
             )
             .await?;
         if n == 0 {
-            return Ok(false);
+            return Ok(None);
         }
         match inventory {
             Some(SeatMove::Adjust(dh, ds, reason)) => {
@@ -1793,9 +2047,15 @@ impl Service {
         if let Some(r) = reply {
             Self::complete_idem_for_order(&tx, &o.id, r).await?;
         }
-        match self.commit_with_outbox(tx, &outbox).await {
+        Ok(Some(tx))
+        }).await?;
+        // Another driver moved it first.
+        let Some(tx) = tx else {
+            return Ok(false);
+        };
+        match self.commit_with_outbox(&cut, tx, &outbox).await {
             Ok(()) => Ok(true),
-            Err(e) if outcome_unknown(&e) => {
+            Err(CommitFailed::Unknown) => {
                 // Settle it: did the step move?
                 let probe = "SELECT saga_step FROM orders WHERE id = $1";
                 let step = self
@@ -1803,7 +2063,7 @@ impl Service {
                     .await?;
                 Ok(step.as_deref() == Some(to))
             }
-            Err(e) => Err(e.into()),
+            Err(CommitFailed::Failed(e)) => Err(e),
         }
     }
 
@@ -2036,7 +2296,9 @@ impl Service {
                         Ok(refunded) => {
                             let now = self.now();
                             if refunded.is_some() {
-                                let c = self.pool.get().await?;
+                                // Idempotent: an unknown outcome is written again next round.
+                                let c = self.write_conn().await?;
+                                self.bounded(&c.cut(), async {
                                 c.execute(&c.prepare_cached("INSERT INTO payments (order_id, kind, idempotency_key, amount_minor,
                                                            currency, status, created_ms, updated_ms)
                                      VALUES ($1, 'refund', $2, $3, $4, 'succeeded', $5, $5)
@@ -2044,6 +2306,8 @@ impl Service {
                                     &[&o.id, &refund_key, &o.price_minor, &o.currency, &now],
                                 )
                                 .await?;
+                                Ok(())
+                                }).await?;
                             }
                             let pay_status = if refunded.is_some() {
                                 "succeeded"
@@ -2202,9 +2466,13 @@ impl Service {
 
     pub async fn cancel_order(&self, ctx: &Ctx, order_id: &str) -> Result<Reply, ApiError> {
         let now = self.now();
-        let mut client = self.pool.get().await?;
-        let tx = client.transaction().await?;
+        let mut client = self.write_conn().await?;
+        let cut = client.cut();
         let mut outbox = PendingBatch::new();
+        // In a block: the transaction's borrow of `client` ends with it.
+        let committed = {
+            let tx = self.bounded(&cut, async {
+        let tx = client.transaction().await?;
         let Some(r) = tx
             .query_opt(
                 &tx.prepare_cached(
@@ -2220,8 +2488,7 @@ impl Service {
         };
         let status: String = r.get(0);
         if status == "cancelled" {
-            drop(tx);
-            return self.order_reply(order_id, 200, &ctx.request_id).await;
+            return Ok(None);
         }
         if status != "confirmed" {
             return Err(ApiError::new(
@@ -2268,10 +2535,21 @@ impl Service {
         )
         .await?;
         audit(&tx, &actor(ctx.api_key_id), "order.cancel", order_id).await?;
-        if let Err(e) = self.commit_with_outbox(tx, &outbox).await {
-            if !outcome_unknown(&e) {
-                return Err(e.into());
+        Ok(Some(tx))
+        }).await?;
+            match tx {
+                Some(tx) => Some(self.commit_with_outbox(&cut, tx, &outbox).await),
+                None => None,
             }
+        };
+        let Some(committed) = committed else {
+            // Cancelled before: answered as it is.
+            return self.order_reply(order_id, 200, &ctx.request_id).await;
+        };
+        if let Err(e) = committed {
+            let CommitFailed::Unknown = e else {
+                return Err(e.into());
+            };
             let probe = "SELECT status FROM orders WHERE id = $1";
             let st = self
                 .settle_lost_commit(&[Locked::Order(order_id)], probe, order_id)
@@ -2363,19 +2641,25 @@ impl Service {
     /// or expired answers its state; one that was ordered is 409 (cancel the order).
     pub async fn release_hold(&self, ctx: &Ctx, hold_id: &str) -> Result<Reply, ApiError> {
         let now = self.now();
-        let mut client = self.pool.get().await?;
-        let tx = client.transaction().await?;
-        let Some(h) = tx
-            .query_opt(
-                &tx.prepare_cached(
-                    "SELECT status, expires_ms, legs, seats FROM holds
-                     WHERE id = $1 AND api_key_id = $2 FOR UPDATE",
-                )
-                .await?,
-                &[&hold_id, &ctx.api_key_id],
-            )
-            .await?
-        else {
+        let mut client = self.write_conn().await?;
+        let cut = client.cut();
+        let (tx, h) = self
+            .bounded(&cut, async {
+                let tx = client.transaction().await?;
+                let h = tx
+                    .query_opt(
+                        &tx.prepare_cached(
+                            "SELECT status, expires_ms, legs, seats FROM holds
+                             WHERE id = $1 AND api_key_id = $2 FOR UPDATE",
+                        )
+                        .await?,
+                        &[&hold_id, &ctx.api_key_id],
+                    )
+                    .await?;
+                Ok((tx, h))
+            })
+            .await?;
+        let Some(h) = h else {
             return Err(ApiError::not_found("no such hold"));
         };
         let status: String = h.get(0);
@@ -2391,27 +2675,30 @@ impl Service {
                     ("released", "hold_released", "hold.release")
                 };
                 let mut outbox = PendingBatch::new();
-                adjust(
-                    &tx,
-                    self.capacity.as_ref(),
-                    &legs,
-                    -seats,
-                    0,
-                    reason,
-                    &mut outbox,
-                )
+                self.bounded(&cut, async {
+                    adjust(
+                        &tx,
+                        self.capacity.as_ref(),
+                        &legs,
+                        -seats,
+                        0,
+                        reason,
+                        &mut outbox,
+                    )
+                    .await?;
+                    tx.execute(
+                        &tx.prepare_cached("UPDATE holds SET status = $2 WHERE id = $1")
+                            .await?,
+                        &[&hold_id, &to],
+                    )
+                    .await?;
+                    audit(&tx, &actor(ctx.api_key_id), action, hold_id).await
+                })
                 .await?;
-                tx.execute(
-                    &tx.prepare_cached("UPDATE holds SET status = $2 WHERE id = $1")
-                        .await?,
-                    &[&hold_id, &to],
-                )
-                .await?;
-                audit(&tx, &actor(ctx.api_key_id), action, hold_id).await?;
-                if let Err(e) = self.commit_with_outbox(tx, &outbox).await {
-                    if !outcome_unknown(&e) {
+                if let Err(e) = self.commit_with_outbox(&cut, tx, &outbox).await {
+                    let CommitFailed::Unknown = e else {
                         return Err(e.into());
-                    }
+                    };
                     let probe = "SELECT status FROM holds WHERE id = $1";
                     let st = self
                         .settle_lost_commit(&[Locked::Hold(hold_id)], probe, hold_id)
@@ -2450,10 +2737,13 @@ impl Service {
     /// Releases holds past their expiry; returns how many.
     pub async fn sweep_expired(&self) -> Result<u64, ApiError> {
         let now = self.now();
-        let mut client = self.pool.get().await?;
-        let tx = client.transaction().await?;
+        let mut client = self.write_conn().await?;
+        let cut = client.cut();
         let mut outbox = PendingBatch::new();
-        let rows = tx
+        let (tx, rows) = self
+            .bounded(&cut, async {
+                let tx = client.transaction().await?;
+                let rows = tx
             .query(
                 &tx.prepare_cached(
                     "SELECT id, legs, seats FROM holds WHERE status = 'held' AND expires_ms <= $1
@@ -2463,30 +2753,35 @@ impl Service {
                 &[&now],
             )
             .await?;
-        for r in &rows {
-            let id: String = r.get(0);
-            let legs: Vec<LegRef> = serde_json::from_str(&r.get::<_, String>(1))
-                .map_err(|_| ApiError::internal("corrupt hold"))?;
-            let seats: i32 = r.get(2);
-            adjust(
-                &tx,
-                self.capacity.as_ref(),
-                &legs,
-                -seats,
-                0,
-                "hold_expired",
-                &mut outbox,
-            )
+                for r in &rows {
+                    let id: String = r.get(0);
+                    let legs: Vec<LegRef> = serde_json::from_str(&r.get::<_, String>(1))
+                        .map_err(|_| ApiError::internal("corrupt hold"))?;
+                    let seats: i32 = r.get(2);
+                    adjust(
+                        &tx,
+                        self.capacity.as_ref(),
+                        &legs,
+                        -seats,
+                        0,
+                        "hold_expired",
+                        &mut outbox,
+                    )
+                    .await?;
+                    tx.execute(
+                        &tx.prepare_cached("UPDATE holds SET status = 'expired' WHERE id = $1")
+                            .await?,
+                        &[&id],
+                    )
+                    .await?;
+                    audit(&tx, "system", "hold.expire", &id).await?;
+                }
+                Ok((tx, rows))
+            })
             .await?;
-            tx.execute(
-                &tx.prepare_cached("UPDATE holds SET status = 'expired' WHERE id = $1")
-                    .await?,
-                &[&id],
-            )
-            .await?;
-            audit(&tx, "system", "hold.expire", &id).await?;
-        }
-        self.commit_with_outbox(tx, &outbox).await?;
+        // A COMMIT whose outcome is unknown needs no settling here: the holds it expired
+        // are no longer `held` if it landed, and the next sweep takes them if not.
+        self.commit_with_outbox(&cut, tx, &outbox).await?;
         self.metrics
             .holds_expired
             .fetch_add(rows.len() as u64, Relaxed);
