@@ -106,13 +106,7 @@ pub fn run_server(cfg: ServerConfig) -> Result<()> {
             Database::External => patroni::node_configs(&pg_cfg)?.len(),
             Database::Embedded(_) => 0,
         };
-        if hosts != endpoints.len() {
-            return Err(Error::Config(format!(
-                "--patroni-api lists {} endpoints for {hosts} hosts of --database-url \
-                 (one per host, in the same order)",
-                endpoints.len()
-            )));
-        }
+        patroni::check_counts(endpoints.len(), hosts)?;
     }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -330,19 +324,34 @@ async fn shutdown_signal() {
     }
 }
 
-/// `bookd keys create|revoke`.
+/// `bookd keys create|revoke`. With `patroni_api` (the endpoints of the hosts of `url`),
+/// only the node Patroni calls the leader is written to ([`patroni::leader_config`]).
 pub fn run_keys(
     state_dir: &std::path::Path,
     url: Option<&str>,
+    patroni_api: Option<&[patroni::Endpoint]>,
     create: bool,
     name: &str,
 ) -> Result<Option<String>> {
+    if patroni_api.is_some() && url.is_none() {
+        return Err(Error::Config(
+            "--patroni-api needs --database-url (the hosts it names)".into(),
+        ));
+    }
     let (database, cfg) = open_database(state_dir, url, true)?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| Error::Other(format!("cannot start the runtime: {e}")))?;
     let out = rt.block_on(async {
+        let cfg = match patroni_api {
+            Some(endpoints) => {
+                let (node, cfg) = patroni::leader_config(endpoints, &cfg).await?;
+                tracing::info!(node, endpoint = %endpoints[node], "patroni leader; writing there");
+                cfg
+            }
+            None => cfg,
+        };
         let pool = db::pool(cfg, 2)?;
         db::migrate(&pool).await?;
         let r = if create {

@@ -190,6 +190,12 @@ struct KeyArgs {
     state_dir: PathBuf,
     #[arg(long)]
     database_url: Option<String>,
+    /// Patroni REST endpoints of the hosts of --database-url, comma-separated, in the same
+    /// order (as the server's --patroni-api). Each is asked `GET /primary` once (1 s
+    /// timeout) and the key is written on the one leader only; with no single leader the
+    /// command writes nothing and fails (run it again).
+    #[arg(long, requires = "database_url", value_name = "URL[,URL...]")]
+    patroni_api: Option<String>,
 }
 
 fn init_logging() {
@@ -224,7 +230,19 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 KeysAction::Create(a) => (true, a),
                 KeysAction::Revoke(a) => (false, a),
             };
-            let out = bookd::run_keys(&a.state_dir, a.database_url.as_deref(), create, &a.name)?;
+            let patroni_api = match &a.patroni_api {
+                Some(list) => {
+                    Some(bookd::patroni::parse_endpoints(list).map_err(|e| Usage(e.to_string()))?)
+                }
+                None => None,
+            };
+            let out = bookd::run_keys(
+                &a.state_dir,
+                a.database_url.as_deref(),
+                patroni_api.as_deref(),
+                create,
+                &a.name,
+            )?;
             if let Some(key) = out {
                 println!("{key}");
             }

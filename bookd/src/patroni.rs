@@ -313,6 +313,68 @@ async fn get_status(ep: &Endpoint, path: &str) -> Option<u16> {
     parse_status(&buf)
 }
 
+/// One round of probes: every endpoint at once, each bounded by [`PROBE_TIMEOUT`], so the
+/// round is too. In the endpoints' order.
+pub async fn probe_round(endpoints: &Arc<[Endpoint]>) -> Vec<Probe> {
+    let mut round = tokio::task::JoinSet::new();
+    for i in 0..endpoints.len() {
+        let eps = endpoints.clone();
+        round.spawn(async move { (i, probe(&eps[i]).await) });
+    }
+    let mut probes = vec![Probe::Unreachable; endpoints.len()];
+    while let Some(r) = round.join_next().await {
+        if let Ok((i, p)) = r {
+            if let Some(slot) = probes.get_mut(i) {
+                *slot = p;
+            }
+        }
+    }
+    probes
+}
+
+/// `--patroni-api` and the hosts of `--database-url` must line up: the leader's index
+/// names a host.
+pub fn check_counts(endpoints: usize, hosts: usize) -> Result<()> {
+    if endpoints != hosts {
+        return Err(Error::Config(format!(
+            "--patroni-api lists {endpoints} endpoints for {hosts} hosts of --database-url \
+             (one per host, in the same order)"
+        )));
+    }
+    Ok(())
+}
+
+/// The connection configuration of the node Patroni calls the leader, asked once, for a
+/// short-lived command (`bookd keys --patroni-api`): one [`probe_round`], and exactly one
+/// node answering 200, else an error (no leader right now, or two during a switchover:
+/// the command is run again, rather than written to a node that may be a standby or an
+/// old leader). `base` is `--database-url`; the result keeps its settings for that one
+/// host (the server is still asked to be read-write on connect).
+pub async fn leader_config(endpoints: &[Endpoint], base: &Config) -> Result<(usize, Config)> {
+    let nodes = node_configs(base)?;
+    check_counts(endpoints.len(), nodes.len())?;
+    let probes = probe_round(&endpoints.to_vec().into()).await;
+    let leader = pick_leader(&probes);
+    match leader.and_then(|i| Some((i, nodes.get(i)?.clone()))) {
+        Some(found) => Ok(found),
+        None => Err(Error::Other(format!(
+            "--patroni-api: no single Patroni leader (GET /primary: {}); nothing was written, \
+             run the command again once the cluster has a leader",
+            endpoints
+                .iter()
+                .zip(&probes)
+                .map(|(e, p)| format!("{e} {p:?}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))),
+    }
+}
+
+/// The leader of one round with no leader known before: the one node answering 200.
+pub fn pick_leader(probes: &[Probe]) -> Option<usize> {
+    decide(None, &mut 0, probes)
+}
+
 /// Starts the task that follows the leader: one round of probes every [`POLL_EVERY`] (all
 /// endpoints at once, each bounded), until the returned handle is aborted.
 pub fn spawn_poller(endpoints: Vec<Endpoint>, leader: Arc<Leader>) -> JoinHandle<()> {
@@ -323,19 +385,7 @@ pub fn spawn_poller(endpoints: Vec<Endpoint>, leader: Arc<Leader>) -> JoinHandle
         let mut misses = 0;
         loop {
             tick.tick().await;
-            let mut round = tokio::task::JoinSet::new();
-            for i in 0..endpoints.len() {
-                let eps = endpoints.clone();
-                round.spawn(async move { (i, probe(&eps[i]).await) });
-            }
-            let mut probes = vec![Probe::Unreachable; endpoints.len()];
-            while let Some(r) = round.join_next().await {
-                if let Ok((i, p)) = r {
-                    if let Some(slot) = probes.get_mut(i) {
-                        *slot = p;
-                    }
-                }
-            }
+            let probes = probe_round(&endpoints).await;
             let before = leader.current().node;
             let now = decide(before, &mut misses, &probes);
             if leader.set(now) {
@@ -564,6 +614,51 @@ mod tests {
             host: "127.0.0.1".into(),
             port,
         }
+    }
+
+    #[test]
+    fn one_leader_or_none() {
+        use Probe::*;
+        assert_eq!(pick_leader(&[NotLeader, Leader, Unreachable]), Some(1));
+        assert_eq!(pick_leader(&[NotLeader, NotLeader, Unreachable]), None);
+        assert_eq!(pick_leader(&[Leader, Leader, NotLeader]), None);
+        assert_eq!(pick_leader(&[]), None);
+        assert!(check_counts(3, 3).is_ok());
+        assert!(check_counts(1, 3).is_err());
+    }
+
+    #[tokio::test]
+    async fn leader_config_is_the_leaders_host_only() {
+        let base: Config = "host=h1,h2,h3 port=5001,5002,5003 user=u dbname=d \
+                            target_session_attrs=read-write"
+            .parse()
+            .expect("config");
+        let leader = fake("HTTP/1.0 200 OK\r\n\r\n{}").await;
+        let replica = fake("HTTP/1.0 503 Service Unavailable\r\n\r\n").await;
+        let (node, cfg) = leader_config(&[replica.clone(), leader.clone(), replica.clone()], &base)
+            .await
+            .expect("one leader");
+        assert_eq!(node, 1);
+        assert_eq!(cfg.get_hosts(), &[Host::Tcp("h2".into())]);
+        assert_eq!(cfg.get_ports(), &[5002]);
+        assert_eq!(cfg.get_user(), Some("u"));
+        assert_eq!(
+            cfg.get_target_session_attrs(),
+            tokio_postgres::config::TargetSessionAttrs::ReadWrite
+        );
+        for eps in [
+            vec![replica.clone(), replica.clone(), replica.clone()],
+            vec![leader.clone(), replica.clone(), leader.clone()],
+        ] {
+            let e = leader_config(&eps, &base)
+                .await
+                .expect_err("no single leader");
+            assert!(e.to_string().contains("no single Patroni leader"), "{e}");
+        }
+        let e = leader_config(std::slice::from_ref(&leader), &base)
+            .await
+            .expect_err("one endpoint per host");
+        assert!(e.to_string().contains("3 hosts"), "{e}");
     }
 
     #[tokio::test]
