@@ -3,8 +3,8 @@
 //!
 //! What broke: the key commands took no `--patroni-api`, so against a replicated cluster
 //! libpq's multi-host `--database-url` picked the first node that accepted the connection,
-//! which may be a standby (refused) or an old leader that Patroni no longer follows (the
-//! key lost at the next failover).
+//! which may be an old leader whose Patroni died: still read-write, but no standby follows
+//! it once another is promoted, so (strict synchronous mode) its COMMIT waits for ever.
 //!
 //! A real PostgreSQL (started here) is one of two hosts of `--database-url`, the other a
 //! socket directory with no server; the Patroni endpoints are stand-ins answering
