@@ -1988,66 +1988,66 @@ impl Service {
         let cut = client.cut();
         let mut outbox = PendingBatch::new();
         let tx = self.bounded(&cut, async {
-        let tx = client.transaction().await?;
-        let sql = format!(
-            "UPDATE orders SET saga_step = $3, status = $4, updated_ms = $5,
-                    booking_reference = COALESCE($6::text, booking_reference) {set_sql}
-             WHERE id = $1 AND saga_step = $2"
-        );
-        // `set_sql` is one of a few fixed strings, so the statement cache stays small.
-        let n = tx
-            .execute(
-                &tx.prepare_cached(&sql).await?,
-                &[&o.id, &from, &to, &status, &now, &booking_ref],
-            )
-            .await?;
-        if n == 0 {
-            return Ok(None);
-        }
-        match inventory {
-            Some(SeatMove::Adjust(dh, ds, reason)) => {
-                adjust(
-                    &tx,
-                    self.capacity.as_ref(),
-                    &o.legs,
-                    dh,
-                    ds,
-                    reason,
-                    &mut outbox,
+            let tx = client.transaction().await?;
+            let sql = format!(
+                "UPDATE orders SET saga_step = $3, status = $4, updated_ms = $5,
+                        booking_reference = COALESCE($6::text, booking_reference) {set_sql}
+                 WHERE id = $1 AND saga_step = $2"
+            );
+            // `set_sql` is one of a few fixed strings, so the statement cache stays small.
+            let n = tx
+                .execute(
+                    &tx.prepare_cached(&sql).await?,
+                    &[&o.id, &from, &to, &status, &now, &booking_ref],
+                )
+                .await?;
+            if n == 0 {
+                return Ok(None);
+            }
+            match inventory {
+                Some(SeatMove::Adjust(dh, ds, reason)) => {
+                    adjust(
+                        &tx,
+                        self.capacity.as_ref(),
+                        &o.legs,
+                        dh,
+                        ds,
+                        reason,
+                        &mut outbox,
+                    )
+                    .await?;
+                }
+                Some(SeatMove::BackToHold) => {
+                    // The inventory keeps them held: they change owner, not state. An expired
+                    // hold is released by the next sweep.
+                    let n = tx
+                        .execute(
+                            &tx.prepare_cached(
+                                "UPDATE holds SET status = 'held' WHERE id = $1 AND status = 'ordered'",
+                            )
+                            .await?,
+                            &[&o.hold_id],
+                        )
+                        .await?;
+                    if n != 1 {
+                        return Err(ApiError::internal(
+                            "the order's hold is not in state ordered",
+                        ));
+                    }
+                }
+                None => {}
+            }
+            if let Some((kind, pstatus)) = payment {
+                tx.execute(&tx.prepare_cached("UPDATE payments SET status = $3, updated_ms = $4 WHERE order_id = $1 AND kind = $2").await?,
+                    &[&o.id, &kind, &pstatus, &now],
                 )
                 .await?;
             }
-            Some(SeatMove::BackToHold) => {
-                // The inventory keeps them held: they change owner, not state. An expired
-                // hold is released by the next sweep.
-                let n = tx
-                    .execute(
-                        &tx.prepare_cached(
-                            "UPDATE holds SET status = 'held' WHERE id = $1 AND status = 'ordered'",
-                        )
-                        .await?,
-                        &[&o.hold_id],
-                    )
-                    .await?;
-                if n != 1 {
-                    return Err(ApiError::internal(
-                        "the order's hold is not in state ordered",
-                    ));
-                }
+            audit(&tx, "saga", &format!("order.{to}"), &o.id).await?;
+            if let Some(r) = reply {
+                Self::complete_idem_for_order(&tx, &o.id, r).await?;
             }
-            None => {}
-        }
-        if let Some((kind, pstatus)) = payment {
-            tx.execute(&tx.prepare_cached("UPDATE payments SET status = $3, updated_ms = $4 WHERE order_id = $1 AND kind = $2").await?,
-                &[&o.id, &kind, &pstatus, &now],
-            )
-            .await?;
-        }
-        audit(&tx, "saga", &format!("order.{to}"), &o.id).await?;
-        if let Some(r) = reply {
-            Self::complete_idem_for_order(&tx, &o.id, r).await?;
-        }
-        Ok(Some(tx))
+            Ok(Some(tx))
         }).await?;
         // Another driver moved it first.
         let Some(tx) = tx else {
@@ -2299,14 +2299,14 @@ impl Service {
                                 // Idempotent: an unknown outcome is written again next round.
                                 let c = self.write_conn().await?;
                                 self.bounded(&c.cut(), async {
-                                c.execute(&c.prepare_cached("INSERT INTO payments (order_id, kind, idempotency_key, amount_minor,
-                                                           currency, status, created_ms, updated_ms)
-                                     VALUES ($1, 'refund', $2, $3, $4, 'succeeded', $5, $5)
-                                     ON CONFLICT (order_id, kind) DO NOTHING").await?,
-                                    &[&o.id, &refund_key, &o.price_minor, &o.currency, &now],
-                                )
-                                .await?;
-                                Ok(())
+                                    c.execute(&c.prepare_cached("INSERT INTO payments (order_id, kind, idempotency_key, amount_minor,
+                                                               currency, status, created_ms, updated_ms)
+                                         VALUES ($1, 'refund', $2, $3, $4, 'succeeded', $5, $5)
+                                         ON CONFLICT (order_id, kind) DO NOTHING").await?,
+                                        &[&o.id, &refund_key, &o.price_minor, &o.currency, &now],
+                                    )
+                                    .await?;
+                                    Ok(())
                                 }).await?;
                             }
                             let pay_status = if refunded.is_some() {
@@ -2472,71 +2472,71 @@ impl Service {
         // In a block: the transaction's borrow of `client` ends with it.
         let committed = {
             let tx = self.bounded(&cut, async {
-        let tx = client.transaction().await?;
-        let Some(r) = tx
-            .query_opt(
-                &tx.prepare_cached(
-                    "SELECT status, refundable, price_minor, currency FROM orders
-                 WHERE id = $1 AND api_key_id = $2 AND status <> 'failed' FOR UPDATE",
+                let tx = client.transaction().await?;
+                let Some(r) = tx
+                    .query_opt(
+                        &tx.prepare_cached(
+                            "SELECT status, refundable, price_minor, currency FROM orders
+                         WHERE id = $1 AND api_key_id = $2 AND status <> 'failed' FOR UPDATE",
+                        )
+                        .await?,
+                        &[&order_id, &ctx.api_key_id],
+                    )
+                    .await?
+                else {
+                    return Err(ApiError::not_found("no such order"));
+                };
+                let status: String = r.get(0);
+                if status == "cancelled" {
+                    return Ok(None);
+                }
+                if status != "confirmed" {
+                    return Err(ApiError::new(
+                        409,
+                        "order_not_cancellable",
+                        "Order not cancellable",
+                        format!("an order in status {status} cannot be cancelled"),
+                    ));
+                }
+                let refundable: bool = r.get(1);
+                let price: i64 = r.get(2);
+                let currency: String = r.get(3);
+                let refund = if refundable { price } else { 0 };
+                tx.execute(&tx.prepare_cached("UPDATE orders SET status = 'cancelled', saga_step = 'cancelling', refund_minor = $2,
+                                       updated_ms = $3 WHERE id = $1").await?,
+                    &[&order_id, &refund, &now],
                 )
-                .await?,
-                &[&order_id, &ctx.api_key_id],
-            )
-            .await?
-        else {
-            return Err(ApiError::not_found("no such order"));
-        };
-        let status: String = r.get(0);
-        if status == "cancelled" {
-            return Ok(None);
-        }
-        if status != "confirmed" {
-            return Err(ApiError::new(
-                409,
-                "order_not_cancellable",
-                "Order not cancellable",
-                format!("an order in status {status} cannot be cancelled"),
-            ));
-        }
-        let refundable: bool = r.get(1);
-        let price: i64 = r.get(2);
-        let currency: String = r.get(3);
-        let refund = if refundable { price } else { 0 };
-        tx.execute(&tx.prepare_cached("UPDATE orders SET status = 'cancelled', saga_step = 'cancelling', refund_minor = $2,
-                               updated_ms = $3 WHERE id = $1").await?,
-            &[&order_id, &refund, &now],
-        )
-        .await?;
-        let legs = self
-            .load_core(order_id)
-            .await?
-            .map(|o| (o.legs, o.seats))
-            .ok_or_else(|| ApiError::internal("order vanished"))?;
-        adjust(
-            &tx,
-            self.capacity.as_ref(),
-            &legs.0,
-            0,
-            -legs.1,
-            "order_cancelled",
-            &mut outbox,
-        )
-        .await?;
-        tx.execute(&tx.prepare_cached("INSERT INTO payments (order_id, kind, idempotency_key, amount_minor, currency, status,
-                                   created_ms, updated_ms)
-             VALUES ($1, 'refund', $2, $3, $4, 'pending', $5, $5)").await?,
-            &[
-                &order_id,
-                &format!("ref_{order_id}"),
-                &refund,
-                &currency,
-                &now,
-            ],
-        )
-        .await?;
-        audit(&tx, &actor(ctx.api_key_id), "order.cancel", order_id).await?;
-        Ok(Some(tx))
-        }).await?;
+                .await?;
+                let legs = self
+                    .load_core(order_id)
+                    .await?
+                    .map(|o| (o.legs, o.seats))
+                    .ok_or_else(|| ApiError::internal("order vanished"))?;
+                adjust(
+                    &tx,
+                    self.capacity.as_ref(),
+                    &legs.0,
+                    0,
+                    -legs.1,
+                    "order_cancelled",
+                    &mut outbox,
+                )
+                .await?;
+                tx.execute(&tx.prepare_cached("INSERT INTO payments (order_id, kind, idempotency_key, amount_minor, currency, status,
+                                           created_ms, updated_ms)
+                     VALUES ($1, 'refund', $2, $3, $4, 'pending', $5, $5)").await?,
+                    &[
+                        &order_id,
+                        &format!("ref_{order_id}"),
+                        &refund,
+                        &currency,
+                        &now,
+                    ],
+                )
+                .await?;
+                audit(&tx, &actor(ctx.api_key_id), "order.cancel", order_id).await?;
+                Ok(Some(tx))
+            }).await?;
             match tx {
                 Some(tx) => Some(self.commit_with_outbox(&cut, tx, &outbox).await),
                 None => None,
