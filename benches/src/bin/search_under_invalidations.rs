@@ -313,7 +313,7 @@ fn main() -> Result<()> {
         let (stop_tx, stop_rx) = watch::channel(false);
         let (mut handles, mut tasks) = (Vec::new(), Vec::new());
         for (i, view) in node_views.iter().enumerate() {
-            let mut sc = SubscriberConfig::new(addr.to_string(), &dir, &format!("n{}", i + 1));
+            let mut sc = SubscriberConfig::new(addr.to_string(), &dir, format!("n{}", i + 1));
             sc.silence_timeout = Duration::from_millis(1500);
             let (handle, task) =
                 subscriber::spawn(sc, Arc::new(One(view.clone())), stop_rx.clone())
@@ -428,8 +428,7 @@ fn main() -> Result<()> {
     for (i, view) in node_views.iter().enumerate() {
         let mut mismatches = 0usize;
         for (k, &seats) in &state {
-            let got =
-                subscriber::resolve_leg(&view.snap, k).and_then(|ok| view.overlay.seats(ok));
+            let got = subscriber::resolve_leg(&view.snap, k).and_then(|ok| view.overlay.seats(ok));
             if got != Some(seats) {
                 if mismatches < 5 {
                     eprintln!("MISMATCH n{} {k:?}: overlay {got:?}, feed {seats}", i + 1);
