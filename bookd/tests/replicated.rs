@@ -165,8 +165,8 @@ impl Cluster {
         postmaster
     }
 
-    /// bookd's `--patroni-api` for this cluster.
-    /// A new API key named `name`, made through the cluster URL (`bookd keys create`).
+    /// A new API key named `name`, made through the cluster URL on the node Patroni calls
+    /// the leader (`bookd keys create --patroni-api`).
     fn new_key(&self, name: &str) -> String {
         bookd_cmd(&[
             "keys",
@@ -175,11 +175,14 @@ impl Cluster {
             name,
             "--database-url",
             &self.url,
+            "--patroni-api",
+            &self.api(),
         ])
         .trim()
         .to_string()
     }
 
+    /// bookd's `--patroni-api` for this cluster.
     fn api(&self) -> String {
         let out = self.run(&["api", self.dir.to_str().expect("utf-8 path")]);
         assert!(out.status.success(), "cluster.sh api");
