@@ -274,3 +274,88 @@ fn sends_the_rendered_bytes(extra: &[&str]) {
     }
     assert!(checked >= 20, "{checked} searches checked");
 }
+
+/// With `Accept-Encoding: gzip`, every answer of 1 KB or more comes gzip-encoded and
+/// decodes to exactly the bytes sent to a client that did not ask (searches of every size,
+/// the largest compressed on the blocking pool, offers, the OpenAPI document); smaller ones
+/// and clients that refuse gzip get the identity encoding. Every answer that could be
+/// encoded says `Vary: accept-encoding`, for caches.
+#[test]
+fn gzip_answers_decode_to_the_bytes_sent_unencoded() {
+    use std::io::Read as _;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("snap");
+    write(&world(), &path);
+    let now = format::date::format_utc_minutes(clock().now_utc_min);
+    let server = common::Server::start(&path, &["--now", now.as_str()]);
+    let mut client = common::Client::connect(server.addr).unwrap();
+    let rid = [("x-request-id", "gzip-check")];
+    let gz = [
+        ("x-request-id", "gzip-check"),
+        ("Accept-Encoding", "br, gzip"),
+    ];
+    let (mut encoded, mut largest) = (0u64, 0usize);
+    let mut targets: Vec<String> = queries()
+        .into_iter()
+        .step_by(3)
+        .map(|p| {
+            let q: Vec<String> = p
+                .iter()
+                .map(|(k, v)| format!("{k}={}", v.replace('"', "%22")))
+                .collect();
+            format!("/v1/search?{}", q.join("&"))
+        })
+        .collect();
+    targets.push("/openapi.json".into());
+    targets.push("/healthz".into());
+    for target in &targets {
+        let plain = client.send("GET", target, &rid).unwrap();
+        let r = client.send("GET", target, &gz).unwrap();
+        assert_eq!(r.status, plain.status, "{target}");
+        assert_eq!(plain.header("content-encoding"), None, "{target}");
+        if plain.body.len() < 1024 {
+            assert_eq!(r.header("content-encoding"), None, "{target}");
+            assert_eq!(r.body, plain.body, "{target}");
+            continue;
+        }
+        assert_eq!(r.header("vary"), Some("accept-encoding"), "{target}");
+        assert_eq!(plain.header("vary"), Some("accept-encoding"), "{target}");
+        assert_eq!(r.header("content-encoding"), Some("gzip"), "{target}");
+        let mut decoded = Vec::new();
+        flate2::read::GzDecoder::new(&r.body[..])
+            .read_to_end(&mut decoded)
+            .unwrap_or_else(|e| panic!("{target}: not gzip: {e}"));
+        assert_eq!(decoded, plain.body, "{target}");
+        assert!(r.body.len() < plain.body.len() / 3, "{target}");
+        encoded += 1;
+        largest = largest.max(plain.body.len());
+        if let Some(id) = plain.json()["data"]["itineraries"][0]["id"].as_str() {
+            let o = client
+                .send("GET", &format!("/v1/offers/{id}"), &gz)
+                .unwrap();
+            assert_eq!(o.status, 200, "offer {id}");
+            if o.header("content-encoding") == Some("gzip") {
+                encoded += 1;
+            }
+        }
+    }
+    assert!(encoded >= 10, "{encoded} answers encoded");
+    assert!(
+        largest as u64 > 64 * 1024,
+        "no answer large enough for the blocking pool: the largest was {largest} bytes"
+    );
+    // A client that refuses gzip, or names only other codings, gets identity.
+    for ae in ["gzip;q=0", "br, deflate", "gzip;q=0, *"] {
+        let r = client
+            .send("GET", "/openapi.json", &[("Accept-Encoding", ae)])
+            .unwrap();
+        assert_eq!(r.header("content-encoding"), None, "{ae}");
+        assert!(r.body.starts_with(b"{"), "{ae}");
+    }
+    let metrics = client.get("/metrics").unwrap().text();
+    let counted = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("searchd_http_responses_gzipped_total "))
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    assert_eq!(counted, Some(encoded), "responses counted as gzipped");
+}

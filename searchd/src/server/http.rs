@@ -12,11 +12,13 @@ use std::time::Instant;
 
 use hyper::body::{Bytes, Frame, Incoming, SizeHint};
 use hyper::header::{
-    HeaderMap, HeaderValue, ALLOW, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE,
+    HeaderMap, HeaderValue, ALLOW, AUTHORIZATION, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE,
+    RETRY_AFTER, VARY, WWW_AUTHENTICATE,
 };
 use hyper::{Method, Request, Response, StatusCode};
 use serde_json::{json, Value};
 
+use super::encoding;
 use super::engine_adapter::{self, EngineResult};
 use super::params::{decode_component, decode_query};
 use super::state::{Loaded, ReloadError};
@@ -48,6 +50,11 @@ impl Body {
             .iter()
             .map(|c| c.len() as u64)
             .sum()
+    }
+
+    /// The chunks not yet sent.
+    fn pending(&self) -> &[Bytes] {
+        &self.chunks[self.next.min(3)..]
     }
 
     /// The bytes not yet sent, joined (for tests).
@@ -348,6 +355,15 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Response<Bo
             }
         }
     };
+    // An answer this large is encoded for a client that asks, so it says so to caches
+    // (smaller ones never are, whoever asks).
+    if resp.body().remaining() >= encoding::GZIP_MIN_BYTES {
+        resp.headers_mut()
+            .insert(VARY, HeaderValue::from_static("accept-encoding"));
+        if encoding::accepts_gzip(req.headers()) {
+            resp = gzipped(&app, resp).await;
+        }
+    }
     if let Ok(v) = HeaderValue::from_str(&request_id) {
         resp.headers_mut().insert(REQUEST_ID_HEADER, v);
     }
@@ -363,6 +379,46 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Response<Bo
         latency_us: u64::try_from(latency.as_micros()).unwrap_or(u64::MAX),
     });
     Ok(resp)
+}
+
+/// `resp` (whose body is large enough to gain from it, see [`encoding`]) gzip-encoded;
+/// unchanged if it already has an encoding or the encoder failed.
+async fn gzipped(app: &Arc<App>, resp: Response<Body>) -> Response<Body> {
+    let len = resp.body().remaining();
+    debug_assert!(len >= encoding::GZIP_MIN_BYTES);
+    if resp.headers().contains_key(CONTENT_ENCODING) {
+        return resp;
+    }
+    let encoded = if len <= encoding::GZIP_INLINE_MAX_BYTES {
+        encoding::gzip(resp.body().pending())
+    } else {
+        // The chunks are shared, not copied: the unencoded body stays ready as a fallback.
+        let chunks = resp.body().pending().to_vec();
+        match Arc::clone(&app.work).acquire_owned().await {
+            Ok(permit) => tokio::task::spawn_blocking(move || {
+                let _permit = permit;
+                encoding::gzip(&chunks)
+            })
+            .await
+            .ok()
+            .flatten(),
+            // Shutting down: no more work on the pool.
+            Err(_) => None,
+        }
+    };
+    let Some(encoded) = encoded else {
+        return resp;
+    };
+    let (mut parts, _) = resp.into_parts();
+    parts
+        .headers
+        .insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+    // The length hyper writes is the encoded body's (from its size hint).
+    parts.headers.remove(CONTENT_LENGTH);
+    app.metrics
+        .responses_gzipped
+        .fetch_add(1, Ordering::Relaxed);
+    Response::from_parts(parts, Body::new(encoded))
 }
 
 /// No route uses a request body, but one left unread ends a keep-alive connection (hyper

@@ -94,6 +94,8 @@ pub struct Metrics {
     pub connections_refused: AtomicU64,
     pub requests_in_flight: AtomicI64,
     pub request_timeouts: AtomicU64,
+    /// Responses sent gzip-encoded (the client's `Accept-Encoding` admitted it).
+    pub responses_gzipped: AtomicU64,
     pub reloads: AtomicU64,
     pub reload_failures: AtomicU64,
 }
@@ -114,6 +116,7 @@ impl Metrics {
             connections_refused: AtomicU64::new(0),
             requests_in_flight: AtomicI64::new(0),
             request_timeouts: AtomicU64::new(0),
+            responses_gzipped: AtomicU64::new(0),
             reloads: AtomicU64::new(0),
             reload_failures: AtomicU64::new(0),
         }
@@ -262,6 +265,13 @@ impl Metrics {
             "counter",
             "Requests answered 503 because they ran out of time.",
             load(&self.request_timeouts),
+        );
+        gauge(
+            &mut out,
+            "searchd_http_responses_gzipped_total",
+            "counter",
+            "Responses sent gzip-encoded because the client's Accept-Encoding admitted it.",
+            load(&self.responses_gzipped),
         );
         gauge(
             &mut out,

@@ -10,6 +10,7 @@
 //! - `engine_adapter`: the calls into the search engine.
 
 pub mod config;
+pub mod encoding;
 mod engine_adapter;
 pub mod http;
 pub mod log;
