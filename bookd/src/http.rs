@@ -566,6 +566,8 @@ async fn dispatch(
     // Holds and orders claim their key inside their own deciding transaction (no commit of
     // its own); a cancellation claims it first, here.
     let claims_itself = matches!(segs.as_slice(), ["holds"] | ["orders"]);
+    // Held until this request ends: recovery leaves a claim this request runs alone.
+    let mut _running_claim = None;
     if let Some(k) = &idem {
         let mut h = Vec::with_capacity(body.len() + 64);
         h.extend_from_slice(b"POST ");
@@ -578,7 +580,10 @@ async fn dispatch(
         if !claims_itself {
             match claim(app, key_id, k, &hash).await? {
                 Claim::Replay(status, body) => return Ok(replay(app, status, body)),
-                Claim::Execute => ctx.claimed.store(true, Relaxed),
+                Claim::Execute => {
+                    _running_claim = Some(app.svc.live_claims.own((key_id, k.clone())));
+                    ctx.claimed.store(true, Relaxed);
+                }
             }
         }
     }

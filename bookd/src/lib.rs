@@ -165,6 +165,7 @@ async fn serve(
     let sim_ledger = external::SimLedger::start(pool.clone());
     let svc = Arc::new(service::Service {
         live_sagas: service::LiveSagas::default(),
+        live_claims: service::LiveClaims::default(),
         pool: pool.clone(),
         clock,
         // Offers are searchd engine ids; the `leg:` adapter prices from an id's own text,

@@ -57,6 +57,9 @@ pub struct Metrics {
     pub orders_cancelled: AtomicU64,
     pub seats_unavailable: AtomicU64,
     pub sagas_recovered: AtomicU64,
+    /// Cancellations' `Idempotency-Key` claims left in progress by a request that is gone,
+    /// dropped by recovery so that a retry runs again.
+    pub claims_recovered: AtomicU64,
     pub idempotent_replays: AtomicU64,
     pub rate_limited: AtomicU64,
     /// COMMITs given up after `--commit-timeout-ms` (outcome unknown, then settled).
@@ -90,7 +93,7 @@ impl Metrics {
                 self.requests[i].load(Relaxed)
             );
         }
-        let counters: [(&str, &AtomicU64, &str); 12] = [
+        let counters: [(&str, &AtomicU64, &str); 13] = [
             (
                 "bookd_holds_created_total",
                 &self.holds_created,
@@ -130,6 +133,11 @@ impl Metrics {
                 "bookd_sagas_recovered_total",
                 &self.sagas_recovered,
                 "Sagas resumed or compensated by recovery",
+            ),
+            (
+                "bookd_idempotency_claims_recovered_total",
+                &self.claims_recovered,
+                "Cancellations' Idempotency-Key claims left in progress by a request that is gone, dropped by recovery",
             ),
             (
                 "bookd_idempotent_replays_total",

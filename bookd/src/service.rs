@@ -59,47 +59,66 @@ pub struct Service {
     pub outbox_seq: Arc<SeqSignal>,
     /// Numbers the outbox changes this process commits (woken after each such commit).
     pub sequencer: Arc<Sequencer>,
-    /// Orders whose saga a request of this process is driving (see [`LiveSagas`]).
+    /// Orders whose saga a request of this process is driving (see [`LiveSet`]).
     pub live_sagas: LiveSagas,
+    /// Cancellations' `Idempotency-Key` claims a request of this process runs (see [`LiveSet`]).
+    pub live_claims: LiveClaims,
 }
 
-/// The orders whose saga a live request is driving. The periodic recovery leaves them
-/// alone: it takes over only sagas that no request drives any more, such as one whose
-/// request gave up when the database failed over under it (that saga would otherwise stay
-/// pending, its seats held and its `Idempotency-Key` in progress, until bookd restarts).
-/// In memory, as one bookd process serves one database.
-#[derive(Debug, Default)]
-pub struct LiveSagas(std::sync::Mutex<std::collections::HashSet<String>>);
+/// What requests of this process are working on now, so that the periodic recovery leaves
+/// it alone: it takes over only what no request drives any more. In memory, as one bookd
+/// process serves one database.
+/// - [`LiveSagas`]: orders whose saga a request drives (a saga whose request gave up when
+///   the database failed over under it would otherwise stay pending, its seats held and its
+///   `Idempotency-Key` in progress, until bookd restarts);
+/// - [`LiveClaims`]: the `Idempotency-Key` claims of cancellations a request is running (a
+///   claim left in progress by a request that is gone, e.g. one whose COMMIT was given up
+///   and landed later, would answer 409 to every retry until bookd restarts).
+#[derive(Debug)]
+pub struct LiveSet<K>(std::sync::Mutex<std::collections::HashSet<K>>);
 
-/// Membership of one order in [`LiveSagas`], for as long as the request holds it.
-pub struct LiveSaga<'a> {
-    set: &'a LiveSagas,
-    order_id: String,
+pub type LiveSagas = LiveSet<String>;
+/// (API key id, `Idempotency-Key`).
+pub type LiveClaims = LiveSet<(i64, String)>;
+
+impl<K> Default for LiveSet<K> {
+    fn default() -> Self {
+        LiveSet(std::sync::Mutex::new(std::collections::HashSet::new()))
+    }
 }
 
-impl LiveSagas {
-    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<String>> {
+/// Membership of one entry in a [`LiveSet`], for as long as the request holds it.
+pub struct LiveEntry<'a, K: std::hash::Hash + Eq> {
+    set: &'a LiveSet<K>,
+    key: K,
+}
+
+impl<K: std::hash::Hash + Eq + Clone> LiveSet<K> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<K>> {
         // The set stays consistent under a panic (an insert or a remove is all it sees).
         self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    pub fn own(&self, order_id: &str) -> LiveSaga<'_> {
-        let fresh = self.lock().insert(order_id.to_string());
-        debug_assert!(fresh, "order ids are unique");
-        LiveSaga {
-            set: self,
-            order_id: order_id.to_string(),
-        }
+    /// Holds `key` until the returned entry is dropped. Each key has one owner at a time
+    /// (order ids are unique; a claim has one request executing it).
+    pub fn own(&self, key: K) -> LiveEntry<'_, K> {
+        let fresh = self.lock().insert(key.clone());
+        debug_assert!(fresh, "a live entry has one owner");
+        LiveEntry { set: self, key }
     }
 
-    pub fn contains(&self, order_id: &str) -> bool {
-        self.lock().contains(order_id)
+    pub fn contains(&self, key: &K) -> bool {
+        self.lock().contains(key)
     }
 }
 
-impl Drop for LiveSaga<'_> {
+impl<K: std::hash::Hash + Eq> Drop for LiveEntry<'_, K> {
     fn drop(&mut self) {
-        self.set.lock().remove(&self.order_id);
+        self.set
+            .0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.key);
     }
 }
 
@@ -1445,7 +1464,7 @@ impl Service {
         let now = self.now();
         let order_id = new_id("ord");
         // Before the order can exist: recovery must never see it undriven while we drive it.
-        let _driving = self.live_sagas.own(&order_id);
+        let _driving = self.live_sagas.own(order_id.clone());
         let mut client = self.write_conn().await?;
         let cut = client.cut();
         // One transaction, one commit: (the hold's row lock,) then claim + seats + hold +
@@ -2822,13 +2841,39 @@ impl Service {
                 Err(e) => tracing::warn!(order = %id, error = %e, "recovery did not settle"),
             }
         }
-        if all {
-            // Requests that crashed before storing anything: let their retries run again.
-            let c = self.pool.get().await?;
-            c.execute(&c.prepare_cached("DELETE FROM idempotency_keys WHERE status = 'in_progress' AND order_id IS NULL").await?,
-                &[],
+        // Cancellations' claims (the only in-progress claims without an order) whose request
+        // is gone: at start every one (requests that crashed before storing anything); later
+        // those unchanged for a while that no request of this process runs, such as one
+        // whose COMMIT was given up (`--commit-timeout-ms`) and landed afterwards. A retry
+        // then runs the cancellation again, which is idempotent (a cancelled order or a
+        // released hold answers as it is).
+        let c = self.pool.get().await?;
+        let claims = c
+            .query(
+                &c.prepare_cached(
+                    "SELECT api_key_id, key, created_ms FROM idempotency_keys
+                     WHERE status = 'in_progress' AND order_id IS NULL AND ($1 OR created_ms < $2)
+                     LIMIT 1000",
+                )
+                .await?,
+                &[&all, &stale],
             )
             .await?;
+        let forget = c
+            .prepare_cached(
+                "DELETE FROM idempotency_keys
+                 WHERE api_key_id = $1 AND key = $2 AND status = 'in_progress'
+                   AND order_id IS NULL AND created_ms = $3",
+            )
+            .await?;
+        for r in claims {
+            let (key_id, key, created): (i64, String, i64) = (r.get(0), r.get(1), r.get(2));
+            if !all && self.live_claims.contains(&(key_id, key.clone())) {
+                continue;
+            }
+            if c.execute(&forget, &[&key_id, &key, &created]).await? == 1 {
+                self.metrics.claims_recovered.fetch_add(1, Relaxed);
+            }
         }
         self.metrics.sagas_recovered.fetch_add(n, Relaxed);
         Ok(n)

@@ -40,16 +40,64 @@ async fn count(db: &tokio_postgres::Client, sql: &str, arg: &str) -> i64 {
         .get(0)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn commit_waiting_for_a_missing_standby_answers_within_the_limit() {
-    if !pg_available() {
-        return;
+/// Makes every COMMIT of `b`'s PostgreSQL wait for a synchronous standby that never
+/// connects, and returns a probe: a write of our own that waits as well (it ends with the
+/// outage).
+async fn start_outage(
+    b: &Bookd,
+    db: &tokio_postgres::Client,
+) -> tokio::task::JoinHandle<Result<(), tokio_postgres::Error>> {
+    // ALTER SYSTEM cannot run in the implicit transaction of a multi-statement query: one
+    // statement each.
+    db.batch_execute("CREATE TABLE IF NOT EXISTS sync_probe (x int)")
+        .await
+        .unwrap();
+    db.batch_execute("ALTER SYSTEM SET synchronous_standby_names = 'bookd_test_missing_standby'")
+        .await
+        .unwrap();
+    db.batch_execute("SELECT pg_reload_conf()").await.unwrap();
+    // Proof that the setting is in force: the probe waits for the standby (it writes WAL:
+    // a transaction id alone commits without waiting).
+    let probe = {
+        let extra = b.db().await;
+        tokio::spawn(async move {
+            extra
+                .batch_execute("INSERT INTO sync_probe VALUES (1)")
+                .await
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while waiting_for_a_standby(db).await < 1 {
+        assert!(
+            Instant::now() < deadline,
+            "a COMMIT never waited for the standby"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let tmp = tempfile::tempdir().unwrap();
+    probe
+}
+
+/// Replication "resumes": no standby is required any more, and every waiting COMMIT lands.
+async fn end_outage(
+    db: &tokio_postgres::Client,
+    probe: tokio::task::JoinHandle<Result<(), tokio_postgres::Error>>,
+) {
+    db.batch_execute("ALTER SYSTEM RESET synchronous_standby_names")
+        .await
+        .unwrap();
+    db.batch_execute("SELECT pg_reload_conf()").await.unwrap();
+    tokio::time::timeout(Duration::from_secs(10), probe)
+        .await
+        .expect("the probe's COMMIT ends once no standby is required")
+        .unwrap()
+        .unwrap();
+}
+
+fn start(dir: &std::path::Path) -> Bookd {
     let limit_ms = LIMIT.as_millis().to_string();
-    let b = tokio::task::block_in_place(|| {
+    tokio::task::block_in_place(|| {
         Bookd::new(
-            tmp.path(),
+            dir,
             &[
                 "--commit-timeout-ms",
                 &limit_ms,
@@ -59,7 +107,16 @@ async fn commit_waiting_for_a_missing_standby_answers_within_the_limit() {
                 "10000",
             ],
         )
-    });
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn commit_waiting_for_a_missing_standby_answers_within_the_limit() {
+    if !pg_available() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let b = start(tmp.path());
     let key = tokio::task::block_in_place(|| b.new_key("sync"));
     let db = b.db().await;
     let day = 3;
@@ -75,33 +132,7 @@ async fn commit_waiting_for_a_missing_standby_answers_within_the_limit() {
         .await;
     assert_eq!(r.status, 201, "{r:?}");
 
-    // Every COMMIT now waits for a standby that never connects. ALTER SYSTEM cannot run in
-    // the implicit transaction of a multi-statement query: one statement each.
-    db.batch_execute("CREATE TABLE sync_probe (x int)")
-        .await
-        .unwrap();
-    db.batch_execute("ALTER SYSTEM SET synchronous_standby_names = 'bookd_test_missing_standby'")
-        .await
-        .unwrap();
-    db.batch_execute("SELECT pg_reload_conf()").await.unwrap();
-    // Proof that the setting is in force: a write of our own waits for the standby (one
-    // that writes WAL: a transaction id alone commits without waiting).
-    let probe = {
-        let extra = b.db().await;
-        tokio::spawn(async move {
-            extra
-                .batch_execute("INSERT INTO sync_probe VALUES (1)")
-                .await
-        })
-    };
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while waiting_for_a_standby(&db).await < 1 {
-        assert!(
-            Instant::now() < deadline,
-            "a COMMIT never waited for the standby"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let probe = start_outage(&b, &db).await;
 
     // The order: answered within the limit, with the answer of a COMMIT whose outcome is
     // unknown (it may still commit when a standby comes).
@@ -171,15 +202,7 @@ async fn commit_waiting_for_a_missing_standby_answers_within_the_limit() {
     // Replication resumes: the stuck COMMIT lands, and the order is settled truly. Its
     // request is gone and nothing was charged, so recovery fails it and gives the seat
     // back; a retry with the same key gets that final answer, stored.
-    db.batch_execute("ALTER SYSTEM RESET synchronous_standby_names")
-        .await
-        .unwrap();
-    db.batch_execute("SELECT pg_reload_conf()").await.unwrap();
-    tokio::time::timeout(Duration::from_secs(10), probe)
-        .await
-        .expect("the probe's COMMIT ends once no standby is required")
-        .unwrap()
-        .unwrap();
+    end_outage(&db, probe).await;
     let deadline = Instant::now() + Duration::from_secs(30);
     let r = loop {
         let r = b
@@ -255,6 +278,86 @@ async fn commit_waiting_for_a_missing_standby_answers_within_the_limit() {
         (held, sold),
         (2, 1),
         "the first hold's 2 seats, and 1 sold once"
+    );
+    check_consistency(&db).await;
+}
+
+/// What broke: a cancellation claims its `Idempotency-Key` in a commit of its own before it
+/// runs. When that COMMIT was given up (the standby gone) and landed after replication
+/// resumed, the claim stayed in progress with no request behind it, and every retry with
+/// that key answered 409 until bookd restarted. Recovery now drops such a claim once it
+/// is a few seconds old and no request of this process runs it, and the retry cancels.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn cancellation_claim_landed_after_its_timeout_lets_its_retry_run() {
+    if !pg_available() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let b = start(tmp.path());
+    let key = tokio::task::block_in_place(|| b.new_key("cancel"));
+    let db = b.db().await;
+    let r = b
+        .call(
+            "POST",
+            "/v1/orders",
+            Some(&key),
+            Some("to-cancel"),
+            Some(&order_body(&offer(4, "Y", 1), 1, "tok_ok")),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{r:?}");
+    let id = r.body["data"]["id"].as_str().expect("order id").to_string();
+    let cancel = format!("/v1/orders/{id}/cancel");
+
+    let probe = start_outage(&b, &db).await;
+    let r = tokio::time::timeout(
+        LIMIT + SLACK,
+        b.call("POST", &cancel, Some(&key), Some("stuck-cancel"), None),
+    )
+    .await
+    .expect("the cancellation is answered within the limit");
+    assert_eq!(r.status, 503, "{r:?}");
+    end_outage(&db, probe).await;
+    // The claim's COMMIT has landed: in progress, with no request behind it.
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(*) FROM idempotency_keys WHERE key = $1 AND status = 'in_progress'",
+            "stuck-cancel",
+        )
+        .await,
+        1,
+        "the given-up claim landed"
+    );
+
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let r = loop {
+        let r = b
+            .call("POST", &cancel, Some(&key), Some("stuck-cancel"), None)
+            .await;
+        match (r.status, r.code()) {
+            (409, "idempotency_in_progress") => {}
+            (s, _) if s >= 500 => {}
+            _ => break r,
+        }
+        assert!(
+            Instant::now() < deadline,
+            "a retry of the cancellation never ran: {r:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.body["data"]["status"], "cancelled", "{r:?}");
+    // Stored now: the same key replays the same answer.
+    let again = b
+        .call("POST", &cancel, Some(&key), Some("stuck-cancel"), None)
+        .await;
+    assert_eq!((again.status, &again.body["data"]), (200, &r.body["data"]));
+    let m = b.call("GET", "/metrics", None, None, None).await;
+    let text = m.body.as_str().expect("metrics text").to_string();
+    assert!(
+        text.contains("\nbookd_idempotency_claims_recovered_total 1\n"),
+        "{text}"
     );
     check_consistency(&db).await;
 }
