@@ -14,7 +14,8 @@ use hyper::header::{HeaderMap, ACCEPT_ENCODING};
 pub const GZIP_MIN_BYTES: u64 = 1024;
 /// Largest body compressed on the runtime worker that serves the request; a larger one
 /// (up to ~1 MB for 1,000 itineraries) is compressed on the blocking pool, so that it does
-/// not hold the worker's other connections for milliseconds.
+/// not hold the worker's other connections for milliseconds, when a work permit is free at
+/// once (else it is sent unencoded).
 pub const GZIP_INLINE_MAX_BYTES: u64 = 64 * 1024;
 /// Longest `Accept-Encoding` value read (real ones are tens of bytes); a longer one is not
 /// parsed and the answer is sent unencoded.

@@ -394,7 +394,10 @@ async fn gzipped(app: &Arc<App>, resp: Response<Body>) -> Response<Body> {
     } else {
         // The chunks are shared, not copied: the unencoded body stays ready as a fallback.
         let chunks = resp.body().pending().to_vec();
-        match Arc::clone(&app.work).acquire_owned().await {
+        // Only with a work permit free now: the answer is ready, and a client that asks
+        // for gzip takes identity too, so it never queues behind searches for one (nor
+        // once the server is shutting down).
+        match Arc::clone(&app.work).try_acquire_owned() {
             Ok(permit) => tokio::task::spawn_blocking(move || {
                 let _permit = permit;
                 encoding::gzip(&chunks)
@@ -402,7 +405,6 @@ async fn gzipped(app: &Arc<App>, resp: Response<Body>) -> Response<Body> {
             .await
             .ok()
             .flatten(),
-            // Shutting down: no more work on the pool.
             Err(_) => None,
         }
     };
