@@ -21,7 +21,6 @@ mod common;
 #[path = "common/pgproxy.rs"]
 mod pgproxy;
 
-use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
 use common::*;
@@ -44,9 +43,7 @@ async fn setup(name: &str) -> Option<Env> {
     if !pg_available() {
         return None;
     }
-    let tmp = tempfile::tempdir().unwrap();
-    // The cluster user must traverse the temporary directory.
-    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
+    let tmp = cluster_tempdir();
     let state = tmp.path().join("state");
     let pg = tokio::task::block_in_place(|| bookd::pg::Embedded::start(&state))
         .expect("start the test's PostgreSQL");
@@ -657,8 +654,7 @@ async fn proxy_cuts_the_armed_commit() {
     if !pg_available() {
         return;
     }
-    let tmp = tempfile::tempdir().unwrap();
-    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
+    let tmp = cluster_tempdir();
     let pg = tokio::task::block_in_place(|| bookd::pg::Embedded::start(&tmp.path().join("state")))
         .expect("start the test's PostgreSQL");
     let (direct, conn) = pg

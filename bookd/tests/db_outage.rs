@@ -10,7 +10,6 @@
 
 mod common;
 
-use std::os::unix::fs::PermissionsExt;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -20,9 +19,7 @@ async fn an_order_abandoned_by_its_request_during_a_database_outage_is_settled_w
     if !pg_available() {
         return;
     }
-    let tmp = tempfile::tempdir().unwrap();
-    // The cluster user must traverse the temporary directory.
-    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
+    let tmp = cluster_tempdir();
     let state = tmp.path().join("state");
     let pg = tokio::task::block_in_place(|| bookd::pg::Embedded::start(&state))
         .expect("start the test's PostgreSQL");

@@ -19,12 +19,11 @@ mod common;
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::net::SocketAddr;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
-use common::{bookd_cmd, order_body, pg_available, try_http, Resp};
+use common::{bookd_cmd, cluster_tempdir, order_body, pg_available, try_http, Resp};
 use serde_json::Value;
 use tokio::sync::watch;
 
@@ -623,9 +622,7 @@ async fn a_sale_through_bookd_reaches_three_searchd_processes() {
     if !pg_available() {
         return;
     }
-    let tmp = tempfile::tempdir().expect("tempdir");
-    // The cluster user must traverse the temporary directory.
-    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o711)).expect("chmod");
+    let tmp = cluster_tempdir();
     let snapshot = fixture_snapshot(tmp.path());
     let cluster = tmp.path().join("cluster");
     let c = cluster.to_str().expect("utf8 path");
@@ -1085,8 +1082,7 @@ async fn a_snapshot_published_at_bookds_path_is_announced_to_every_node() {
     if !pg_available() {
         return;
     }
-    let tmp = tempfile::tempdir().expect("tempdir");
-    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o711)).expect("chmod");
+    let tmp = cluster_tempdir();
     // Generation 1: XX 103 MRU->RUN on 2005-06-16 has no availability rows (every class
     // closed: not offered, and bookd has no seats for it).
     let full = fixtures().join("small/availability.csv");

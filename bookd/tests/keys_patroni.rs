@@ -13,7 +13,6 @@
 
 mod common;
 
-use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
 
 use common::*;
@@ -51,8 +50,7 @@ async fn keys_are_written_on_the_patroni_leader_only() {
     if !pg_available() {
         return;
     }
-    let tmp = tempfile::tempdir().unwrap();
-    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
+    let tmp = cluster_tempdir();
     let pg = tokio::task::block_in_place(|| bookd::pg::Embedded::start(&tmp.path().join("state")))
         .expect("start the test's PostgreSQL");
     // Host 0 has no server; host 1 is the real one (one port for both).

@@ -25,7 +25,6 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -323,9 +322,7 @@ async fn failover_of_the_primary_mid_burst_loses_no_acknowledged_order() {
         return;
     }
     let _one_at_a_time = SERIAL.lock().await;
-    let tmp = tempfile::tempdir().unwrap();
-    // The cluster user must traverse the temporary directory.
-    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
+    let tmp = cluster_tempdir();
     // A port range of its own, so a cluster someone runs by hand does not collide.
     let base_port = 26000 + (std::process::id() % 90) as u16 * 40;
     let cluster =
@@ -550,8 +547,7 @@ async fn only_patroni_killed_on_the_primary_mid_burst_every_request_answered_tru
         return;
     }
     let _one_at_a_time = SERIAL.lock().await;
-    let tmp = tempfile::tempdir().unwrap();
-    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
+    let tmp = cluster_tempdir();
     // Not the other test's range (both names take ports from the same process id).
     let base_port = 30000 + (std::process::id() % 90) as u16 * 40;
     let cluster = Arc::new(tokio::task::block_in_place(|| {

@@ -204,6 +204,19 @@ pub fn order_body(offer_id: &str, adults: usize, token: &str) -> Value {
     b
 }
 
+/// Lets the PostgreSQL cluster's own user traverse `dir` (a test's temporary directory is
+/// private to root by default).
+pub fn let_cluster_in(dir: &Path) {
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o711)).expect("chmod");
+}
+
+/// A temporary directory the PostgreSQL cluster's user may traverse.
+pub fn cluster_tempdir() -> tempfile::TempDir {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let_cluster_in(tmp.path());
+    tmp
+}
+
 /// Runs a `bookd` subcommand and checks it succeeded; its stdout.
 pub fn bookd_cmd(args: &[&str]) -> String {
     let out = Command::new(bin()).args(args).output().expect("run bookd");
@@ -245,8 +258,7 @@ impl Bookd {
     }
 
     pub fn with_env(tmp: &Path, extra: &[&str], env: &[(&str, &str)]) -> Bookd {
-        // The cluster user must traverse the temporary directory.
-        std::fs::set_permissions(tmp, std::fs::Permissions::from_mode(0o711)).expect("chmod");
+        let_cluster_in(tmp);
         let snapshot = build_snapshot(tmp);
         let mut b = Bookd {
             dir: tmp.to_path_buf(),
@@ -271,7 +283,7 @@ impl Bookd {
 
     /// A bookd that takes searchd engine offer ids (the production resolver).
     pub fn with_engine_offers(tmp: &Path, snapshot: &Path, now: &str) -> Bookd {
-        std::fs::set_permissions(tmp, std::fs::Permissions::from_mode(0o711)).expect("chmod");
+        let_cluster_in(tmp);
         let mut b = Bookd {
             dir: tmp.to_path_buf(),
             state: tmp.join("state"),
@@ -298,7 +310,7 @@ impl Bookd {
         now: &str,
         extra: &[&str],
     ) -> Bookd {
-        std::fs::set_permissions(tmp, std::fs::Permissions::from_mode(0o711)).expect("chmod");
+        let_cluster_in(tmp);
         let mut b = Bookd {
             dir: tmp.to_path_buf(),
             state: tmp.join("state"),
