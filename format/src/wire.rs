@@ -610,3 +610,115 @@ mod tests {
         assert!(updates_batches(8, 7, &[], 10).is_empty());
     }
 }
+/// Frames of protocol version 1 as this build's first release wrote them. A build that
+/// encodes or decodes them differently without bumping [`PROTOCOL_VERSION`] would corrupt
+/// the state of every node running the other build during a rolling upgrade.
+#[cfg(test)]
+mod golden_v1 {
+    use super::*;
+
+    fn leg(
+        carrier: &[u8; 3],
+        flight_number: u16,
+        date: i32,
+        origin: &[u8; 3],
+        class: u8,
+    ) -> LegKey {
+        LegKey {
+            carrier: *carrier,
+            flight_number,
+            date,
+            origin: *origin,
+            booking_class: class,
+        }
+    }
+
+    fn frames() -> Vec<(Message, &'static str)> {
+        vec![
+            (
+                Message::Subscribe(Subscribe {
+                    node: "search-1".into(),
+                    last_applied_seq: 42,
+                    snapshot_id: "3c87009195fd9ed7".into(),
+                }),
+                "1e000000010000087365617263682d312a1033633837303039313935666439656437",
+            ),
+            (
+                Message::Updates(Updates {
+                    from_seq: 300,
+                    to_seq: 301,
+                    entries: vec![
+                        Entry {
+                            key: leg(b"XX ", 975, 12_950, b"RUN", b'Y'),
+                            seats: 0,
+                            seq: 300,
+                        },
+                        Entry {
+                            key: leg(b"BA ", 117, 20_548, b"LHR", b'J'),
+                            seats: 65_535,
+                            seq: 301,
+                        },
+                    ],
+                }),
+                "2c000000010001fb2c01fb2d0102585820fbcf03fb2c6552554e5900fb2c0142412075fb88a04c48524afbfffffb2d01",
+            ),
+            (
+                Message::FullState(FullState {
+                    as_of_seq: 1 << 40,
+                    snapshot_id: String::new(),
+                    chunk: 2,
+                    total_chunks: 3,
+                    entries: vec![Entry {
+                        key: leg(b"XX ", 9999, -1, b"CDG", b'F'),
+                        seats: 251,
+                        seq: 7,
+                    }],
+                }),
+                "1f000000010002fd000000000001000000020301585820fb0f270143444746fbfb0007",
+            ),
+            (
+                Message::SnapshotPublished {
+                    snapshot_id: "ae65056510ea1e03".into(),
+                },
+                "140000000100031061653635303536353130656131653033",
+            ),
+            (
+                Message::Heartbeat {
+                    seq: 0,
+                    time_unix_ms: 1_795_683_209_699,
+                },
+                "0d00000001000400fde3510f17a2010000",
+            ),
+        ]
+    }
+
+    fn hex(bytes: &[u8]) -> String {
+        bytes.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    fn unhex(s: &str) -> Vec<u8> {
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex digits"))
+            .collect()
+    }
+
+    #[test]
+    fn version_1_frames_decode_and_encode_byte_for_byte() {
+        assert_eq!(
+            PROTOCOL_VERSION, 1,
+            "a new version gets golden frames of its own"
+        );
+        for (msg, frame) in frames() {
+            let bytes = unhex(frame);
+            assert_eq!(
+                decode_frame(&bytes).as_ref(),
+                Ok(&msg),
+                "decoding the v1 {} frame",
+                msg.kind()
+            );
+            let encoded = encode_frame(&msg).expect("encodes");
+            assert_eq!(hex(&encoded), frame, "encoding the v1 {} frame", msg.kind());
+        }
+    }
+}
