@@ -438,6 +438,13 @@ struct Personal {
     contact: Contact,
 }
 
+/// [`Service::seal_hold`]'s result.
+struct SealedHold {
+    personal: Personal,
+    enc: Vec<u8>,
+    legs_json: String,
+}
+
 /// What a hold's JSON is made of.
 struct HoldView<'a> {
     id: &'a str,
@@ -1129,18 +1136,11 @@ impl Service {
         let ttl = i64::try_from(self.cfg.hold_ttl.as_millis()).unwrap_or(i64::MAX);
         let expires = now.saturating_add(ttl).min(offer.departs_ms);
         let seats = i32::try_from(offer.seats()).unwrap_or(i32::MAX);
-        let personal = Personal {
-            passengers: input.passengers.clone(),
-            contact: input.contact.clone(),
-        };
-        let plain = serde_json::to_vec(&personal)
-            .map_err(|_| ApiError::internal("cannot encode passengers"))?;
-        let enc = self
-            .key
-            .encrypt(&hold_id, &plain)
-            .map_err(|_| ApiError::internal("cannot encrypt passengers"))?;
-        let legs_json = serde_json::to_string(&offer.legs)
-            .map_err(|_| ApiError::internal("cannot encode legs"))?;
+        let SealedHold {
+            personal,
+            enc,
+            legs_json,
+        } = self.seal_hold(&hold_id, &input.passengers, &input.contact, &offer.legs)?;
         let data = hold_json(&HoldView {
             id: &hold_id,
             status: "held",
@@ -1769,6 +1769,34 @@ impl Service {
         Ok(rows.iter().filter_map(inventory_seats).collect())
     }
 
+    /// What a new hold stores besides its figures: the passengers and contact encrypted
+    /// under the hold's id, and its legs as JSON.
+    fn seal_hold(
+        &self,
+        hold_id: &str,
+        passengers: &[Passenger],
+        contact: &Contact,
+        legs: &[LegRef],
+    ) -> Result<SealedHold, ApiError> {
+        let personal = Personal {
+            passengers: passengers.to_vec(),
+            contact: contact.clone(),
+        };
+        let plain = serde_json::to_vec(&personal)
+            .map_err(|_| ApiError::internal("cannot encode passengers"))?;
+        let enc = self
+            .key
+            .encrypt(hold_id, &plain)
+            .map_err(|_| ApiError::internal("cannot encrypt passengers"))?;
+        let legs_json =
+            serde_json::to_string(legs).map_err(|_| ApiError::internal("cannot encode legs"))?;
+        Ok(SealedHold {
+            personal,
+            enc,
+            legs_json,
+        })
+    }
+
     /// An instant order: checks the resolved offer (no database work).
     fn plan_instant(
         &self,
@@ -1791,18 +1819,11 @@ impl Service {
         }
         let seats = i32::try_from(offer.seats()).unwrap_or(i32::MAX);
         let hold_id = new_id("hld");
-        let personal = Personal {
-            passengers: b.passengers.clone(),
-            contact: b.contact.clone(),
-        };
-        let plain = serde_json::to_vec(&personal)
-            .map_err(|_| ApiError::internal("cannot encode passengers"))?;
-        let hold_enc = self
-            .key
-            .encrypt(&hold_id, &plain)
-            .map_err(|_| ApiError::internal("cannot encrypt"))?;
-        let hold_legs_json = serde_json::to_string(&offer.legs)
-            .map_err(|_| ApiError::internal("cannot encode legs"))?;
+        let SealedHold {
+            personal,
+            enc: hold_enc,
+            legs_json: hold_legs_json,
+        } = self.seal_hold(&hold_id, &b.passengers, &b.contact, &offer.legs)?;
         let p: PaxCounts = offer.passengers;
         Ok(OrderPlan {
             hold_id,
