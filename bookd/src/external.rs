@@ -23,7 +23,7 @@ pub enum ExtError {
     Unavailable(String),
     /// No answer in time.
     Timeout,
-    /// The circuit breaker is open: the call was not made.
+    /// The circuit breaker is open: the call was not made (no attempt of it went out).
     CircuitOpen,
 }
 
@@ -454,6 +454,11 @@ impl Breaker {
         }
     }
 
+    /// Whether a half-open trial call is out and may still report.
+    fn trial_pending(&self) -> bool {
+        matches!(*self.lock(), State::HalfOpen { trial: Some(t) } if t.elapsed() < self.open_for)
+    }
+
     /// Whether calls are refused right now (without taking a half-open trial).
     pub fn is_open(&self) -> bool {
         matches!(*self.lock(), State::Open { until } if Instant::now() < until)
@@ -556,9 +561,13 @@ where
     Fut: Future<Output = Result<T, ExtError>>,
 {
     let mut attempt = 0;
+    // Once an attempt went out, a refusal by the breaker no longer means "not made": that
+    // attempt's failure is the answer (a timed-out charge may still land, and was taken for
+    // "not charged": the order failed, its charge kept and never refunded).
+    let mut failed = None;
     loop {
-        if !breaker.allow() {
-            return Err(ExtError::CircuitOpen);
+        if !allow_or_wait(breaker, policy.timeout).await {
+            return Err(failed.unwrap_or(ExtError::CircuitOpen));
         }
         let err = match tokio::time::timeout(policy.timeout, f()).await {
             Ok(Ok(v)) => {
@@ -581,7 +590,25 @@ where
         if !idempotent || attempt >= policy.max_attempts {
             return Err(err);
         }
+        failed = Some(err);
         tokio::time::sleep(policy.backoff(attempt - 1)).await;
+    }
+}
+
+/// [`Breaker::allow`]; while a half-open trial is out, waits for its verdict (at most
+/// `limit`) instead of refusing at once. Every call made during the trial was refused: after
+/// a database failover the first charge is the trial, and an order written meanwhile failed
+/// with `502 order_not_created` although the trial then closed the breaker.
+async fn allow_or_wait(breaker: &Breaker, limit: Duration) -> bool {
+    let until = Instant::now() + limit;
+    loop {
+        if breaker.allow() {
+            return true;
+        }
+        if !breaker.trial_pending() || Instant::now() >= until {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
 
@@ -635,6 +662,72 @@ mod tests {
         assert!(!b.allow(), "one trial at a time");
         std::thread::sleep(Duration::from_millis(40));
         assert!(b.allow(), "a new trial after the open period");
+    }
+
+    /// A retry refused by the breaker its own failed attempt opened reports that failure
+    /// (its outcome is unknown), never `CircuitOpen` ("not made").
+    #[tokio::test]
+    async fn a_retry_refused_by_the_breaker_reports_the_failed_attempt() {
+        let b = Breaker::new("t", 1, Duration::from_secs(30));
+        let p = RetryPolicy {
+            timeout: Duration::from_millis(20),
+            max_attempts: 3,
+            base_backoff: Duration::from_millis(1),
+            max_backoff: Duration::from_millis(1),
+        };
+        let r: Result<(), _> = call(&b, &p, true, || async {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            Ok(())
+        })
+        .await;
+        assert_eq!(r, Err(ExtError::Timeout));
+        let r = call(&b, &p, true, || async { Ok::<_, ExtError>(()) }).await;
+        assert_eq!(r, Err(ExtError::CircuitOpen), "no attempt went out");
+    }
+
+    /// A call that comes while the half-open trial is out waits for its verdict.
+    #[tokio::test]
+    async fn a_call_during_the_half_open_trial_waits_for_its_verdict() {
+        let b = std::sync::Arc::new(Breaker::new("t", 1, Duration::from_millis(30)));
+        let p = RetryPolicy::default();
+        open_then_half_open(&b);
+        let trial = {
+            let (b, p) = (b.clone(), p);
+            tokio::spawn(async move {
+                call(&b, &p, true, || async {
+                    // Within the open period: the trial still counts as out.
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    Ok::<_, ExtError>(())
+                })
+                .await
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let r = call(&b, &p, true, || async { Ok::<_, ExtError>(()) }).await;
+        assert!(r.is_ok(), "{r:?}");
+        assert!(trial.await.expect("trial task").is_ok());
+        // A trial that fails refuses the calls that waited for it.
+        open_then_half_open(&b);
+        let trial = {
+            let (b, p) = (
+                b.clone(),
+                RetryPolicy {
+                    max_attempts: 1,
+                    ..p
+                },
+            );
+            tokio::spawn(async move {
+                call(&b, &p, true, || async {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    Err::<(), _>(ExtError::Unavailable("down".into()))
+                })
+                .await
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let r = call(&b, &p, true, || async { Ok::<_, ExtError>(()) }).await;
+        assert_eq!(r, Err(ExtError::CircuitOpen));
+        assert!(trial.await.expect("trial task").is_err());
     }
 
     #[test]

@@ -335,3 +335,79 @@ async fn airline_failure_refunds_and_releases() {
         .get(0);
     assert_eq!(refunds, 1, "the charge was refunded");
 }
+
+/// A charge attempt that times out may still land at the gateway. When that failure opens
+/// the breaker, the retry is refused (`CircuitOpen`): the order must not be taken for "not
+/// charged" (failed, no refund) but settled as an unknown charge (looked up, refunded).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_charge_that_timed_out_before_the_circuit_opened_is_refunded() {
+    if !pg_available() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let b = Bookd::new(
+        tmp.path(),
+        &[
+            "--payment-timeout-ms",
+            "300",
+            "--max-attempts",
+            "2",
+            "--breaker-threshold",
+            "1",
+            "--breaker-open-secs",
+            "2",
+        ],
+    );
+    let key = b.new_key("saga");
+    // The gateway's ledger is slow: its write (the charge) waits on a table lock longer
+    // than the call's timeout, then lands.
+    let mut locker = b.db().await;
+    let tx = locker.transaction().await.unwrap();
+    tx.batch_execute("LOCK TABLE sim_gateway_ledger IN EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    let r = b
+        .call(
+            "POST",
+            "/v1/orders",
+            Some(&key),
+            Some("slow-ledger"),
+            Some(&order_body(&offer(3, "M", 1), 1, "tok_ok")),
+        )
+        .await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    tx.commit().await.unwrap();
+    assert_ne!(r.status, 201, "{:?}", r.body);
+    let db = b.db().await;
+    // Whatever the answer, the order ends compensated with its charge refunded (the
+    // background recovery finishes what the request could not).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let n: i64 = db
+            .query_one(
+                "SELECT count(*) FROM orders WHERE saga_step NOT IN ('confirmed', 'compensated')",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if n == 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "compensation not finished"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let charges: i64 = db
+        .query_one(
+            "SELECT count(*) FROM sim_gateway_ledger WHERE kind = 'charge'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(charges, 1, "the timed-out charge landed");
+    check_saga_invariants(&db).await;
+}
