@@ -685,49 +685,50 @@ mod tests {
         assert_eq!(r, Err(ExtError::CircuitOpen), "no attempt went out");
     }
 
-    /// A call that comes while the half-open trial is out waits for its verdict.
+    /// A call that comes while the half-open trial is out waits for its verdict. The
+    /// open period (400 ms) leaves a stalled machine ~300 ms of margin around the trial
+    /// (100 ms) and the waiting call (sent 20 ms after it).
     #[tokio::test]
     async fn a_call_during_the_half_open_trial_waits_for_its_verdict() {
-        let b = std::sync::Arc::new(Breaker::new("t", 1, Duration::from_millis(30)));
+        const OPEN: Duration = Duration::from_millis(400);
+        let b = std::sync::Arc::new(Breaker::new("t", 1, OPEN));
         let p = RetryPolicy::default();
-        open_then_half_open(&b);
-        let trial = {
-            let (b, p) = (b.clone(), p);
+        let half_open = |b: &Breaker| {
+            b.failure();
+            assert!(!b.allow());
+            std::thread::sleep(OPEN + Duration::from_millis(10));
+        };
+        let trial = |b: &std::sync::Arc<Breaker>, p: RetryPolicy, outcome: Result<(), ExtError>| {
+            let b = b.clone();
             tokio::spawn(async move {
-                call(&b, &p, true, || async {
-                    // Within the open period: the trial still counts as out.
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                    Ok::<_, ExtError>(())
+                call(&b, &p, true, || {
+                    let outcome = outcome.clone();
+                    async move {
+                        // Within the open period: the trial still counts as out.
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        outcome
+                    }
                 })
                 .await
             })
         };
-        tokio::time::sleep(Duration::from_millis(5)).await;
+        half_open(&b);
+        let t = trial(&b, p, Ok(()));
+        tokio::time::sleep(Duration::from_millis(20)).await;
         let r = call(&b, &p, true, || async { Ok::<_, ExtError>(()) }).await;
         assert!(r.is_ok(), "{r:?}");
-        assert!(trial.await.expect("trial task").is_ok());
+        assert!(t.await.expect("trial task").is_ok());
         // A trial that fails refuses the calls that waited for it.
-        open_then_half_open(&b);
-        let trial = {
-            let (b, p) = (
-                b.clone(),
-                RetryPolicy {
-                    max_attempts: 1,
-                    ..p
-                },
-            );
-            tokio::spawn(async move {
-                call(&b, &p, true, || async {
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                    Err::<(), _>(ExtError::Unavailable("down".into()))
-                })
-                .await
-            })
+        half_open(&b);
+        let once = RetryPolicy {
+            max_attempts: 1,
+            ..p
         };
-        tokio::time::sleep(Duration::from_millis(5)).await;
+        let t = trial(&b, once, Err(ExtError::Unavailable("down".into())));
+        tokio::time::sleep(Duration::from_millis(20)).await;
         let r = call(&b, &p, true, || async { Ok::<_, ExtError>(()) }).await;
         assert_eq!(r, Err(ExtError::CircuitOpen));
-        assert!(trial.await.expect("trial task").is_err());
+        assert!(t.await.expect("trial task").is_err());
     }
 
     #[test]
