@@ -43,13 +43,17 @@ pub struct ChargeRequest<'a> {
 pub trait PaymentGateway: Send + Sync {
     /// Charges once per idempotency key (a retry returns the first charge's reference).
     fn charge<'a>(&'a self, req: ChargeRequest<'a>) -> BoxFuture<'a, Result<String, ExtError>>;
-    /// The reference of the charge made with this key, if any.
+    /// The reference of the charge made with this key, if any. `None` is final: a charge
+    /// with this key still on its way (an attempt that timed out) is cancelled and can no
+    /// longer land (as a gateway's cancel-by-reference of a payment whose outcome is
+    /// unknown does); a later `charge` with the key is declined.
     fn lookup<'a>(
         &'a self,
         idempotency_key: &'a str,
     ) -> BoxFuture<'a, Result<Option<String>, ExtError>>;
     /// Refunds the charge made with `charge_key` (idempotent per `idempotency_key`); no
-    /// charge = nothing to refund (`Ok(None)`).
+    /// charge = nothing to refund (`Ok(None)`), and then none can land later (as in
+    /// [`PaymentGateway::lookup`]).
     fn refund<'a>(
         &'a self,
         idempotency_key: &'a str,
@@ -67,7 +71,9 @@ pub trait Airline: Send + Sync {
         legs: &'a [LegRef],
         passengers: u32,
     ) -> BoxFuture<'a, Result<String, ExtError>>;
-    /// Cancels the booking made with this key (idempotent; no booking = nothing to do).
+    /// Cancels the booking made with this key (idempotent). With no booking yet, one still
+    /// on its way (an attempt that timed out) lands cancelled, and a later `confirm` with
+    /// the key fails.
     fn cancel<'a>(&'a self, idempotency_key: &'a str) -> BoxFuture<'a, Result<(), ExtError>>;
 }
 
@@ -131,7 +137,15 @@ impl LedgerRow {
 
 struct LedgerOp {
     row: LedgerRow,
-    done: oneshot::Sender<Result<(), String>>,
+    done: oneshot::Sender<Result<(), LedgerFail>>,
+}
+
+/// Why a ledger row was not kept.
+#[derive(Debug, Clone)]
+enum LedgerFail {
+    Storage(String),
+    /// The key was cancelled (a charge voided, a booking cancelled) before this row came.
+    Cancelled,
 }
 
 /// Most rows one ledger commit carries (bounds the statement's arrays).
@@ -166,7 +180,10 @@ impl SimLedger {
             .map_err(|_| db_err("the ledger writer stopped"))?;
         match wait.await {
             Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(db_err(e)),
+            Ok(Err(LedgerFail::Storage(e))) => Err(db_err(e)),
+            Ok(Err(LedgerFail::Cancelled)) => Err(ExtError::Declined(
+                "cancelled by its idempotency key before it was made".into(),
+            )),
             Err(_) => Err(db_err("the ledger writer stopped")),
         }
     }
@@ -188,15 +205,26 @@ async fn ledger_writer(pool: Pool, mut rx: mpsc::Receiver<LedgerOp>) {
         let rows: Vec<&LedgerRow> = ops.iter().map(|o| &o.row).collect();
         let result = write_ledger_rows(&pool, &rows).await;
         for op in ops.drain(..) {
+            let answer = match &result {
+                Ok(cancelled) if cancelled.contains(op.row.key()) => Err(LedgerFail::Cancelled),
+                Ok(_) => Ok(()),
+                Err(e) => Err(LedgerFail::Storage(e.clone())),
+            };
             // A caller that timed out has gone; its retry writes the same key again.
-            let _ = op.done.send(result.clone());
+            let _ = op.done.send(answer);
         }
     }
 }
 
 /// Writes a batch in one statement (so one commit); a key already written keeps its first
-/// row (`ON CONFLICT DO NOTHING`, as the one-row writes did).
-async fn write_ledger_rows(pool: &Pool, rows: &[&LedgerRow]) -> Result<(), String> {
+/// row (`ON CONFLICT DO NOTHING`, as the one-row writes did). Returns the batch's keys that
+/// were cancelled before their row came (a void charge row, a cancelled booking), read by a
+/// second statement: it sees whatever row won each key, even one committed by another
+/// session while the insert ran.
+async fn write_ledger_rows(
+    pool: &Pool,
+    rows: &[&LedgerRow],
+) -> Result<std::collections::HashSet<String>, String> {
     let mut seen = std::collections::HashSet::with_capacity(rows.len());
     let (mut ck, mut ca, mut cc, mut cr) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let (mut bk, mut bl) = (Vec::new(), Vec::new());
@@ -245,7 +273,64 @@ async fn write_ledger_rows(pool: &Pool, rows: &[&LedgerRow]) -> Result<(), Strin
         .execute(&st, &[&ck, &ca, &cc, &cr, &bk, &bl])
         .await
         .map_err(|e| e.to_string())?;
-    Ok(())
+    let st = client
+        .prepare_cached(
+            "SELECT idempotency_key FROM sim_gateway_ledger
+              WHERE idempotency_key = ANY($1::text[]) AND kind = 'void'
+             UNION ALL
+             SELECT idempotency_key FROM sim_airline_bookings
+              WHERE idempotency_key = ANY($2::text[]) AND cancelled",
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    let cancelled = client
+        .query(&st, &[&ck, &bk])
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(cancelled.iter().map(|r| r.get(0)).collect())
+}
+
+/// The charge made with `charge_key`, settled for good: its reference, or `None` after
+/// making sure none can land (a `void` row takes the key first; the ledger keeps the first
+/// row of a key, so a charge still queued or blocked then finds the key taken).
+async fn settle_charge(
+    client: &deadpool_postgres::Object,
+    charge_key: &str,
+) -> Result<Option<String>, ExtError> {
+    let voided = client
+        .execute(
+            &client
+                .prepare_cached(
+                    "INSERT INTO sim_gateway_ledger
+                         (idempotency_key, kind, amount_minor, currency, reference)
+                     VALUES ($1, 'void', 0, '', '') ON CONFLICT (idempotency_key) DO NOTHING",
+                )
+                .await
+                .map_err(db_err)?,
+            &[&charge_key],
+        )
+        .await
+        .map_err(db_err)?;
+    if voided == 1 {
+        return Ok(None);
+    }
+    // A second statement: it sees the row that won the key even when another session
+    // committed it while the insert above waited for it.
+    let row = client
+        .query_opt(
+            &client
+                .prepare_cached(
+                    "SELECT kind, reference FROM sim_gateway_ledger WHERE idempotency_key = $1",
+                )
+                .await
+                .map_err(db_err)?,
+            &[&charge_key],
+        )
+        .await
+        .map_err(db_err)?;
+    Ok(row
+        .filter(|r| r.get::<_, &str>(0) == "charge")
+        .map(|r| r.get(1)))
 }
 
 fn db_err(e: impl std::fmt::Display) -> ExtError {
@@ -284,19 +369,7 @@ impl PaymentGateway for SimGateway {
     ) -> BoxFuture<'a, Result<Option<String>, ExtError>> {
         Box::pin(async move {
             let client = self.pool.get().await.map_err(db_err)?;
-            let row = client
-                .query_opt(
-                    &client
-                        .prepare_cached(
-                            "SELECT reference FROM sim_gateway_ledger WHERE idempotency_key = $1",
-                        )
-                        .await
-                        .map_err(db_err)?,
-                    &[&idempotency_key],
-                )
-                .await
-                .map_err(db_err)?;
-            Ok(row.map(|r| r.get(0)))
+            settle_charge(&client, idempotency_key).await
         })
     }
 
@@ -310,13 +383,7 @@ impl PaymentGateway for SimGateway {
         Box::pin(async move {
             self.config.before_call().await?;
             let client = self.pool.get().await.map_err(db_err)?;
-            let charged = client
-                .query_opt(&client.prepare_cached("SELECT 1 FROM sim_gateway_ledger WHERE idempotency_key = $1 AND kind = 'charge'").await.map_err(db_err)?,
-                    &[&charge_key],
-                )
-                .await
-                .map_err(db_err)?;
-            if charged.is_none() {
+            if settle_charge(&client, charge_key).await?.is_none() {
                 return Ok(None);
             }
             let r = reference("re", idempotency_key);
@@ -369,7 +436,15 @@ impl Airline for SimAirline {
         Box::pin(async move {
             let client = self.pool.get().await.map_err(db_err)?;
             client
-                .execute(&client.prepare_cached("UPDATE sim_airline_bookings SET cancelled = true WHERE idempotency_key = $1").await.map_err(db_err)?,
+                .execute(
+                    &client
+                        .prepare_cached(
+                            "INSERT INTO sim_airline_bookings (idempotency_key, locator, cancelled)
+                     VALUES ($1, '', true)
+                     ON CONFLICT (idempotency_key) DO UPDATE SET cancelled = true",
+                        )
+                        .await
+                        .map_err(db_err)?,
                     &[&idempotency_key],
                 )
                 .await

@@ -149,7 +149,10 @@ impl Env {
 
     async fn ledger_rows(&self) -> i64 {
         self.db
-            .query_one("SELECT count(*) FROM sim_gateway_ledger", &[])
+            .query_one(
+                "SELECT count(*) FROM sim_gateway_ledger WHERE kind <> 'void'",
+                &[],
+            )
             .await
             .unwrap()
             .get(0)
@@ -633,7 +636,7 @@ async fn saga_step_commit_outcome_unknown() {
         assert_eq!(env.seats(day).await, (0, 1, 1), "{fault:?}: one seat sold");
         assert_eq!(
             env.count(
-                "SELECT count(*) FROM sim_gateway_ledger WHERE idempotency_key = $1",
+                "SELECT count(*) FROM sim_gateway_ledger WHERE idempotency_key = $1 AND kind = 'charge'",
                 &format!("chg_{id}")
             )
             .await,

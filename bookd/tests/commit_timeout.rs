@@ -242,7 +242,7 @@ async fn commit_waiting_for_a_missing_standby_answers_within_the_limit() {
     assert_eq!(
         count(
             &db,
-            "SELECT count(*) FROM sim_gateway_ledger WHERE idempotency_key = $1",
+            "SELECT count(*) FROM sim_gateway_ledger WHERE idempotency_key = $1 AND kind = 'charge'",
             &format!("chg_{id}"),
         )
         .await,

@@ -26,7 +26,7 @@ async fn check_saga_invariants(db: &tokio_postgres::Client) {
         );
         let charges: i64 = db
             .query_one(
-                "SELECT count(*) FROM sim_gateway_ledger WHERE idempotency_key = $1",
+                "SELECT count(*) FROM sim_gateway_ledger WHERE idempotency_key = $1 AND kind = 'charge'",
                 &[&format!("chg_{id}")],
             )
             .await
@@ -410,4 +410,110 @@ async fn a_charge_that_timed_out_before_the_circuit_opened_is_refunded() {
         .get(0);
     assert_eq!(charges, 1, "the timed-out charge landed");
     check_saga_invariants(&db).await;
+}
+
+/// Regression: the simulated gateway answered "no charge" to a lookup (and "nothing to
+/// refund" to a refund) while a charge with that key was still on its way (queued for its
+/// ledger, or blocked in the database), and the charge landed afterwards: the saga had
+/// failed the order and kept its money. Settling a key is now final: a charge that comes
+/// after its key was looked up or refunded is declined and leaves no charge, and a booking
+/// that comes after its cancellation lands cancelled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_charge_or_booking_arriving_after_its_key_was_settled_never_lands() {
+    use bookd::external::{
+        Airline, ChargeRequest, ExtError, PaymentGateway, SimAirline, SimConfig, SimGateway,
+        SimLedger,
+    };
+    if !pg_available() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let b = Bookd::new(tmp.path(), &[]); // its migrations create the ledgers
+    let cfg = bookd::pg::Layout::new(&b.state).unwrap().pg_config();
+    let pool = bookd::db::pool(cfg, 4).unwrap();
+    let ledger = SimLedger::start(pool.clone());
+    let gateway = SimGateway {
+        pool: pool.clone(),
+        config: SimConfig::default(),
+        ledger: ledger.clone(),
+    };
+    let airline = SimAirline {
+        pool,
+        config: SimConfig::default(),
+        ledger,
+    };
+    let charge = |key: &'static str| {
+        gateway.charge(ChargeRequest {
+            idempotency_key: key,
+            amount_minor: 12_300,
+            currency: "EUR",
+            token: "tok_ok",
+        })
+    };
+    let db = b.db().await;
+    let kinds = |key: &'static str| {
+        let db = &db;
+        async move {
+            db.query(
+                "SELECT kind FROM sim_gateway_ledger WHERE idempotency_key = $1",
+                &[&key],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get::<_, String>(0))
+            .collect::<Vec<_>>()
+        }
+    };
+
+    // Looked up before it was made: "not charged" holds.
+    assert_eq!(gateway.lookup("chg_late").await, Ok(None));
+    assert!(
+        matches!(charge("chg_late").await, Err(ExtError::Declined(_))),
+        "a charge after its key was looked up is declined"
+    );
+    assert_eq!(gateway.lookup("chg_late").await, Ok(None));
+    assert_eq!(kinds("chg_late").await, ["void"]);
+
+    // Refunded before it was made: nothing to refund, and nothing lands later.
+    assert_eq!(
+        gateway.refund("ref_late", "chg_late2", 12_300, "EUR").await,
+        Ok(None)
+    );
+    assert!(matches!(
+        charge("chg_late2").await,
+        Err(ExtError::Declined(_))
+    ));
+    assert_eq!(kinds("chg_late2").await, ["void"]);
+
+    // A charge made first is found, charged once, and refunded.
+    let r = charge("chg_made").await.expect("a charge");
+    assert_eq!(charge("chg_made").await, Ok(r.clone()), "idempotent");
+    assert_eq!(gateway.lookup("chg_made").await, Ok(Some(r)));
+    assert!(gateway
+        .refund("ref_made", "chg_made", 12_300, "EUR")
+        .await
+        .expect("a refund")
+        .is_some());
+    assert_eq!(kinds("chg_made").await, ["charge"]);
+
+    // A booking cancelled before it was made lands cancelled, and its confirm fails.
+    airline.cancel("air_late").await.expect("cancel");
+    assert!(airline.confirm("air_late", &[], 1).await.is_err());
+    let cancelled: bool = db
+        .query_one(
+            "SELECT cancelled FROM sim_airline_bookings WHERE idempotency_key = 'air_late'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(cancelled);
+    // One made first is confirmed, then cancelled.
+    let locator = airline
+        .confirm("air_made", &[], 1)
+        .await
+        .expect("a booking");
+    assert_eq!(airline.confirm("air_made", &[], 1).await, Ok(locator));
+    airline.cancel("air_made").await.expect("cancel");
 }
