@@ -6,6 +6,23 @@ mod common;
 
 use common::*;
 
+/// Waits until no order matches `condition` (the background recovery finishing sagas).
+async fn wait_for_no_orders(db: &tokio_postgres::Client, condition: &str, secs: u64) {
+    let sql = format!("SELECT count(*) FROM orders WHERE {condition}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    loop {
+        let n: i64 = db.query_one(&sql, &[]).await.unwrap().get(0);
+        if n == 0 {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{n} orders still match {condition} after {secs} s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
 /// Every order ends confirmed or fully compensated; one charge at most per order, and a
 /// refund for every charge of an order that was not kept; no seat leaks.
 async fn check_saga_invariants(db: &tokio_postgres::Client) {
@@ -258,25 +275,7 @@ async fn gateway_errors_timeouts_and_open_circuit() {
     let db = b.db().await;
     // The timed-out order's compensation could not reach the gateway while the circuit
     // was open; the background recovery finishes it.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    loop {
-        let n: i64 = db
-            .query_one(
-                "SELECT count(*) FROM orders WHERE saga_step = 'compensating'",
-                &[],
-            )
-            .await
-            .unwrap()
-            .get(0);
-        if n == 0 {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "compensation not finished"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    }
+    wait_for_no_orders(&db, "saga_step = 'compensating'", 20).await;
     check_saga_invariants(&db).await;
 }
 
@@ -381,25 +380,7 @@ async fn a_charge_that_timed_out_before_the_circuit_opened_is_refunded() {
     let db = b.db().await;
     // Whatever the answer, the order ends compensated with its charge refunded (the
     // background recovery finishes what the request could not).
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    loop {
-        let n: i64 = db
-            .query_one(
-                "SELECT count(*) FROM orders WHERE saga_step NOT IN ('confirmed', 'compensated')",
-                &[],
-            )
-            .await
-            .unwrap()
-            .get(0);
-        if n == 0 {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "compensation not finished"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    }
+    wait_for_no_orders(&db, "saga_step NOT IN ('confirmed', 'compensated')", 30).await;
     let charges: i64 = db
         .query_one(
             "SELECT count(*) FROM sim_gateway_ledger WHERE kind = 'charge'",

@@ -4,10 +4,15 @@
 //! `format::FORMAT_VERSION` shows up here instead of in a deployed node's answers.
 //!
 //! When the format version is bumped on purpose, the older fixtures stay: this test then
-//! checks that they are refused with the version named (see `refused_versions`).
+//! checks that they are refused with the version named (see `refused_versions`). Each
+//! fixture is opened from a copy: opening must not need to write to the repository, and a
+//! test must not change it.
+
+mod common;
 
 use std::path::{Path, PathBuf};
 
+use common::copy_dir;
 use format::Snapshot;
 use searchd::engine::Clock;
 use searchd::overlay::Overlay;
@@ -47,21 +52,6 @@ fn params(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect()
-}
-
-/// Copies a committed fixture into `into` (opening a snapshot must not need to write to
-/// the repository, and a test must not change it).
-fn copy_dir(from: &Path, into: &Path) {
-    std::fs::create_dir_all(into).expect("create the fixture copy");
-    for e in std::fs::read_dir(from).expect("list the fixture") {
-        let e = e.expect("read a fixture entry");
-        let to = into.join(e.file_name());
-        if e.file_type().expect("stat a fixture entry").is_dir() {
-            copy_dir(&e.path(), &to);
-        } else {
-            std::fs::copy(e.path(), &to).expect("copy a fixture file");
-        }
-    }
 }
 
 /// The snapshot `indexer build` writes today from the feeds the fixtures were made from.

@@ -355,7 +355,8 @@ impl SnapDir {
     }
 }
 
-fn copy_dir(from: &Path, to: &Path) {
+/// Copies a directory tree (a snapshot generation, a committed fixture).
+pub fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).expect("create directory");
     for entry in std::fs::read_dir(from).expect("list directory") {
         let entry = entry.expect("directory entry");
