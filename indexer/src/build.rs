@@ -231,11 +231,21 @@ pub fn build(cfg: &BuildConfig, progress: &dyn Progress) -> Result<BuildSummary>
     // Schedules.
     let mut legs_not_joined = 0u64;
     let mut patterns: Vec<ssim::FlightPattern> = Vec::new();
+    let mut schedules = Vec::with_capacity(cfg.ssim.len());
+    let mut schedule_sources = Vec::with_capacity(cfg.ssim.len());
     for path in &cfg.ssim {
         progress.stage(&format!("reading schedule {}", file_name(path)));
         let f = load("ssim", path)?;
-        let parsed = ssim::parse(&f.name, &f.bytes, cfg.lenient)?;
-        let (mut p, stats) = ssim::patterns(&parsed);
+        schedules.push(ssim::parse(&f.name, &f.bytes, cfg.lenient)?);
+        schedule_sources.push(f.source);
+    }
+    // A flight given in several files is one leg per date (the duplicate rule across files).
+    ssim::drop_duplicates_across_files(&mut schedules, cfg.lenient)?;
+    // Consumed, so that each file's records are freed once its patterns are made (they are
+    // not needed while the network is compiled).
+    for (parsed, source) in schedules.into_iter().zip(schedule_sources) {
+        let parsed = &parsed;
+        let (mut p, stats) = ssim::patterns(parsed);
         for (field, n) in &parsed.skipped {
             skips.add(&format!("ssim_bad_{field}"), *n as u64);
         }
@@ -257,7 +267,7 @@ pub fn build(cfg: &BuildConfig, progress: &dyn Progress) -> Result<BuildSummary>
                 Some((line, field, code)) => skips.row(
                     "ssim_unknown_station",
                     Error::feed(
-                        &f.name,
+                        &parsed.file_name,
                         line,
                         field,
                         format!("station {code} is not in the airports feed"),
@@ -266,7 +276,7 @@ pub fn build(cfg: &BuildConfig, progress: &dyn Progress) -> Result<BuildSummary>
             }
         }
         patterns.extend(kept);
-        sources.push(f.source);
+        sources.push(source);
     }
 
     progress.stage("compiling the flight network");

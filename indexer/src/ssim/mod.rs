@@ -43,6 +43,9 @@
 //!   first record in file order is kept and the other dropped whole and counted. The same
 //!   key on disjoint dates (e.g. split periods, or Gna XX974 IVI 01 leg 01 in two carrier
 //!   blocks) is simply several records.
+//!   The rule holds across the files of one build too ([`drop_duplicates_across_files`]):
+//!   a record of a later `--ssim` file is compared with those of the earlier files, so a
+//!   flight given in two files is still one leg per date, never two.
 //! - **Suffixes.** The operational suffix (col 2) is part of the flight's identity: `XX777A`
 //!   and `XX777` are different flights even with equal flight number, IVI and leg.
 //! - **Joining.** Legs are grouped by (carrier block, airline, flight number, suffix, IVI).
@@ -68,7 +71,7 @@ pub mod testgen;
 use std::collections::BTreeMap;
 
 pub use normalize::{expand, patterns, DatedLeg, FlightPattern, PatternLeg, Stats};
-pub use record::parse;
+pub use record::{drop_duplicates_across_files, parse};
 
 /// How a carrier block's periods and times are expressed (type-2 record, column 2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -171,7 +174,18 @@ impl LegRecord {
     /// Same content in the sense of the duplicate rule (see the module doc).
     fn same_content(&self, other: &LegRecord, carriers: &[Carrier]) -> bool {
         let mode = |c: usize| carriers.get(c).map(|c| c.time_mode);
-        mode(self.carrier) == mode(other.carrier)
+        self.same_content_in_modes(mode(self.carrier), other, mode(other.carrier))
+    }
+
+    /// [`Self::same_content`] for records that may come from different files, each with the
+    /// time mode of its own carrier block.
+    fn same_content_in_modes(
+        &self,
+        mode: Option<TimeMode>,
+        other: &LegRecord,
+        other_mode: Option<TimeMode>,
+    ) -> bool {
+        mode == other_mode
             && LegRecord {
                 carrier: 0,
                 line: 0,

@@ -1,5 +1,7 @@
 //! Record level: splitting the file into 200-byte records and decoding their fields.
 
+use std::collections::HashMap;
+
 use super::{date, Carrier, LegRecord, SsimFile, TimeMode};
 use crate::{Error, Result};
 
@@ -738,6 +740,91 @@ fn drop_duplicates(out: &mut SsimFile, lenient: bool) -> Result<()> {
     }
     out.duplicates = duplicates;
     out.conflicts = conflicts;
+    Ok(())
+}
+
+/// Applies the duplicate and conflict rules (see the module doc) across the files of one
+/// build, in the given order: a record with the same key as a record of an earlier file is
+/// dropped and counted in its file's [`SsimFile::duplicates`] when the content is the same;
+/// with different content and a common operating date it is an error naming both files and
+/// lines, or with `lenient` it is dropped and counted in [`SsimFile::conflicts`] (the
+/// earlier file's record is kept). Each file must already be [`parse`]d (which applies the
+/// rules within it).
+pub fn drop_duplicates_across_files(files: &mut [SsimFile], lenient: bool) -> Result<()> {
+    type Key = (String, u16, Option<u8>, u16, u8);
+    let owned = |l: &LegRecord| -> Key {
+        (
+            l.airline.clone(),
+            l.flight_number,
+            l.suffix,
+            l.ivi,
+            l.leg_seq,
+        )
+    };
+    // Records of the files already processed: key -> (file, leg) indexes.
+    let mut earlier_legs: HashMap<Key, Vec<(usize, usize)>> = HashMap::new();
+    let n_files = files.len();
+    for fi in 0..n_files {
+        let (earlier, rest) = files.split_at_mut(fi);
+        let Some(file) = rest.first_mut() else {
+            break;
+        };
+        let mut keep = vec![true; file.legs.len()];
+        let (mut duplicates, mut conflicts) = (0, 0);
+        for (li, leg) in file.legs.iter().enumerate() {
+            let Some(prev) = earlier_legs.get(&owned(leg)) else {
+                continue;
+            };
+            let mode = Some(file.time_mode(leg));
+            for &(pf, pl) in prev {
+                let Some((pfile, first)) = earlier.get(pf).and_then(|f| Some((f, f.legs.get(pl)?)))
+                else {
+                    continue;
+                };
+                if leg.same_content_in_modes(mode, first, Some(pfile.time_mode(first))) {
+                    duplicates += 1;
+                    keep[li] = false;
+                    break;
+                }
+                if let Some(d) = common_date(first, leg) {
+                    if !lenient {
+                        return Err(Error::feed(
+                            &file.file_name,
+                            leg.line,
+                            "leg key",
+                            format!(
+                                "{} operates on {} in {} line {} and in line {} with different content",
+                                leg.describe(),
+                                date::format_iso(d),
+                                pfile.file_name,
+                                first.line,
+                                leg.line
+                            ),
+                        ));
+                    }
+                    conflicts += 1;
+                    keep[li] = false;
+                    break;
+                }
+            }
+        }
+        if duplicates + conflicts > 0 {
+            let mut i = 0;
+            file.legs.retain(|_| {
+                i += 1;
+                keep[i - 1]
+            });
+        }
+        file.duplicates += duplicates;
+        file.conflicts += conflicts;
+        // The last file is compared with no later one: a build of one schedule (the usual
+        // case, tens of millions of dated legs) pays nothing here.
+        if fi + 1 < n_files {
+            for (li, leg) in file.legs.iter().enumerate() {
+                earlier_legs.entry(owned(leg)).or_default().push((fi, li));
+            }
+        }
+    }
     Ok(())
 }
 
