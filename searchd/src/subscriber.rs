@@ -10,9 +10,10 @@
 //!   booking class), independent of snapshot positions, and projects it into the overlay of
 //!   the snapshot in service (`avail_key` through `carrier_id`, `airport_id`, `find_leg`).
 //!   Entries the snapshot has no leg for are kept (a later snapshot may have it) and counted.
-//!   When a new snapshot is swapped in, the whole state is projected into its overlay, so a
-//!   new snapshot never resurrects seats bookd sold; an entry leaves the overlay only when
-//!   bookd's full state no longer has it.
+//!   A new snapshot is filled with the whole state before its swap ([`Core::fill`]), and the
+//!   swap itself ([`Core::swap_in`]) adds what changed since under the state lock, so no
+//!   change reaches the old snapshot alone and a new snapshot never resurrects seats bookd
+//!   sold; an entry leaves the overlay only when bookd's full state no longer has it.
 //! - `Updates` must follow what was applied (`from_seq <= last + 1`); a gap closes the
 //!   connection and resubscribes at once (bookd replays the missing range). A `FullState`
 //!   replaces the state atomically when its last chunk arrives.
@@ -47,7 +48,8 @@ pub mod codes {
 
 /// A snapshot in service with its overlay, as the subscriber writes to it.
 pub trait LiveView: Send + Sync + 'static {
-    /// Changes whenever another snapshot is swapped in.
+    /// Identifies this snapshot among all loaded (also one filled but never swapped in):
+    /// overlay keys cached for one are used for no other.
     fn generation(&self) -> u64;
     /// The overlay key of a leg class in this snapshot, if the snapshot has that leg.
     fn resolve(&self, key: &LegKey) -> Option<u64>;
@@ -76,8 +78,11 @@ pub fn resolve_leg(snap: &format::Snapshot, key: &LegKey) -> Option<u64> {
 }
 
 impl LiveView for crate::server::state::Loaded {
+    // Not `Loaded::generation` (the swap count, shared by a snapshot whose reload was
+    // abandoned after its fill and the next one loaded): unique per load.
+    #[allow(clippy::misnamed_getters)]
     fn generation(&self) -> u64 {
-        self.generation
+        self.view_id
     }
     fn resolve(&self, key: &LegKey) -> Option<u64> {
         resolve_leg(&self.snap, key)
@@ -366,6 +371,35 @@ struct State {
     /// Generation of the view the entries' cached overlay keys belong to.
     keys_of: Option<u64>,
     unmapped: u64,
+    /// A snapshot filled ([`Core::fill`]) and not swapped in yet, with what changed since.
+    filled: Option<Filled>,
+}
+
+/// What changed in the state since a snapshot waiting for its swap was filled: the swap
+/// ([`Core::swap_in`]) applies it before that snapshot serves.
+struct Filled {
+    generation: u64,
+    /// Leg classes changed since the fill (in the state's entries).
+    changed: Vec<LegKey>,
+    /// Too much changed (a full state, or more keys than worth keeping): project it whole.
+    whole: bool,
+}
+
+impl Filled {
+    /// Most changed keys kept before the swap projects the whole state instead.
+    const MAX_CHANGED: usize = 1 << 20;
+
+    fn note(&mut self, key: LegKey) {
+        if self.whole {
+            return;
+        }
+        if self.changed.len() >= Self::MAX_CHANGED {
+            self.whole = true;
+            self.changed = Vec::new();
+        } else {
+            self.changed.push(key);
+        }
+    }
 }
 
 /// A full state being received (per connection).
@@ -398,6 +432,7 @@ impl<T: OverlayTarget> Core<T> {
                 projected: None,
                 keys_of: None,
                 unmapped: 0,
+                filled: None,
             }),
             status: Arc::new(SubscriberStatus::default()),
             max_state_entries,
@@ -458,6 +493,14 @@ impl<T: OverlayTarget> Core<T> {
         }
         st.keys_of = Some(generation);
         view.overlay().replace(map);
+        // Its overlay now holds the whole state: nothing left for its swap to add.
+        if st
+            .filled
+            .as_ref()
+            .is_some_and(|f| f.generation == generation)
+        {
+            st.filled = None;
+        }
         st.unmapped = unmapped;
         self.status
             .unmapped_entries
@@ -468,16 +511,53 @@ impl<T: OverlayTarget> Core<T> {
     }
 
     /// Fills `view`'s overlay with the whole state: call it on a freshly loaded snapshot
-    /// before swapping it in, so it never serves without bookd's figures.
+    /// before swapping it in (with [`Core::swap_in`]), so it never serves without bookd's
+    /// figures. Done on the loading thread: the swap then only adds what changed since.
     pub fn fill(&self, view: &T::View) {
         let mut st = self.lock();
         self.project_all(&mut st, view);
+        st.filled = Some(Filled {
+            generation: view.generation(),
+            changed: Vec::new(),
+            whole: false,
+        });
+    }
+
+    /// Swaps `view` in (`swap` puts it in service) with no change applied in between:
+    /// under the state lock, the changes since its [`Core::fill`] (or, without one, the
+    /// whole state) go into its overlay, then `swap` runs, and later changes are applied to
+    /// it. A change applied to the old snapshot before the swap is never missing from the
+    /// new one, not even until the next [`Core::refresh`] (which would resurrect seats
+    /// bookd sold).
+    pub fn swap_in(&self, view: &T::View, swap: impl FnOnce()) {
+        let mut st = self.lock();
+        let generation = view.generation();
+        match st.filled.take() {
+            Some(f) if f.generation == generation && !f.whole && st.keys_of == Some(generation) => {
+                let mut pairs = Vec::with_capacity(f.changed.len());
+                for k in &f.changed {
+                    if let Some(h) = st.entries.get_mut(k) {
+                        if h.key == NOT_RESOLVED {
+                            h.key = resolve_held(view, k);
+                        }
+                        if h.key != UNMAPPED {
+                            pairs.push((h.key, h.seats));
+                        }
+                    }
+                }
+                view.overlay().apply(&pairs);
+            }
+            _ => self.project_all(&mut st, view),
+        }
+        swap();
+        st.projected = Some(generation);
     }
 
     /// Re-projects when another snapshot is in service; returns whether it did.
     pub fn refresh(&self) -> bool {
-        let view = self.target.current();
         let mut st = self.lock();
+        // Read under the lock: a swap ([`Core::swap_in`]) cannot slip in between.
+        let view = self.target.current();
         if st.projected == Some(view.generation()) {
             return false;
         }
@@ -519,8 +599,9 @@ impl<T: OverlayTarget> Core<T> {
 
     fn apply_updates(&self, u: Updates) -> Result<Step, Refused> {
         self.status.bookd_seq.fetch_max(u.to_seq, Ordering::Relaxed);
-        let view = self.target.current();
         let mut st = self.lock();
+        // Read under the lock: a snapshot swapped in after this read would miss the batch.
+        let view = self.target.current();
         if u.from_seq > st.last_applied.saturating_add(1) {
             self.status.gaps.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(
@@ -542,6 +623,11 @@ impl<T: OverlayTarget> Core<T> {
         let mut pairs = Vec::with_capacity(if in_place { u.entries.len() } else { 0 });
         let mut unmapped = 0u64;
         for e in u.entries.iter().filter(|e| e.seq > last) {
+            // For a snapshot waiting for its swap (an entry older than the one held is
+            // noted too: its swap then sets the value held, which is harmless).
+            if let Some(f) = st.filled.as_mut() {
+                f.note(e.key);
+            }
             let held = st.entries.len();
             let h = match st.entries.entry(e.key) {
                 MapEntry::Occupied(o) => {
@@ -676,8 +762,13 @@ impl<T: OverlayTarget> Core<T> {
                 }
             }
         }
-        let view = self.target.current();
         let mut st = self.lock();
+        // Read under the lock: a snapshot swapped in after this read would miss the state.
+        let view = self.target.current();
+        if let Some(f) = st.filled.as_mut() {
+            f.whole = true;
+            f.changed = Vec::new();
+        }
         st.entries = map;
         st.keys_of = None;
         st.last_applied = done.as_of;
@@ -738,6 +829,12 @@ impl<T: OverlayTarget> SubscriberHandle<T> {
     /// Fills a freshly loaded snapshot's overlay before it is swapped in.
     pub fn fill(&self, view: &T::View) {
         self.core.fill(view)
+    }
+
+    /// Swaps a filled snapshot in (`swap` puts it in service) with its overlay up to date
+    /// and no change applied in between (see [`Core::swap_in`]).
+    pub fn swap_in(&self, view: &T::View, swap: impl FnOnce()) {
+        self.core.swap_in(view, swap)
     }
 
     /// Snapshot ids bookd announces (`SnapshotPublished`): reload on change.
@@ -1397,6 +1494,160 @@ mod tests {
         core.handle(updates(4, 4, vec![e(a, 2, 4)]), &mut p)
             .expect("applies");
         assert_eq!(new.overlay.seats(k(2)), Some(2));
+    }
+
+    /// Swaps `new` into `t` the way `SnapshotCell::reload` does once the snapshot is loaded
+    /// and filled (`SwapHook::swap`).
+    fn swap_in(core: &Core<Target>, t: &Target, new: &Arc<View>) {
+        core.swap_in(new, || match t.0.lock() {
+            Ok(mut g) => *g = new.clone(),
+            Err(_) => panic!("lock"),
+        });
+    }
+
+    const KA: u64 = (1 << 16) | b'Y' as u64;
+
+    /// bookd sells the last seats after the new snapshot was filled but before it is
+    /// swapped in: the first search on the new snapshot must not offer them again.
+    #[test]
+    fn a_change_applied_between_the_fill_and_the_swap_is_served_by_the_new_snapshot() {
+        let t = target(1);
+        let core = Core::new(t.clone(), 1000);
+        let mut p = None;
+        let a = key(b"BA ", 1, b'Y');
+        core.handle(updates(1, 1, vec![e(a, 5, 1)]), &mut p)
+            .expect("applies");
+        let new = Arc::new(View {
+            generation: 2,
+            overlay: Overlay::new(),
+        });
+        core.fill(&new);
+        core.handle(updates(2, 2, vec![e(a, 0, 2)]), &mut p)
+            .expect("applies");
+        assert_eq!(
+            t.current().overlay.seats(KA),
+            Some(0),
+            "sold on the old one"
+        );
+        swap_in(&core, &t, &new);
+        assert_eq!(
+            new.overlay.seats(KA),
+            Some(0),
+            "the new snapshot in service offers seats sold before its swap"
+        );
+    }
+
+    /// The same with a full state (a resync) between the fill and the swap.
+    #[test]
+    fn a_full_state_applied_between_the_fill_and_the_swap_is_served_by_the_new_snapshot() {
+        let t = target(1);
+        let core = Core::new(t.clone(), 1000);
+        let mut p = None;
+        let a = key(b"BA ", 1, b'Y');
+        let b = key(b"BA ", 2, b'Y');
+        let kb = (2 << 16) | u64::from(b'Y');
+        core.handle(updates(1, 1, vec![e(a, 5, 1)]), &mut p)
+            .expect("applies");
+        let new = Arc::new(View {
+            generation: 2,
+            overlay: Overlay::new(),
+        });
+        core.fill(&new);
+        let full = Message::FullState(FullState {
+            as_of_seq: 7,
+            snapshot_id: "s1".into(),
+            chunk: 0,
+            total_chunks: 1,
+            entries: vec![e(a, 0, 7), e(b, 2, 7)],
+        });
+        core.handle(full, &mut p).expect("applies");
+        swap_in(&core, &t, &new);
+        assert_eq!(new.overlay.seats(KA), Some(0));
+        assert_eq!(new.overlay.seats(kb), Some(2));
+    }
+
+    /// A target that runs `hook` once, after the subscriber has read which snapshot is in
+    /// service and before it returns it (to interleave a swap there).
+    struct HookTarget {
+        cur: Mutex<Arc<View>>,
+        hook: Mutex<Option<Box<dyn FnOnce() + Send>>>,
+    }
+
+    impl OverlayTarget for HookTarget {
+        type View = View;
+        fn current(&self) -> Arc<View> {
+            let v = match self.cur.lock() {
+                Ok(g) => g.clone(),
+                Err(p) => p.into_inner().clone(),
+            };
+            let hook = match self.hook.lock() {
+                Ok(mut g) => g.take(),
+                Err(p) => p.into_inner().take(),
+            };
+            if let Some(h) = hook {
+                h();
+            }
+            v
+        }
+    }
+
+    /// A change that arrives while a snapshot is swapped in (the subscriber looked up the
+    /// snapshot in service just before the swap) must reach the snapshot in service once
+    /// the swap is done, not only the old one.
+    #[test]
+    fn a_change_that_races_a_swap_reaches_the_new_snapshot() {
+        let old = Arc::new(View {
+            generation: 1,
+            overlay: Overlay::new(),
+        });
+        let t = Arc::new(HookTarget {
+            cur: Mutex::new(old.clone()),
+            hook: Mutex::new(None),
+        });
+        let core = Arc::new(Core::new(t.clone(), 1000));
+        let mut p = None;
+        let a = key(b"BA ", 1, b'Y');
+        core.handle(updates(1, 1, vec![e(a, 5, 1)]), &mut p)
+            .expect("applies");
+        let new = Arc::new(View {
+            generation: 2,
+            overlay: Overlay::new(),
+        });
+        let swapper: Arc<Mutex<Option<std::thread::JoinHandle<()>>>> = Arc::default();
+        let (c2, t2, n2, s2) = (core.clone(), t.clone(), new.clone(), swapper.clone());
+        let hook: Box<dyn FnOnce() + Send> = Box::new(move || {
+            let (done_tx, done_rx) = std::sync::mpsc::channel();
+            // The reload's steps (`SwapHook`), on another thread.
+            let h = std::thread::spawn(move || {
+                c2.fill(&n2);
+                c2.swap_in(&n2, || match t2.cur.lock() {
+                    Ok(mut g) => *g = n2.clone(),
+                    Err(p) => *p.into_inner() = n2.clone(),
+                });
+                c2.refresh();
+                let _ = done_tx.send(());
+            });
+            if let Ok(mut g) = s2.lock() {
+                *g = Some(h);
+            }
+            // Let the swap finish if it can (it cannot while the subscriber holds its lock).
+            let _ = done_rx.recv_timeout(Duration::from_millis(500));
+        });
+        match t.hook.lock() {
+            Ok(mut g) => *g = Some(hook),
+            Err(_) => panic!("lock"),
+        }
+        core.handle(updates(2, 2, vec![e(a, 0, 2)]), &mut p)
+            .expect("applies");
+        let h = swapper.lock().ok().and_then(|mut g| g.take());
+        h.expect("the swap ran").join().expect("the swap finished");
+        assert!(Arc::ptr_eq(&t.cur.lock().expect("lock"), &new), "swapped");
+        assert_eq!(core.last_applied(), 2);
+        assert_eq!(
+            new.overlay.seats(KA),
+            Some(0),
+            "the snapshot in service offers seats sold before the swap completed"
+        );
     }
 
     #[test]

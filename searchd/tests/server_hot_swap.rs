@@ -232,3 +232,80 @@ fn twenty_swaps_under_load_fail_no_request() {
         search_status.lock().expect("lock")
     );
 }
+
+/// A reload abandoned after its snapshot was loaded (the admin request timed out, or its
+/// HTTP/2 client reset the stream) goes on loading and filling that snapshot on its blocking
+/// thread. Its generation must not be given to the next snapshot loaded: the invalidation
+/// subscriber keys the overlay positions it caches by generation (`LiveView::generation`),
+/// and would fill the next snapshot at the abandoned one's positions.
+#[test]
+fn an_abandoned_reload_does_not_lend_its_generation_to_the_next_snapshot() {
+    use searchd::server::metrics::Metrics;
+    use searchd::server::state::{self, Loaded, SnapshotCell, SwapHook};
+    use searchd::subscriber::LiveView;
+
+    struct Hook {
+        seen: Mutex<Vec<(u64, String)>>,
+        gate: Mutex<Option<std::sync::mpsc::Receiver<()>>>,
+    }
+    impl SwapHook for Hook {
+        fn before_swap(&self, new: &Loaded) {
+            // The first load is slow: it is abandoned while it waits here.
+            let gate = self.gate.lock().ok().and_then(|mut g| g.take());
+            if let Some(g) = gate {
+                let _ = g.recv();
+            }
+            if let Ok(mut s) = self.seen.lock() {
+                s.push((LiveView::generation(new), new.id().to_string()));
+            }
+        }
+        fn swap(&self, _new: &Loaded, swap: &mut dyn FnMut()) {
+            swap();
+        }
+    }
+
+    let snaps = SnapDir::new();
+    snaps.publish(0);
+    let first = state::load(&snaps.link(), 1).expect("load the first snapshot");
+    let cell = Arc::new(SnapshotCell::new(
+        snaps.link(),
+        first,
+        Arc::new(Metrics::new()),
+    ));
+    let (open, gate) = std::sync::mpsc::channel();
+    let hook = Arc::new(Hook {
+        seen: Mutex::new(Vec::new()),
+        gate: Mutex::new(Some(gate)),
+    });
+    cell.set_swap_hook(Some(hook.clone()));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+
+    let id1 = snaps.publish(1);
+    let abandoned = rt.block_on(async {
+        tokio::time::timeout(Duration::from_millis(300), cell.reload("admin", true)).await
+    });
+    assert!(abandoned.is_err(), "the first reload was abandoned");
+    open.send(()).expect("open the gate");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while hook.seen.lock().map(|s| s.len()).unwrap_or(0) < 1 {
+        assert!(Instant::now() < deadline, "the abandoned load never filled");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+
+    let id2 = snaps.publish(2);
+    let out = rt
+        .block_on(cell.reload("admin", true))
+        .expect("the next snapshot is swapped in");
+    assert_eq!(out.snapshot_id, id2);
+    let seen = hook.seen.lock().map(|s| s.clone()).unwrap_or_default();
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    assert_eq!(seen[0].1, id1);
+    assert_ne!(
+        seen[0].0, seen[1].0,
+        "two different snapshots were filled under one generation: {seen:?}"
+    );
+}

@@ -7,7 +7,7 @@
 //! the swap; a broken one is refused and the old one keeps serving.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -27,8 +27,15 @@ pub struct Loaded {
     pub overlay: Overlay,
     /// 1 for the snapshot loaded at start, +1 per swap.
     pub generation: u64,
+    /// Unique per [`load`] in this process, also for a snapshot never swapped in (a reload
+    /// abandoned after its load: the next one gets the same `generation`). The invalidation
+    /// subscriber keys the overlay positions it caches by it.
+    pub(crate) view_id: u64,
     pub loaded_at_unix: i64,
 }
+
+/// The next [`Loaded::view_id`].
+static NEXT_VIEW_ID: AtomicU64 = AtomicU64::new(1);
 
 impl Loaded {
     pub fn id(&self) -> &str {
@@ -70,28 +77,31 @@ struct ReloadState {
 }
 
 /// Called around every swap (bookd's invalidation subscriber): `before_swap` runs on the
-/// loading thread with the new snapshot not yet in service, `after_swap` right after it is.
+/// loading thread with the new snapshot not yet in service, `swap` does the swap itself.
 pub trait SwapHook: Send + Sync + 'static {
     /// Fills the new snapshot's overlay with the live seat counts, so it never serves the
     /// snapshot's own (stale) figures.
     fn before_swap(&self, new: &Loaded);
-    /// Re-projects into the snapshot now in service (changes that arrived during the swap).
-    fn after_swap(&self);
+    /// Puts `new` in service by calling `swap` once, with the changes that arrived since
+    /// `before_swap` added first and none applied to the old snapshot alone in between
+    /// (or a search on the new one would find seats bookd sold meanwhile).
+    fn swap(&self, new: &Loaded, swap: &mut dyn FnMut());
 }
 
 impl SwapHook for crate::subscriber::SubscriberHandle<SnapshotCell> {
     fn before_swap(&self, new: &Loaded) {
         self.fill(new);
     }
-    fn after_swap(&self) {
-        self.refresh();
+    fn swap(&self, new: &Loaded, swap: &mut dyn FnMut()) {
+        self.swap_in(new, swap);
     }
 }
 
 /// The served snapshot, swappable.
 pub struct SnapshotCell {
     path: PathBuf,
-    current: RwLock<Arc<Loaded>>,
+    /// Shared with the swap's blocking thread.
+    current: Arc<RwLock<Arc<Loaded>>>,
     reload: Mutex<ReloadState>,
     metrics: Arc<Metrics>,
     hook: RwLock<Option<Arc<dyn SwapHook>>>,
@@ -127,6 +137,7 @@ pub fn load(dir: &Path, generation: u64) -> Result<Loaded, ReloadError> {
         places,
         overlay: Overlay::new(),
         generation,
+        view_id: NEXT_VIEW_ID.fetch_add(1, Ordering::Relaxed),
         loaded_at_unix: unix_now(),
     })
 }
@@ -137,7 +148,7 @@ impl SnapshotCell {
         let last_tried = first.snap.dir.clone();
         SnapshotCell {
             path,
-            current: RwLock::new(Arc::new(first)),
+            current: Arc::new(RwLock::new(Arc::new(first))),
             reload: Mutex::new(ReloadState { last_tried }),
             metrics,
             hook: RwLock::new(None),
@@ -169,16 +180,14 @@ impl SnapshotCell {
         }
     }
 
-    fn swap(&self, new: Arc<Loaded>) {
-        let old = {
-            let mut g = match self.current.write() {
-                Ok(g) => g,
-                Err(poisoned) => poisoned.into_inner(),
-            };
-            std::mem::replace(&mut *g, new)
+    /// Puts `new` in service; returns the old one, to be dropped (and unmapped when its
+    /// last request finishes) outside every lock.
+    fn replace(current: &RwLock<Arc<Loaded>>, new: Arc<Loaded>) -> Arc<Loaded> {
+        let mut g = match current.write() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
         };
-        // The old snapshot is unmapped when its last request finishes; never under the lock.
-        drop(old);
+        std::mem::replace(&mut *g, new)
     }
 
     /// Resolves the snapshot path to its generation directory (blocking).
@@ -252,10 +261,28 @@ impl SnapshotCell {
                     generation,
                     dir: dir.clone(),
                 };
-                self.swap(Arc::new(new));
-                if let Some(h) = self.swap_hook() {
-                    // Changes applied to the old snapshot between the fill and the swap.
-                    let _ = tokio::task::spawn_blocking(move || h.after_swap()).await;
+                let new = Arc::new(new);
+                match self.swap_hook() {
+                    Some(h) => {
+                        // On a blocking thread: the hook may wait for the subscriber, which
+                        // can be applying a full state. It runs to the end even if this
+                        // reload is abandoned meanwhile.
+                        let current = Arc::clone(&self.current);
+                        let n = Arc::clone(&new);
+                        let swapped = tokio::task::spawn_blocking(move || {
+                            let mut old = None;
+                            h.swap(&n, &mut || {
+                                old = Some(Self::replace(&current, Arc::clone(&n)));
+                            });
+                            old.is_some()
+                        })
+                        .await;
+                        if !matches!(swapped, Ok(true)) && !Arc::ptr_eq(&self.current(), &new) {
+                            tracing::error!("the swap hook failed; swapping without it");
+                            drop(Self::replace(&self.current, new));
+                        }
+                    }
+                    None => drop(Self::replace(&self.current, new)),
                 }
                 self.metrics.reloads.fetch_add(1, Ordering::Relaxed);
                 tracing::info!(
