@@ -92,6 +92,13 @@ pub trait OfferResolver: Send + Sync {
 /// Seats on sale in a leg's booking class before any booking.
 pub trait CapacitySource: Send + Sync {
     fn capacity(&self, leg: &LegRef) -> u32;
+
+    /// When `leg` departs (epoch milliseconds UTC) by the snapshot in service; `None` when
+    /// the snapshot does not have it.
+    fn departs_ms(&self, leg: &LegRef) -> Option<i64> {
+        let _ = leg;
+        None
+    }
 }
 
 /// A leg of the snapshot found by its inventory key.
@@ -184,6 +191,17 @@ impl CapacitySource for SnapshotCapacity {
             .seats(found.flight, found.leg_index, found.day_index, class)
             .map(u32::from)
             .unwrap_or(0)
+    }
+
+    fn departs_ms(&self, leg: &LegRef) -> Option<i64> {
+        find_leg(
+            &self.snapshot,
+            &leg.carrier,
+            leg.flight_number,
+            &leg.date,
+            &leg.origin,
+        )
+        .map(|found| found.dep_utc_min * 60_000)
     }
 }
 

@@ -2541,17 +2541,26 @@ impl Service {
                 let refundable: bool = r.get(1);
                 let price: i64 = r.get(2);
                 let currency: String = r.get(3);
+                let legs = self
+                    .load_core(order_id)
+                    .await?
+                    .map(|o| (o.legs, o.seats))
+                    .ok_or_else(|| ApiError::internal("order vanished"))?;
+                // A flown order is not refunded, and its seats cannot go back on sale.
+                if legs.0.iter().any(|l| self.departed(l, now)) {
+                    return Err(ApiError::new(
+                        409,
+                        "order_not_cancellable",
+                        "Order not cancellable",
+                        "the order's first flight has departed",
+                    ));
+                }
                 let refund = if refundable { price } else { 0 };
                 tx.execute(&tx.prepare_cached("UPDATE orders SET status = 'cancelled', saga_step = 'cancelling', refund_minor = $2,
                                        updated_ms = $3 WHERE id = $1").await?,
                     &[&order_id, &refund, &now],
                 )
                 .await?;
-                let legs = self
-                    .load_core(order_id)
-                    .await?
-                    .map(|o| (o.legs, o.seats))
-                    .ok_or_else(|| ApiError::internal("order vanished"))?;
                 adjust(
                     &tx,
                     self.capacity.as_ref(),
@@ -2605,6 +2614,16 @@ impl Service {
         let mut reply = self.run_saga(order_id, None, &ctx.request_id).await?;
         reply.status = 200;
         Ok(reply)
+    }
+
+    /// Whether `leg` has departed by `now`: by the snapshot in service, or, for a leg it
+    /// no longer has, once its local departure date is over in every time zone.
+    fn departed(&self, leg: &LegRef, now: i64) -> bool {
+        let departs = self.capacity.departs_ms(leg).or_else(|| {
+            validate::parse_date(&leg.date)
+                .map(|d| (i64::from(d) + 1) * 86_400_000 + 12 * 3_600_000)
+        });
+        departs.is_some_and(|d| d <= now)
     }
 
     // ---------------------------------------------------------------- holds

@@ -79,6 +79,13 @@ impl CapacitySource for LiveCapacity {
         }
         .capacity(leg)
     }
+
+    fn departs_ms(&self, leg: &LegRef) -> Option<i64> {
+        SnapshotCapacity {
+            snapshot: self.0.current(),
+        }
+        .departs_ms(leg)
+    }
 }
 
 /// [`EngineOfferResolver`] over the snapshot in service.

@@ -512,3 +512,76 @@ async fn declined_payment_keeps_the_hold() {
     assert_eq!(r.status, 201, "{:?}", r.body);
     check_consistency(&db).await;
 }
+
+/// Regression: cancelling ignored departure, so an order whose flight had flown was
+/// cancelled with a full refund and its seats on the departed flight went "back on sale".
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_flown_order_cannot_be_cancelled() {
+    if !pg_available() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let snapshot = build_snapshot(tmp.path());
+    // XX 100 of 2030-01-01 departs at 10:00Z: the clock starts 4 s before.
+    let b = Bookd::with_snapshot(
+        tmp.path(),
+        &snapshot,
+        "127.0.0.1:0",
+        "2030-01-01T09:59:56Z",
+        &[],
+    );
+    let key = b.new_key("agency");
+    let flown = b
+        .post(
+            "/v1/orders",
+            &key,
+            &order_body(&offer(0, "Y", 1), 1, "tok_ok"),
+        )
+        .await;
+    assert_eq!(flown.status, 201, "{:?}", flown.body);
+    let flown = flown.body["data"]["id"].as_str().unwrap().to_string();
+    let later = b
+        .post(
+            "/v1/orders",
+            &key,
+            &order_body(&offer(1, "Y", 1), 1, "tok_ok"),
+        )
+        .await;
+    assert_eq!(later.status, 201, "{:?}", later.body);
+    let later = later.body["data"]["id"].as_str().unwrap().to_string();
+    tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+
+    let r = b
+        .post_empty(&format!("/v1/orders/{flown}/cancel"), &key)
+        .await;
+    assert_eq!(
+        (r.status, r.code()),
+        (409, "order_not_cancellable"),
+        "{:?}",
+        r.body
+    );
+    let r = b.get(&format!("/v1/orders/{flown}"), &key).await;
+    assert_eq!(r.body["data"]["status"], "confirmed", "{:?}", r.body);
+    assert!(r.body["data"]["refund_amount"].is_null(), "{:?}", r.body);
+    let db = b.db().await;
+    let sold: i32 = db
+        .query_one(
+            "SELECT sold FROM inventory WHERE dep_date = $1::text::date AND booking_class = 'Y'",
+            &[&date_of(0)],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(sold, 1, "the flown seat stays sold");
+    // An order that has not flown yet is still cancelled and refunded.
+    let r = b
+        .post_empty(&format!("/v1/orders/{later}/cancel"), &key)
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(r.body["data"]["status"], "cancelled");
+    assert_eq!(
+        r.body["data"]["refund_amount"],
+        json!({"amount": "100.00", "currency": "EUR"})
+    );
+    check_consistency(&db).await;
+}
