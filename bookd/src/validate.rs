@@ -362,11 +362,15 @@ pub fn check_against_offer(
             ),
         ));
     }
-    let travel = offer
+    // Adult or child by the age when the journey starts; a lap infant must still be under
+    // 2 on its last flight (one who turns 2 on the way needs a seat: a child).
+    let dates: Vec<i32> = offer
         .legs
-        .first()
-        .and_then(|l| parse_date(&l.date))
-        .unwrap_or(today);
+        .iter()
+        .filter_map(|l| parse_date(&l.date))
+        .collect();
+    let travel = dates.iter().copied().min().unwrap_or(today);
+    let last = dates.iter().copied().max().unwrap_or(travel);
     for (i, p) in passengers.iter().enumerate() {
         let path = format!("passengers[{i}].born_on");
         let born = parse_date(&p.born_on).ok_or_else(|| ApiError::bad(&path, "not a date"))?;
@@ -374,9 +378,16 @@ pub fn check_against_offer(
             return Err(ApiError::bad(&path, "is in the future"));
         }
         let age = age_years(born, travel);
+        let age_last = age_years(born, last);
+        if p.ptype == PaxType::Infant && age < 2 && age_last >= 2 {
+            return Err(ApiError::bad(
+                &path,
+                "an infant who turns 2 before the last flight needs a seat: book a child",
+            ));
+        }
         let ok = match p.ptype {
             PaxType::Adult => age >= 12,
-            PaxType::Child => (2..12).contains(&age),
+            PaxType::Child => age < 12 && age_last >= 2,
             PaxType::Infant => age < 2,
         };
         if !ok {
@@ -433,6 +444,75 @@ mod tests {
         assert!(hold_request(&body(9, 9)).is_ok());
         let e = hold_request(&body(9, 10)).expect_err("19 passengers");
         assert_eq!(e.parameter.as_deref(), Some("passengers"));
+    }
+
+    /// Regression: ages were only checked on the first flight's date, so an infant who
+    /// turns 2 before the return flight was booked on a lap on it (an airline needs a seat
+    /// for them there), and could not be booked as a child either.
+    #[test]
+    fn an_infant_turning_2_before_the_return_flight_needs_a_seat() {
+        let leg = |date: &str, origin: &str, destination: &str| crate::offers::LegRef {
+            carrier: "XX".into(),
+            flight_number: 100,
+            date: date.into(),
+            origin: origin.into(),
+            destination: destination.into(),
+            booking_class: "Y".into(),
+        };
+        let price = crate::offers::Price {
+            amount_minor: 20000,
+            currency: "EUR".into(),
+        };
+        let offer = |children: u8, infants: u8| ResolvedOffer {
+            offer_id: "x".into(),
+            legs: vec![
+                leg("2030-01-10", "AAA", "BBB"),
+                leg("2030-01-20", "BBB", "AAA"),
+            ],
+            passengers: PaxCounts {
+                adults: 1,
+                children,
+                infants,
+            },
+            quoted: price.clone(),
+            current: price.clone(),
+            refundable: true,
+            departs_ms: 0,
+        };
+        let pax = |ptype: PaxType, born_on: &str| Passenger {
+            ptype,
+            given_name: "Ada".into(),
+            family_name: "Lovelace".into(),
+            born_on: born_on.into(),
+        };
+        let today = parse_date("2030-01-01").expect("date");
+        let adult = pax(PaxType::Adult, "1990-01-01");
+        // 1 on the way out, 2 on the way back.
+        let turning_2 = "2028-01-15";
+        let e = check_against_offer(
+            &[adult.clone(), pax(PaxType::Infant, turning_2)],
+            &offer(0, 1),
+            today,
+        )
+        .expect_err("no lap on the return flight");
+        assert_eq!(e.parameter.as_deref(), Some("passengers[1].born_on"));
+        assert!(check_against_offer(
+            &[adult.clone(), pax(PaxType::Child, turning_2)],
+            &offer(1, 0),
+            today
+        )
+        .is_ok());
+        // Under 2 on both flights: an infant, not a child.
+        let baby = "2028-06-01";
+        assert!(check_against_offer(
+            &[adult.clone(), pax(PaxType::Infant, baby)],
+            &offer(0, 1),
+            today
+        )
+        .is_ok());
+        assert!(
+            check_against_offer(&[adult, pax(PaxType::Child, baby)], &offer(1, 0), today).is_err()
+        );
     }
 
     #[test]
