@@ -17,6 +17,8 @@ pub struct ApiError {
     pub meta: Option<Value>,
     /// Seconds for a `Retry-After` header.
     pub retry_after: Option<u64>,
+    /// The methods a `405`'s resource takes, for its `Allow` header (RFC 9110 15.5.6).
+    pub allow: Option<&'static str>,
 }
 
 impl ApiError {
@@ -34,6 +36,7 @@ impl ApiError {
             parameter: None,
             meta: None,
             retry_after: None,
+            allow: None,
         }
     }
 

@@ -80,6 +80,10 @@ fn error_response(e: &ApiError, rid: &str) -> Resp {
             r.headers_mut().insert("retry-after", v);
         }
     }
+    if let Some(allow) = e.allow {
+        r.headers_mut()
+            .insert(hyper::header::ALLOW, HeaderValue::from_static(allow));
+    }
     r
 }
 
@@ -273,7 +277,7 @@ async fn route(app: &Arc<App>, req: Request<Incoming>, rid: &str) -> Result<Resp
     }
     // Authentication, then the key's rate limit.
     let key_id = authenticate(app, &req).await?;
-    let (allowed, remaining, reset) = take_token(app, key_id);
+    let (allowed, remaining, reset, next_in) = take_token(app, key_id);
     let limit_headers = |r: &mut Resp| {
         let h = r.headers_mut();
         for (k, v) in [
@@ -295,7 +299,8 @@ async fn route(app: &Arc<App>, req: Request<Incoming>, rid: &str) -> Result<Resp
             "Too many requests",
             "this API key's request rate limit is exceeded",
         );
-        e.retry_after = Some(reset.max(1));
+        // When one more request is allowed (not when the bucket is full again).
+        e.retry_after = Some(next_in.max(1));
         let mut r = error_response(&e, rid);
         limit_headers(&mut r);
         return Ok(r);
@@ -370,10 +375,11 @@ async fn authenticate(app: &App, req: &Request<Incoming>) -> Result<i64, ApiErro
     }
 }
 
-/// Token bucket per key: (allowed, remaining, seconds until full).
-fn take_token(app: &App, key_id: i64) -> (bool, u64, u64) {
+/// Token bucket per key: (allowed, remaining, seconds until full, seconds until the next
+/// token).
+fn take_token(app: &App, key_id: i64) -> (bool, u64, u64, u64) {
     let Ok(mut map) = app.buckets.lock() else {
-        return (true, 0, 0);
+        return (true, 0, 0, 0);
     };
     let now = Instant::now();
     let b = map.entry(key_id).or_insert(Bucket {
@@ -387,8 +393,10 @@ fn take_token(app: &App, key_id: i64) -> (bool, u64, u64) {
     if allowed {
         b.tokens -= 1.0;
     }
-    let reset = ((app.rate.burst - b.tokens) / app.rate.rate.max(1e-9)).ceil() as u64;
-    (allowed, b.tokens.floor() as u64, reset)
+    let rate = app.rate.rate.max(1e-9);
+    let reset = ((app.rate.burst - b.tokens) / rate).ceil() as u64;
+    let next_in = ((1.0 - b.tokens).max(0.0) / rate).ceil() as u64;
+    (allowed, b.tokens.floor() as u64, reset, next_in)
 }
 
 enum Claim {
@@ -497,6 +505,16 @@ async fn finish_claim(app: &App, key_id: i64, idem: &str, reply: &Reply) {
     }
 }
 
+/// The methods a `/v1` resource takes (its `Allow` header), `None` for no such resource.
+fn methods_of(segs: &[&str]) -> Option<&'static str> {
+    match segs {
+        ["orders"] => Some("GET, POST"),
+        ["orders", _] | ["holds", _] => Some("GET"),
+        ["holds"] | ["orders", _, "cancel"] | ["holds", _, "cancel"] => Some("POST"),
+        _ => None,
+    }
+}
+
 async fn dispatch(
     app: &Arc<App>,
     req: Request<Incoming>,
@@ -508,6 +526,19 @@ async fn dispatch(
 ) -> Result<Resp, ApiError> {
     let segs: Vec<&str> = path.trim_end_matches('/').split('/').skip(2).collect();
     let mut ctx = Ctx::new(key_id, rid);
+    let Some(allow) = methods_of(&segs) else {
+        return Err(ApiError::not_found("no such endpoint"));
+    };
+    if !allow.split(", ").any(|m| m == method.as_str()) {
+        let mut e = ApiError::new(
+            405,
+            "method_not_allowed",
+            "Method not allowed",
+            format!("{path} takes {allow}, not {method}"),
+        );
+        e.allow = Some(allow);
+        return Err(e);
+    }
     if method == Method::GET {
         return match segs.as_slice() {
             ["orders"] => {
@@ -523,29 +554,8 @@ async fn dispatch(
                 let r = app.svc.get_hold(&ctx, id).await?;
                 Ok(json_response(r.status, &r.body))
             }
-            ["holds"] | ["orders", _, "cancel"] | ["holds", _, "cancel"] => Err(ApiError::new(
-                405,
-                "method_not_allowed",
-                "Method not allowed",
-                "use POST",
-            )),
             _ => Err(ApiError::not_found("no such endpoint")),
         };
-    }
-    if method != Method::POST {
-        return Err(ApiError::new(
-            405,
-            "method_not_allowed",
-            "Method not allowed",
-            "this endpoint takes GET or POST",
-        ));
-    }
-    let known = matches!(
-        segs.as_slice(),
-        ["holds"] | ["orders"] | ["orders", _, "cancel"] | ["holds", _, "cancel"]
-    );
-    if !known {
-        return Err(ApiError::not_found("no such endpoint"));
     }
     let body = read_body(req).await?;
     let idem = match idem_header {

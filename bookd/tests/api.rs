@@ -397,8 +397,25 @@ async fn released_hold_returns_its_seats_at_once() {
     assert_eq!((r.status, r.code()), (404, "not_found"));
     let r = b.post_empty(&cancel, &other).await;
     assert_eq!((r.status, r.code()), (404, "not_found"));
-    let r = b.call("GET", &cancel, Some(&key), None, None).await;
-    assert_eq!(r.status, 405);
+    // Regression: a 405 had no Allow header (RFC 9110 requires one).
+    for (method, path, allow) in [
+        ("GET", cancel.as_str(), "POST"),
+        ("GET", "/v1/holds", "POST"),
+        ("DELETE", "/v1/orders", "GET, POST"),
+        ("POST", path.as_str(), "GET"),
+        ("PUT", path.as_str(), "GET"),
+    ] {
+        let r = b.call(method, path, Some(&key), None, None).await;
+        assert_eq!(
+            (
+                r.status,
+                r.code(),
+                r.headers.get("allow").and_then(|v| v.to_str().ok())
+            ),
+            (405, "method_not_allowed", Some(allow)),
+            "{method} {path}"
+        );
+    }
 
     // The class is full while the hold lasts.
     let one = hold_body(&offer(9, "M", 1), 1);

@@ -253,7 +253,9 @@ async fn rate_limit_per_key() {
     }
     let r = b.call("GET", "/v1/orders", Some(&key), None, None).await;
     assert_eq!((r.status, r.code()), (429, "rate_limited"));
-    assert!(r.headers.get("retry-after").is_some());
+    // Regression: Retry-After said when the bucket would be full again (5 s at 1/s with a
+    // burst of 5), not when the next request is allowed (1 s).
+    assert_eq!(r.headers.get("retry-after").unwrap(), "1");
     assert_eq!(r.headers.get("ratelimit-remaining").unwrap(), "0");
     // Per key: the other key is not limited.
     let r = b.call("GET", "/v1/orders", Some(&other), None, None).await;
