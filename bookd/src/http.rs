@@ -600,15 +600,20 @@ async fn dispatch(
     // A request that lost its key to a concurrent or earlier one answers with that one's
     // stored response; rarely the other released its claim meanwhile: then run again.
     for _ in 0..4 {
+        // A body that fails validation ran nothing, so, like one that is not JSON, its
+        // answer is not stored under the key: the client may fix it and send it again with
+        // the same key (as Stripe's Idempotency-Key does). Holds and orders have no claim yet.
         let result = match segs.as_slice() {
-            ["holds"] => match validate::hold_request(&value) {
-                Ok(input) => app.svc.create_hold(&ctx, input).await,
-                Err(e) => Err(e),
-            },
-            ["orders"] => match validate::order_request(&value) {
-                Ok(input) => app.svc.create_order(&ctx, input).await,
-                Err(e) => Err(e),
-            },
+            ["holds"] => {
+                app.svc
+                    .create_hold(&ctx, validate::hold_request(&value)?)
+                    .await
+            }
+            ["orders"] => {
+                app.svc
+                    .create_order(&ctx, validate::order_request(&value)?)
+                    .await
+            }
             ["orders", id, "cancel"] => app.svc.cancel_order(&ctx, id).await,
             ["holds", id, "cancel"] => app.svc.release_hold(&ctx, id).await,
             _ => Err(ApiError::not_found("no such endpoint")),

@@ -36,7 +36,31 @@ async fn same_response_conflicts_and_races() {
         .call("POST", "/v1/orders", Some(&key), Some("k-1"), Some(&other))
         .await;
     assert_eq!((r.status, r.code()), (422, "idempotency_key_reused"));
-    // Errors are stored too: a decline replays as the same 402.
+    // Regression: a body that failed validation was stored under its key, so the corrected
+    // request with the same key was refused as a reuse (422). Nothing ran: nothing stored.
+    let mut invalid = order_body(&offer(36, "Y", 1), 1, "tok_ok");
+    invalid["contact"]["email"] = serde_json::json!("not an address");
+    let r = b
+        .call(
+            "POST",
+            "/v1/orders",
+            Some(&key),
+            Some("v-1"),
+            Some(&invalid),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.param()),
+        (400, "contact.email"),
+        "{:?}",
+        r.body
+    );
+    let fixed = order_body(&offer(36, "Y", 1), 1, "tok_ok");
+    let r = b
+        .call("POST", "/v1/orders", Some(&key), Some("v-1"), Some(&fixed))
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    // Errors of requests that ran are stored: a decline replays as the same 402.
     let declined = order_body(&offer(30, "Y", 1), 1, "tok_decline");
     let d1 = b
         .call(
