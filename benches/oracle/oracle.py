@@ -355,7 +355,10 @@ class Feeds:
             ("D" if self.domestic(dep_leg.dep, dep_leg.arr) else "I")
         best = None
         for st, ct, mins, ac, dc in self.mct:
-            if st != "*" and st != station:
+            # A rule on a metro code (that is not also an airport code) applies at each of
+            # its airports (CONTRACT 2: a metro code is accepted wherever an airport code is).
+            on_metro = st not in self.country and station in self.metro.get(st, ())
+            if st != "*" and st != station and not on_metro:
                 continue
             if ct != "*" and ct != t:
                 continue

@@ -8,7 +8,10 @@
 //! - fares of a carrier that flies nothing in the schedule are dropped and counted
 //!   (`fares_carrier_not_scheduled`): they can never price an itinerary.
 //!
-//! A fare whose origin or destination is a metro code applies to each member airport.
+//! A fare whose origin or destination is a metro code applies to each member airport; so does
+//! an MCT rule whose station is a metro code (a code that is also an airport's names that
+//! airport there: MCT rules are per airport). A metro rule and a rule on one of its airports
+//! are equally specific (both name a station): the usual tie-break applies.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
@@ -320,39 +323,50 @@ pub fn build(cfg: &BuildConfig, progress: &dyn Progress) -> Result<BuildSummary>
         let parsed = feeds::read_mct(&f.name, &f.bytes, cfg.lenient)?;
         skips.add("mct_rows", parsed.skipped.rows as u64);
         for (row, line) in parsed.rows.iter().zip(&parsed.lines) {
-            let station = match row.station {
-                None => u16::MAX,
+            // A metro code is accepted wherever an airport code is (CONTRACT section 2): a
+            // rule on a metro is a rule on each of its airports. A code that is also an
+            // airport (DFW) names that airport, as MCT rules are per airport.
+            let stations: Vec<u16> = match row.station {
+                None => vec![u16::MAX],
                 Some(code) => match airport_ids.get(&code) {
-                    Some(&id) => id,
-                    None => {
-                        skips.row(
-                            "mct_unknown_station",
-                            Error::feed(
-                                &f.name,
-                                *line,
-                                "station",
-                                format!("station {} is not in the airports feed", station(&code)),
-                            ),
-                        )?;
-                        continue;
-                    }
+                    Some(&id) => vec![id],
+                    None => match metros.iter().find(|m| m.code == code) {
+                        Some(m) => m.airports.clone(),
+                        None => {
+                            skips.row(
+                                "mct_unknown_station",
+                                Error::feed(
+                                    &f.name,
+                                    *line,
+                                    "station",
+                                    format!(
+                                        "station {} is not an airport or metro of the airports feeds",
+                                        station(&code)
+                                    ),
+                                ),
+                            )?;
+                            continue;
+                        }
+                    },
                 },
             };
-            mct.rules.push(MctRule {
-                station,
-                conn_type: row.connection_type as u8,
-                minutes: row.minutes,
-                arrival_carrier: row
-                    .arrival_carrier
-                    .as_deref()
-                    .map(code3)
-                    .unwrap_or([b' '; 3]),
-                departure_carrier: row
-                    .departure_carrier
-                    .as_deref()
-                    .map(code3)
-                    .unwrap_or([b' '; 3]),
-            });
+            for station in stations {
+                mct.rules.push(MctRule {
+                    station,
+                    conn_type: row.connection_type as u8,
+                    minutes: row.minutes,
+                    arrival_carrier: row
+                        .arrival_carrier
+                        .as_deref()
+                        .map(code3)
+                        .unwrap_or([b' '; 3]),
+                    departure_carrier: row
+                        .departure_carrier
+                        .as_deref()
+                        .map(code3)
+                        .unwrap_or([b' '; 3]),
+                });
+            }
         }
         sources.push(f.source);
     }
