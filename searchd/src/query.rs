@@ -515,3 +515,29 @@ pub fn parse_calendar(
         filters,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{CALENDAR_PARAMS, SEARCH_PARAMS};
+
+    /// The query parameters `openapi.json` documents for `path`, in order.
+    fn documented(path: &str) -> Vec<String> {
+        let doc: serde_json::Value =
+            serde_json::from_str(crate::server::http::OPENAPI_JSON).unwrap_or_default();
+        doc["paths"][path]["get"]["parameters"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+            .iter()
+            .filter(|p| p["in"] == "query")
+            .filter_map(|p| p["name"].as_str().map(str::to_string))
+            .collect()
+    }
+
+    #[test]
+    fn openapi_calendar_documents_no_parameter_the_calendar_refuses() {
+        // `priced_only` was documented for /v1/calendar, which answers it 400 (unknown).
+        assert_eq!(documented("/v1/calendar"), CALENDAR_PARAMS);
+        assert_eq!(documented("/v1/search"), SEARCH_PARAMS);
+    }
+}
