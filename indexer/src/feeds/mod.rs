@@ -163,7 +163,8 @@ pub(crate) fn drive_partial<T>(
             "empty file: expected the header `{expected}`"
         )));
     }
-    let header_line = rec.position().map_or(1, |p| p.line() as usize);
+    let mut lines = LineCounter::new(bytes);
+    let header_line = lines.line_at(rec.position().map_or(0, |p| p.byte() as usize));
     if rec.len() != header.len() || rec.iter().zip(header).any(|(a, b)| a != b.as_bytes()) {
         let found = if rec.len() <= MAX_FIELDS {
             rec.iter().map(show).collect::<Vec<_>>().join(",")
@@ -195,7 +196,7 @@ pub(crate) fn drive_partial<T>(
         }
         let ctx = RowCtx {
             file,
-            line: rec.position().map_or(0, |p| p.line() as usize),
+            line: lines.line_at(rec.position().map_or(0, |p| p.byte() as usize)),
             header,
         };
         let result =
@@ -218,6 +219,45 @@ pub(crate) fn drive_partial<T>(
         }
     }
     Ok(run)
+}
+
+/// 1-based line numbers of records, counted from the bytes: `csv`'s own `Position::line`
+/// is the line where the reader stood when the record began, which is the line before it
+/// after a CRLF or a blank line, and it does not count lone CRs, which end records too.
+struct LineCounter<'a> {
+    bytes: &'a [u8],
+    /// Where the last record started (never a line end).
+    at: usize,
+    /// The line of `at`.
+    line: usize,
+}
+
+impl<'a> LineCounter<'a> {
+    fn new(bytes: &'a [u8]) -> Self {
+        LineCounter {
+            bytes,
+            at: 0,
+            line: 1,
+        }
+    }
+
+    /// The line of the record `csv` placed at byte `pos`: line ends (and blank lines) from
+    /// there on come before the record. Records must be asked for in file order.
+    fn line_at(&mut self, pos: usize) -> usize {
+        let b = self.bytes;
+        let mut start = pos.clamp(self.at, b.len());
+        while start < b.len() && matches!(b[start], b'\r' | b'\n') {
+            start += 1;
+        }
+        for i in self.at..start {
+            // A line ends at LF, at CR LF (counted at the LF) and at a lone CR.
+            if b[i] == b'\n' || (b[i] == b'\r' && b.get(i + 1) != Some(&b'\n')) {
+                self.line += 1;
+            }
+        }
+        self.at = start;
+        self.line
+    }
 }
 
 fn check_structure(ctx: &RowCtx<'_>, rec: &ByteRecord) -> Result<()> {
@@ -403,6 +443,44 @@ mod tests {
         }
         assert!(parse_date(b"2000-02-29").is_some());
         assert!(parse_date(b"9999-12-31").is_some());
+    }
+
+    /// The line of the first bad row (the header is `a,b`; a row is bad when `b` is `x`).
+    fn bad_line(text: &str) -> Option<usize> {
+        const H: &[&str] = &["a", "b"];
+        let r = drive("t.csv", text.as_bytes(), false, H, |ctx, rec, _| {
+            if field(rec, 1) == b"x" {
+                Err(ctx.err(1, "bad"))
+            } else {
+                Ok(())
+            }
+        });
+        match r {
+            Err(Error::Feed { line, .. }) => Some(line),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn feeds_line_numbers_with_crlf_blank_lines_and_cr() {
+        assert_eq!(bad_line("a,b\n1,2\n1,2\n1,x\n"), Some(4));
+        // CRLF line ends (RFC 4180's own).
+        assert_eq!(bad_line("a,b\r\n1,2\r\n1,x\r\n"), Some(3));
+        assert_eq!(bad_line("a,b\r\n1,2\r\n1,2\r\n1,x\r\n"), Some(4));
+        // Blank lines are skipped but still counted.
+        assert_eq!(bad_line("a,b\n1,2\n\n1,x\n"), Some(4));
+        assert_eq!(bad_line("a,b\n\n\n1,2\n1,x\n"), Some(5));
+        assert_eq!(bad_line("a,b\r\n1,2\r\n\r\n1,x\r\n"), Some(4));
+        // A quoted field spanning lines counts its lines.
+        assert_eq!(bad_line("a,b\r\n\"q\r\nq\",1\r\n1,x"), Some(4));
+        // Old Mac line ends: the reader splits rows on a lone CR, so lines count them too.
+        assert_eq!(bad_line("a,b\r1,2\r1,x\r"), Some(3));
+        // A header after blank lines is on its own line.
+        let r = drive("t.csv", b"\n\nz,b\n", false, &["a", "b"], |_, _, _| Ok(()));
+        assert!(
+            matches!(&r, Err(Error::FeedFile { message, .. }) if message.starts_with("line 3:")),
+            "{r:?}"
+        );
     }
 
     #[test]
