@@ -98,10 +98,19 @@ pub(crate) fn field_str<'r>(ctx: &RowCtx<'_>, rec: &'r ByteRecord, col: usize) -
     std::str::from_utf8(field(rec, col)).map_err(|_| ctx.err(col, "not valid UTF-8"))
 }
 
-/// Shows at most 200 bytes of a field in a message, lossily decoded.
+/// Shows at most 200 bytes of a field in a message, lossily decoded, with control
+/// characters escaped (`\n`, `\u{7f}`): a quoted field may hold line ends, and an error is
+/// one line.
 pub(crate) fn show(bytes: &[u8]) -> String {
     let cut = &bytes[..bytes.len().min(200)];
-    let mut s = String::from_utf8_lossy(cut).into_owned();
+    let mut s = String::with_capacity(cut.len());
+    for c in String::from_utf8_lossy(cut).chars() {
+        if c.is_control() {
+            s.extend(c.escape_debug());
+        } else {
+            s.push(c);
+        }
+    }
     if bytes.len() > cut.len() {
         s.push('…');
     }
@@ -443,6 +452,24 @@ mod tests {
         }
         assert!(parse_date(b"2000-02-29").is_some());
         assert!(parse_date(b"9999-12-31").is_some());
+    }
+
+    #[test]
+    fn feeds_error_messages_stay_on_one_line() {
+        // A quoted field may hold line ends; a message quoting it must still be one line.
+        let text = "iata,icao,name,city,subd,country,tz,lat,lon\n\"R\r\nN\",,N,,,RE,UTC,0,0\n";
+        let e = crate::feeds::read_airports("a.csv", text.as_bytes(), false);
+        let msg = e.err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(msg.starts_with("a.csv:2: field `iata`"), "{msg}");
+        assert_eq!(msg.lines().count(), 1, "{msg}");
+        assert!(msg.contains("R\\r\\nN"), "{msg}");
+        let e = crate::feeds::read_metros("m.csv", b"metro,\"ia\nta\"\n", false);
+        let msg = e.err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(msg.contains("ia\\nta"), "{msg}");
+        assert_eq!(msg.lines().count(), 1, "{msg}");
+        // Text that is not a control character is shown as it is.
+        assert_eq!(show("Ålesund \"x\"".as_bytes()), "Ålesund \"x\"");
+        assert_eq!(show(b"a\tb\x7f"), "a\\tb\\u{7f}");
     }
 
     /// The line of the first bad row (the header is `a,b`; a row is bad when `b` is `x`).
