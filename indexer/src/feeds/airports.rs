@@ -3,8 +3,9 @@
 //! Rules: `iata` is 3 uppercase letters/digits and unique (a repeat is a row error; lenient
 //! keeps the first); `icao`, `city` and `subd` are free text (may be empty); `name` is
 //! non-empty; `country` is 2 uppercase letters; `tz` looks like an IANA name (non-empty,
-//! only ASCII letters, digits and `/ _ - +`, no leading/trailing/double `/`; whether the zone
-//! exists is the compiler's check); `lat` in [-90, 90] and `lon` in [-180, 180], plain
+//! only ASCII letters, digits and `/ _ - +`, no leading/trailing/double `/`) and names a zone
+//! of the time zone database (jiff's: the system's; the check is skipped on a machine that
+//! has none); `lat` in [-90, 90] and `lon` in [-180, 180], plain
 //! decimal numbers (no `NaN`/`inf`).
 
 use super::{drive, field, field_str, parse_code, show, Parsed, RowCtx};
@@ -78,6 +79,15 @@ fn parse_row(ctx: &RowCtx<'_>, rec: &ByteRecord) -> Result<AirportRow> {
             ),
         ));
     }
+    if !zone_known(tz) {
+        return Err(ctx.err(
+            6,
+            format!(
+                "`{}` is not an IANA time zone of the time zone database",
+                show(tz.as_bytes())
+            ),
+        ));
+    }
     let lat = parse_degrees(ctx, rec, 7, 90.0)?;
     let lon = parse_degrees(ctx, rec, 8, 180.0)?;
     Ok(AirportRow {
@@ -102,6 +112,12 @@ fn is_iana_like(tz: &str) -> bool {
         && tz.as_bytes()[0].is_ascii_alphabetic()
         && !tz.ends_with('/')
         && !tz.contains("//")
+}
+
+/// True when the time zone database has `tz`, or there is no database to ask.
+fn zone_known(tz: &str) -> bool {
+    let db = jiff::tz::db();
+    db.is_definitively_empty() || db.get(tz).is_ok()
 }
 
 fn parse_degrees(ctx: &RowCtx<'_>, rec: &ByteRecord, col: usize, limit: f64) -> Result<f64> {
@@ -219,6 +235,25 @@ mod tests {
         assert_eq!(p.skipped.rows, 2);
         assert!(p.skipped.first_errors[0].starts_with("a.csv:3: field `iata`"));
         assert!(p.skipped.first_errors[1].starts_with("a.csv:4: field `icao`"));
+    }
+
+    #[test]
+    fn feeds_airports_unknown_time_zone_is_a_row_error() {
+        if jiff::tz::db().is_definitively_empty() {
+            return; // no time zone database on this machine: nothing to check against
+        }
+        for tz in ["Mars/Olympus", "Europe/Pariss", "Nowhere"] {
+            let (line, field, msg) = fail(&format!(
+                "CDG,LFPG,X,,,FR,Europe/Paris,49,2\nRUN,,N,,,RE,{tz},0,0\n"
+            ));
+            assert_eq!((line, field.as_str()), (3, "tz"), "{tz}: {msg}");
+            assert!(msg.contains("IANA"), "{msg}");
+        }
+        // Lenient: counted, the good rows kept.
+        let body = "RUN,,N,,,RE,Indian/Reunion,0,0\nXXX,,N,,,RE,Mars/Olympus,0,0\n";
+        let p = read_airports("a.csv", format!("{H}{body}").as_bytes(), true);
+        let p = p.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!((p.rows.len(), p.skipped.rows), (1, 1));
     }
 
     #[test]
