@@ -309,3 +309,76 @@ fn an_abandoned_reload_does_not_lend_its_generation_to_the_next_snapshot() {
         "two different snapshots were filled under one generation: {seen:?}"
     );
 }
+
+/// A client of `POST /admin/reload` that gives up (its own timeout, a dropped connection)
+/// while the new snapshot is still being opened must not leave that snapshot unserved: the
+/// reload goes on, or the watcher retries it. Here the new generation's manifest is a FIFO,
+/// so its load waits for this test to write it (standing in for a large snapshot that takes
+/// seconds to checksum).
+#[test]
+fn abandoned_admin_reload_still_swaps_the_new_snapshot_in() {
+    use std::io::Write as _;
+    let snaps = SnapDir::new();
+    let id0 = snaps.publish(0);
+    let server = Server::start(&snaps.link(), &[]);
+    assert_eq!(server.ready()["snapshot_id"], id0.as_str());
+
+    // A sound generation whose MANIFEST is a named pipe, published by swapping the link.
+    let other = SnapDir::new();
+    let id1 = other.publish(1);
+    assert_ne!(id0, id1);
+    let source = std::fs::canonicalize(other.link()).expect("resolve");
+    let name = ".snap.gen-slow";
+    let gen = snaps.dir.path().join(name);
+    common::copy_dir(&source, &gen);
+    let manifest_path = gen.join("MANIFEST");
+    let manifest = std::fs::read(&manifest_path).expect("read MANIFEST");
+    std::fs::remove_file(&manifest_path).expect("remove MANIFEST");
+    let st = std::process::Command::new("mkfifo")
+        .arg(&manifest_path)
+        .status()
+        .expect("run mkfifo");
+    assert!(st.success(), "mkfifo failed");
+    let tmp = snaps.dir.path().join(".snap.link-slow");
+    std::os::unix::fs::symlink(name, &tmp).expect("create link");
+    std::fs::rename(&tmp, snaps.link()).expect("rename link");
+
+    // The admin client asks for the reload, then hangs up before the answer.
+    {
+        let mut c = std::net::TcpStream::connect(server.addr).expect("connect");
+        let req = format!(
+            "POST /admin/reload HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {ADMIN_TOKEN}\r\nContent-Length: 0\r\n\r\n"
+        );
+        c.write_all(req.as_bytes()).expect("send");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+
+    // The load now reads the manifest; later readers find a regular file.
+    let fifo = manifest_path.clone();
+    let bytes = manifest.clone();
+    let writer = std::thread::spawn(move || {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&fifo)
+            .expect("open the FIFO");
+        f.write_all(&bytes).expect("write the FIFO");
+    });
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !writer.is_finished() {
+        assert!(Instant::now() < deadline, "nobody read the new manifest");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    writer.join().expect("writer");
+    let regular = gen.join("MANIFEST.tmp");
+    std::fs::write(&regular, &manifest).expect("write MANIFEST");
+    std::fs::rename(&regular, &manifest_path).expect("replace the FIFO");
+
+    assert!(
+        server.wait_for_snapshot(&id1, Duration::from_secs(10)),
+        "the sound snapshot published at the path was never served after its admin client \
+         hung up; serving {}; log:\n{}",
+        server.ready()["snapshot_id"],
+        server.log_text()
+    );
+}

@@ -808,7 +808,14 @@ async fn admin_reload(app: &Arc<App>, headers: &HeaderMap, rid: &str) -> Respons
             rid,
         );
     }
-    match app.snapshots.reload("admin", true).await {
+    // On its own task: a client that hangs up (or this request's timeout) must not abandon
+    // the reload half-way, after it marked the new generation as tried (the watcher would
+    // then never load it) and before the swap.
+    let cell = Arc::clone(&app.snapshots);
+    let reloaded = tokio::spawn(async move { cell.reload("admin", true).await })
+        .await
+        .unwrap_or_else(|e| Err(ReloadError::Failed(format!("the reload task stopped: {e}"))));
+    match reloaded {
         Ok(o) => success(
             json!({
                 "snapshot_id": o.snapshot_id,
