@@ -367,6 +367,14 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Response<Bo
     if let Ok(v) = HeaderValue::from_str(&request_id) {
         resp.headers_mut().insert(REQUEST_ID_HEADER, v);
     }
+    if method == Method::HEAD {
+        // The headers a GET would get, no body: hyper drops it on HTTP/1.1, but over HTTP/2
+        // it would send it as DATA frames, which a client resets the stream for.
+        let len = resp.body().remaining();
+        resp.headers_mut()
+            .insert(CONTENT_LENGTH, HeaderValue::from(len));
+        *resp.body_mut() = Body::default();
+    }
     let status = resp.status().as_u16();
     let latency = started.elapsed();
     app.metrics.observe(label, status, latency);
