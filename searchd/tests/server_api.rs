@@ -621,3 +621,43 @@ fn a_request_body_is_read_and_ignored_and_keep_alive_goes_on() {
     let r = c.send_raw(req.as_bytes(), false).expect("big body");
     assert_eq!(r.status, 200);
 }
+
+/// A client that sends requests but never reads the answers must not hold its connection
+/// (and the slot it takes under `--max-connections`) for ever: once its answers stall for
+/// `--send-timeout`, the connection is closed and others are served again.
+#[test]
+fn client_that_never_reads_its_answers_loses_its_connection_slot() {
+    use std::io::Write as _;
+    let snaps = SnapDir::new();
+    snaps.publish(0);
+    let server = Server::start(
+        &snaps.link(),
+        &["--max-connections", "1", "--send-timeout", "2"],
+    );
+    // Wait for the readiness probe's connection to be closed.
+    std::thread::sleep(Duration::from_millis(200));
+    let mut hog = std::net::TcpStream::connect(server.addr).expect("connect");
+    // Hundreds of pipelined requests for a ~50 KB document: tens of MB of answers, far more
+    // than the socket buffers hold, and none of it is read.
+    let one = "GET /openapi.json HTTP/1.1\r\nHost: x\r\n\r\n";
+    hog.write_all(one.repeat(600).as_bytes()).expect("send");
+    let stalled = std::time::Instant::now();
+    loop {
+        std::thread::sleep(Duration::from_millis(250));
+        let last = match common::try_request(server.addr, "GET", "/healthz", &[]) {
+            Ok(r) if r.status == 200 => break,
+            Ok(r) => format!("status {}", r.status),
+            Err(e) => e.to_string(),
+        };
+        assert!(
+            stalled.elapsed() < Duration::from_secs(15),
+            "a client that never reads kept the only connection slot for 15 s \
+             (--send-timeout 2); last attempt: {last}"
+        );
+    }
+    assert!(
+        stalled.elapsed() >= Duration::from_millis(1500),
+        "the stalled connection was closed before --send-timeout"
+    );
+    drop(hog);
+}

@@ -78,6 +78,11 @@ pub struct Cli {
     #[arg(long, value_name = "SECONDS", default_value_t = 10)]
     pub request_timeout: u64,
 
+    /// Longest a connection may wait to send any byte of an answer (a client that stops
+    /// reading); it is then closed
+    #[arg(long, value_name = "SECONDS", default_value_t = 30)]
+    pub send_timeout: u64,
+
     /// Longest to wait for in-flight requests on shutdown
     #[arg(long, value_name = "SECONDS", default_value_t = 15)]
     pub shutdown_timeout: u64,
@@ -120,6 +125,9 @@ pub struct Limits {
     /// A connection with no request in flight for this long is closed (HTTP/2 too).
     pub idle_timeout: Duration,
     pub request_timeout: Duration,
+    /// A connection whose answer cannot take a single byte for this long (its client stopped
+    /// reading) is closed, so that it does not hold a connection slot for ever.
+    pub send_timeout: Duration,
     /// `POST /admin/reload` validates a whole snapshot, so it gets longer.
     pub reload_timeout: Duration,
     pub shutdown_timeout: Duration,
@@ -146,6 +154,7 @@ impl Limits {
             header_read_timeout: Duration::from_secs(20),
             idle_timeout: Duration::from_secs(60),
             request_timeout: Duration::from_secs(10),
+            send_timeout: Duration::from_secs(30),
             reload_timeout: Duration::from_secs(300),
             shutdown_timeout: Duration::from_secs(15),
             max_concurrent_work: (cores * 2).max(2),
@@ -247,6 +256,13 @@ impl Config {
             )));
         }
         limits.request_timeout = Duration::from_secs(cli.request_timeout);
+        if !(1..=3600).contains(&cli.send_timeout) {
+            return Err(usage(format!(
+                "--send-timeout: {} is out of range 1-3600 seconds",
+                cli.send_timeout
+            )));
+        }
+        limits.send_timeout = Duration::from_secs(cli.send_timeout);
         if cli.shutdown_timeout > 3600 {
             return Err(usage(format!(
                 "--shutdown-timeout: {} is out of range 0-3600 seconds",

@@ -18,16 +18,20 @@ pub mod metrics;
 pub mod params;
 pub mod state;
 
+use std::future::Future as _;
+use std::io;
 use std::net::SocketAddr;
-use std::pin::pin;
+use std::pin::{pin, Pin};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
 
@@ -159,6 +163,98 @@ impl Drop for ActiveGuard {
     }
 }
 
+/// A client connection whose writes fail once the socket has taken no byte for `limit`:
+/// a client that stops reading its answer would otherwise hold the connection (and its
+/// slot under `--max-connections`) for ever, since hyper waits for the write to finish
+/// even on a graceful shutdown.
+struct SendTimeout {
+    stream: TcpStream,
+    limit: Duration,
+    /// Armed when a write found the socket full; cleared when a write goes through.
+    stalled: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl SendTimeout {
+    fn new(stream: TcpStream, limit: Duration) -> SendTimeout {
+        SendTimeout {
+            stream,
+            limit,
+            stalled: None,
+        }
+    }
+
+    /// After a write returned `res`: clears the stall on progress, else arms it and fails
+    /// the write once it has lasted `limit`.
+    fn check<T>(&mut self, cx: &mut Context<'_>, res: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
+        if res.is_ready() {
+            self.stalled = None;
+            return res;
+        }
+        let limit = self.limit;
+        let sleep = self
+            .stalled
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+        match sleep.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!(
+                    "the client took no byte of its answer for {} s",
+                    limit.as_secs()
+                ),
+            ))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl AsyncRead for SendTimeout {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for SendTimeout {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let res = Pin::new(&mut this.stream).poll_write(cx, buf);
+        this.check(cx, res)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let res = Pin::new(&mut this.stream).poll_write_vectored(cx, bufs);
+        this.check(cx, res)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let res = Pin::new(&mut this.stream).poll_flush(cx);
+        this.check(cx, res)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let res = Pin::new(&mut this.stream).poll_shutdown(cx);
+        this.check(cx, res)
+    }
+}
+
 fn http_builder(limits: &config::Limits) -> auto::Builder<TokioExecutor> {
     let mut b = auto::Builder::new(TokioExecutor::new());
     b.http1()
@@ -204,6 +300,7 @@ async fn serve_connection(
             }
         })
     };
+    let stream = SendTimeout::new(stream, app.config.limits.send_timeout);
     let mut conn = pin!(http.serve_connection(TokioIo::new(stream), svc));
     let idle_timeout = app.config.limits.idle_timeout;
     let mut tick = tokio::time::interval(Duration::from_secs(1).min(idle_timeout));
