@@ -177,6 +177,17 @@ fn node_params(name: &str) -> Result<CertificateParams, CertsError> {
 
 /// Writes `bytes` to `path` through a temporary file in the same directory and a rename.
 fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), CertsError> {
+    write_via_tmp(path, bytes, mode, false)
+}
+
+/// As [`write_atomic`], but fails with [`CertsError::CaExists`] when `path` exists, also
+/// when another process creates it meanwhile (the file is linked into place, never
+/// renamed over).
+fn write_new(path: &Path, bytes: &[u8], mode: u32) -> Result<(), CertsError> {
+    write_via_tmp(path, bytes, mode, true)
+}
+
+fn write_via_tmp(path: &Path, bytes: &[u8], mode: u32, exclusive: bool) -> Result<(), CertsError> {
     use std::os::unix::fs::OpenOptionsExt;
     let dir = path.parent().unwrap_or(Path::new("."));
     let file_name = path
@@ -199,6 +210,17 @@ fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), CertsError> 
     if let Err(e) = res {
         let _ = fs::remove_file(&tmp);
         return Err(e);
+    }
+    if exclusive {
+        let linked = fs::hard_link(&tmp, path);
+        let _ = fs::remove_file(&tmp);
+        return match linked {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Err(CertsError::CaExists {
+                path: path.to_path_buf(),
+            }),
+            Err(e) => Err(io("link", path)(e)),
+        };
     }
     if let Err(e) = fs::rename(&tmp, path) {
         let _ = fs::remove_file(&tmp);
@@ -249,8 +271,10 @@ pub fn init(dir: &Path) -> Result<Written, CertsError> {
     let key = KeyPair::generate().map_err(gen_err)?;
     let cert = ca_params().self_signed(&key).map_err(gen_err)?;
     // The key first: a CA certificate without its key would block a retry less obviously.
-    write_atomic(&ca_key, key.serialize_pem().as_bytes(), 0o600)?;
-    write_atomic(&ca_crt, cert.pem().as_bytes(), 0o644)?;
+    // Both are created exclusively: of two `init` at once, one makes the CA and the other
+    // is refused (a rename would let the second replace the first's CA, or mix the two).
+    write_new(&ca_key, key.serialize_pem().as_bytes(), 0o600)?;
+    write_new(&ca_crt, cert.pem().as_bytes(), 0o644)?;
     let mut files = vec![ca_crt, ca_key];
     files.extend(issue(dir, BOOKD_NAME)?.files);
     Ok(Written { files })

@@ -20,8 +20,10 @@ pub enum Error {
     Embedded(String),
     #[error("configuration: {0}")]
     Config(String),
+    // Not `#[from]` (a source): the snapshot error's text is already in the message, and the
+    // chain printed on one line would repeat it.
     #[error("snapshot: {0}")]
-    Snapshot(#[from] format::Error),
+    Snapshot(format::Error),
     #[error("data key: {0}")]
     Crypto(String),
     #[error("{0}")]
@@ -38,10 +40,32 @@ impl Error {
     }
 }
 
+impl From<format::Error> for Error {
+    fn from(e: format::Error) -> Self {
+        Error::Snapshot(e)
+    }
+}
+
 impl From<deadpool_postgres::PoolError> for Error {
     fn from(e: deadpool_postgres::PoolError) -> Self {
-        Error::Pool(e.to_string())
+        Error::Pool(with_causes(&e))
     }
+}
+
+/// `e` and its chain of causes on one line ("error connecting to server" alone does not say
+/// why: the refused connection or the server's own message is a cause), each said once.
+pub fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut msg = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !msg.contains(&text) {
+            msg.push_str(": ");
+            msg.push_str(&text);
+        }
+        cause = c.source();
+    }
+    msg.replace('\n', " ")
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -15,7 +15,8 @@ pub fn hash(key: &str) -> [u8; 32] {
     sha256(key.as_bytes())
 }
 
-fn check_name(name: &str) -> Result<()> {
+/// A key's name: 1-100 characters, no control characters (`--name`).
+pub fn check_name(name: &str) -> Result<()> {
     if name.is_empty() || name.chars().count() > 100 || name.chars().any(|c| c.is_control()) {
         return Err(Error::Config(
             "--name: 1-100 characters, no control characters".into(),

@@ -137,6 +137,9 @@ async fn serve(
         None => db::pool(db::point_lookups(pg_cfg.clone()), size),
     };
     let pool = make_pool(cfg.pool_size)?;
+    if cfg.database_url.is_some() {
+        check_database_url(&pool).await?;
+    }
     let applied = db::migrate(&pool).await?;
     if !applied.is_empty() {
         tracing::info!(?applied, "migrations applied");
@@ -299,6 +302,19 @@ async fn serve(
     Ok(())
 }
 
+/// The first connection to `--database-url`: a failure names the parameter (and its cause,
+/// e.g. a refused connection or the server's message), never the URL (it may hold a
+/// password).
+async fn check_database_url(pool: &deadpool_postgres::Pool) -> Result<()> {
+    match pool.get().await {
+        Ok(_) => Ok(()),
+        Err(e) => Err(Error::Other(format!(
+            "--database-url: cannot connect: {}",
+            error::with_causes(&e)
+        ))),
+    }
+}
+
 /// Aborts a background task when dropped (on every way out of `serve`).
 struct AbortOnDrop(tokio::task::JoinHandle<()>);
 
@@ -354,6 +370,9 @@ pub fn run_keys(
             None => cfg,
         };
         let pool = db::pool(cfg, 2)?;
+        if url.is_some() {
+            check_database_url(&pool).await?;
+        }
         db::migrate(&pool).await?;
         let r = if create {
             keys::create(&pool, name).await.map(Some)

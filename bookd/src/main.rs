@@ -5,7 +5,6 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -230,6 +229,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 KeysAction::Create(a) => (true, a),
                 KeysAction::Revoke(a) => (false, a),
             };
+            // Checked before anything is started (the embedded cluster included).
+            bookd::keys::check_name(&a.name).map_err(|e| Usage(config_message(e)))?;
+            if let Some(u) = &a.database_url {
+                bookd::db::parse_url(u).map_err(|e| Usage(config_message(e)))?;
+            }
             let patroni_api = match &a.patroni_api {
                 Some(list) => {
                     Some(bookd::patroni::parse_endpoints(list).map_err(|e| Usage(e.to_string()))?)
@@ -257,25 +261,30 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 .snapshot
                 .ok_or_else(|| Usage("--snapshot is required".into()))?;
             let now_ms = match &s.now {
-                Some(t) => Some(
-                    bookd::clock::Clock::parse_rfc3339(t)
-                        .with_context(|| format!("--now: {t:?} is not an RFC 3339 instant"))?,
-                ),
+                Some(t) => Some(bookd::clock::Clock::parse_rfc3339(t).ok_or_else(|| {
+                    Usage(format!(
+                        "--now: {t:?} is not an RFC 3339 instant (e.g. 2026-03-01T08:00:00Z)"
+                    ))
+                })?),
                 None => None,
             };
             for (name, v) in [
                 ("--sim-payment-failure-rate", s.sim_payment_failure_rate),
                 ("--sim-airline-failure-rate", s.sim_airline_failure_rate),
             ] {
-                anyhow::ensure!(
-                    (0.0..=1.0).contains(&v),
-                    "{name}: a probability from 0 to 1"
-                );
+                if !(0.0..=1.0).contains(&v) {
+                    return Err(Usage(format!("{name}: a probability from 0 to 1")).into());
+                }
             }
-            anyhow::ensure!(
-                s.rate_limit > 0.0 && s.rate_burst >= 1.0,
-                "--rate-limit/--rate-burst: positive"
-            );
+            if !(s.rate_limit > 0.0 && s.rate_limit.is_finite()) {
+                return Err(Usage("--rate-limit: a positive number".into()).into());
+            }
+            if !(s.rate_burst >= 1.0 && s.rate_burst.is_finite()) {
+                return Err(Usage("--rate-burst: at least 1".into()).into());
+            }
+            if let Some(u) = &s.database_url {
+                bookd::db::parse_url(u).map_err(|e| Usage(config_message(e)))?;
+            }
             if !(MIN_COMMIT_TIMEOUT_MS..=MAX_COMMIT_TIMEOUT_MS).contains(&s.commit_timeout_ms) {
                 // Below 100 ms a busy moment of a healthy primary would look like an outage;
                 // above 10 min a client gave up long before.
@@ -338,6 +347,36 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
+/// "bookd keys: a subcommand is required (create, revoke)" for the group named on the
+/// command line.
+fn missing_subcommand() -> String {
+    use clap::CommandFactory;
+    let cmd = Cli::command();
+    let group = std::env::args()
+        .skip(1)
+        .find(|a| !a.starts_with('-'))
+        .and_then(|a| cmd.find_subcommand(&a).cloned());
+    match group {
+        Some(g) => {
+            let names: Vec<&str> = g.get_subcommands().map(|c| c.get_name()).collect();
+            format!(
+                "bookd {}: a subcommand is required ({})",
+                g.get_name(),
+                names.join(", ")
+            )
+        }
+        None => "a subcommand is required".to_string(),
+    }
+}
+
+/// The text of a parameter error without its "configuration: " prefix.
+fn config_message(e: bookd::Error) -> String {
+    match e {
+        bookd::Error::Config(m) => m,
+        other => other.to_string(),
+    }
+}
+
 /// clap's message on one line: its first paragraph (what is wrong), without usage and tip.
 fn usage_line(e: &clap::Error) -> String {
     let text = e.render().to_string();
@@ -352,6 +391,12 @@ fn main() -> ExitCode {
         Err(e) if !e.use_stderr() => {
             let _ = e.print(); // --help, --version
             return ExitCode::SUCCESS;
+        }
+        Err(e) if e.kind() == clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            // `bookd keys` or `bookd certs` alone: clap's text is the group's help, whose
+            // first paragraph is only its description.
+            eprintln!("bookd: error: {} (see bookd --help)", missing_subcommand());
+            return ExitCode::from(2);
         }
         Err(e) => {
             eprintln!("bookd: error: {} (see bookd --help)", usage_line(&e));
