@@ -132,11 +132,38 @@ pub struct StateLock {
     _file: fs::File,
 }
 
+/// Who holds the state lock, written in `bookd.lock` by the holder: a serving bookd holds it
+/// for as long as it runs, a `bookd keys` command only for a moment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Holder {
+    Server,
+    Keys,
+}
+
+impl Holder {
+    fn word(self) -> &'static str {
+        match self {
+            Holder::Server => "server",
+            Holder::Keys => "keys",
+        }
+    }
+}
+
+/// Longest a starting bookd waits for a `bookd keys` command to release the state
+/// directory (it initialises and starts the cluster, writes a row, stops it: ~1-2 s).
+const KEYS_HOLD_WAIT: Duration = Duration::from_secs(60);
+
 impl StateLock {
     /// `Ok(None)` when another process holds it.
     pub fn try_acquire(state_dir: &Path) -> Result<Option<StateLock>> {
+        Self::try_acquire_as(state_dir, Holder::Server)
+    }
+
+    /// As [`StateLock::try_acquire`], recording `holder` (and the pid) in the lock file.
+    pub fn try_acquire_as(state_dir: &Path, holder: Holder) -> Result<Option<StateLock>> {
+        use std::io::Write;
         let path = state_dir.join("bookd.lock");
-        let file = fs::OpenOptions::new()
+        let mut file = fs::OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
@@ -147,7 +174,20 @@ impl StateLock {
         if rc != 0 {
             return Ok(None);
         }
+        file.set_len(0)
+            .and_then(|_| writeln!(file, "{} {}", holder.word(), std::process::id()))
+            .map_err(|e| Error::io("write", &path, e))?;
         Ok(Some(StateLock { _file: file }))
+    }
+
+    /// The holder recorded in `STATE/bookd.lock` (`None`: unknown, e.g. an older bookd).
+    pub fn holder(state_dir: &Path) -> Option<Holder> {
+        let text = fs::read_to_string(state_dir.join("bookd.lock")).ok()?;
+        match text.split_whitespace().next()? {
+            "server" => Some(Holder::Server),
+            "keys" => Some(Holder::Keys),
+            _ => None,
+        }
     }
 }
 
@@ -199,14 +239,29 @@ impl Embedded {
     /// Owns the cluster of `state_dir`: takes the state lock (fails when another bookd
     /// holds it), initialises the cluster if needed, removes a stale `postmaster.pid`,
     /// adopts a postmaster left running by a crashed bookd, or starts one.
+    /// A `bookd keys` command holding the lock is waited for (it only holds it for a moment).
     pub fn start(state_dir: &Path) -> Result<Embedded> {
         let layout = Layout::new(state_dir)?;
-        let lock = StateLock::try_acquire(&layout.state_dir)?.ok_or_else(|| {
-            Error::Embedded(format!(
-                "another bookd is running on state directory {}",
-                layout.state_dir.display()
-            ))
-        })?;
+        let deadline = Instant::now() + KEYS_HOLD_WAIT;
+        let lock = loop {
+            if let Some(lock) = StateLock::try_acquire_as(&layout.state_dir, Holder::Server)? {
+                break lock;
+            }
+            if StateLock::holder(&layout.state_dir) != Some(Holder::Keys) {
+                return Err(Error::Embedded(format!(
+                    "another bookd is running on state directory {}",
+                    layout.state_dir.display()
+                )));
+            }
+            if Instant::now() > deadline {
+                return Err(Error::Embedded(format!(
+                    "a `bookd keys` command has held state directory {} for {} s",
+                    layout.state_dir.display(),
+                    KEYS_HOLD_WAIT.as_secs()
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
         Self::start_locked(layout, lock)
     }
 
@@ -214,7 +269,7 @@ impl Embedded {
     /// or owns it temporarily when no bookd is running.
     pub fn attach_or_start(state_dir: &Path) -> Result<Embedded> {
         let layout = Layout::new(state_dir)?;
-        match StateLock::try_acquire(&layout.state_dir)? {
+        match StateLock::try_acquire_as(&layout.state_dir, Holder::Keys)? {
             Some(lock) => Self::start_locked(layout, lock),
             None => {
                 if running_postmaster(&layout.data_dir).is_none() {

@@ -227,3 +227,38 @@ fn concurrent_certs_init_makes_one_ca() {
         );
     }
 }
+
+/// Regression: a bookd started while `bookd keys create` had the state directory's
+/// cluster up for a moment exited 1 saying "another bookd is running on state directory".
+#[test]
+fn bookd_starts_while_a_keys_command_holds_the_state_dir() {
+    if !pg_available() {
+        return;
+    }
+    let tmp = cluster_tempdir();
+    let state = tmp.path().join("state");
+    // A fresh state directory: the command initialises the cluster (~1 s) under the lock.
+    let keys = Command::new(bin())
+        .args(["keys", "create", "--name", "early", "--state-dir"])
+        .arg(&state)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !state.join("bookd.lock").exists() {
+        assert!(std::time::Instant::now() < deadline, "keys took no lock");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    // Panics if bookd exits during start-up.
+    let b = Bookd::new(tmp.path(), &[]);
+    let out = keys.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "keys create: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim().len(), 67);
+    // And a key made while this bookd runs still works.
+    assert!(b.new_key("later").starts_with("bk_"));
+}
