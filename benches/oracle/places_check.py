@@ -93,7 +93,10 @@ class Place:
     def __init__(self, typ, code, name, city, country):
         self.type, self.iata, self.name, self.city, self.country = typ, code, name, city, country
         self.words = set(words(name)) | set(words(city)) | {code.lower()}
+        # README: a word written with an apostrophe is also found without it (O'Hare: ohare)
+        self.words |= set(words(name.replace("'", ""))) | set(words(city.replace("'", "")))
         self.traffic = 0
+        self.member = False
 
     def group(self, q, qw, typo):
         if q.strip().lower() == self.iata.lower():
@@ -110,7 +113,7 @@ class Place:
         return None
 
     def rank(self):
-        return (-self.traffic, 0 if self.type == "metro" else 1, self.iata)
+        return (-self.traffic, 0 if self.type == "metro" else 1, 0 if self.member else 1, self.iata)
 
 
 def http(url, params):
@@ -142,11 +145,14 @@ def load(url, ssims):
     for code, r in air.items():
         p = Place("airport", code, r["name"], r["city"], r["country"])
         p.traffic = traffic[code]
+        p.member = any(code in ms for ms in metros.values())
         places.append(p)
     for m, members in sorted(metros.items()):
         # metro: city most of its airports give; its display name is the project's (taken
         # from searchd's exact-code answer, whose city and country are checked here)
-        cities = Counter(air[a]["city"] for a in members if a in air and air[a]["city"])
+        # README: the city most of its airports give, in their city or their name
+        names = set(air[a]["city"] for a in members if a in air and air[a]["city"])
+        cities = Counter({c: sum(1 for a in members if a in air and (air[a]["city"] == c or c.lower() in air[a]["name"].lower())) for c in names})
         city = cities.most_common(1)[0][0] if cities else ""
         countries = Counter(air[a]["country"] for a in members if a in air)
         st, body, u = http(url, {"q": m, "limit": "50"})
@@ -163,7 +169,8 @@ def load(url, ssims):
         p = Place("metro", m, name, city, countries.most_common(1)[0][0] if countries else "")
         # README: "A metro is named after the city most of its airports give (NYC: New
         # York)": its words are its code and that city, not the display name's airport list
-        p.words = set(words(city)) | {m.lower()}
+        # ... and every member's city finds it
+        p.words = set(words(" ".join(names))) | {m.lower()}
         p.traffic = sum(traffic[a] for a in set(members))
         places.append(p)
     return places, problems

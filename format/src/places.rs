@@ -73,10 +73,12 @@ pub fn folding_analyzer() -> TextAnalyzer {
         .build()
 }
 
-/// `text`'s words folded to ASCII, those that differ from the lower-cased originals, space
-/// separated (empty when every word is plain ASCII).
+/// The words of `text` a query may type in another spelling, space separated (empty when
+/// there are none): each word folded to ASCII where that differs (`São` -> `sao`), and each
+/// word written with an apostrophe also without it (`O'Hare` -> `ohare`: the tokenizer
+/// splits `o'hare` into `o` and `hare`, so `ohare` would otherwise match nothing).
 fn folded_words(text: &str) -> String {
-    let words = |mut analyzer: TextAnalyzer| {
+    let words = |mut analyzer: TextAnalyzer, text: &str| {
         let mut stream = analyzer.token_stream(text);
         let mut out = Vec::new();
         while stream.advance() {
@@ -84,30 +86,39 @@ fn folded_words(text: &str) -> String {
         }
         out
     };
-    let plain = TextAnalyzer::builder(SimpleTokenizer::default())
-        .filter(LowerCaser)
-        .build();
-    let original = words(plain);
+    let plain = || {
+        TextAnalyzer::builder(SimpleTokenizer::default())
+            .filter(LowerCaser)
+            .build()
+    };
+    let mut original = words(plain(), text);
+    let joined = text.replace(['\'', '\u{2019}'], "");
+    let mut variants = words(plain(), &joined);
+    variants.extend(words(folding_analyzer(), text));
+    variants.extend(words(folding_analyzer(), &joined));
     let mut out = String::new();
-    for w in words(folding_analyzer()) {
+    for w in variants {
         if !original.contains(&w) {
             if !out.is_empty() {
                 out.push(' ');
             }
             out.push_str(&w);
+            original.push(w);
         }
     }
     out
 }
 
 /// Highest traffic figure the rank key holds (far above any season's dated legs).
-const MAX_TRAFFIC: u64 = (1 << 46) - 1;
+const MAX_TRAFFIC: u64 = (1 << 45) - 1;
 
 /// The `rank` of a place: one number whose descending order is the order of equally good
 /// matches, so that the index's top-k by `rank` is already that order and ties never cut
 /// a result list at random. Busier first (`traffic`: dated passenger legs from or to the place,
-/// a metro's being its airports' sum), then a metro before an airport, then by code.
-pub fn rank_key(traffic: u64, metro: bool, code: &[u8; 3]) -> u64 {
+/// a metro's being its airports' sum), then a metro before an airport, then an airport of a
+/// metro area before other airports (with a schedule that does not serve a city, `lon`
+/// still lists Heathrow before Londrina), then by code.
+pub fn rank_key(traffic: u64, metro: bool, metro_member: bool, code: &[u8; 3]) -> u64 {
     // Codes are base-36 digits (letters, and digits in some feeds): 36^3 < 2^16.
     let digit = |b: u8| match b {
         b'0'..=b'9' => u64::from(b - b'0'),
@@ -117,7 +128,10 @@ pub fn rank_key(traffic: u64, metro: bool, code: &[u8; 3]) -> u64 {
     };
     let code_index = code.iter().fold(0, |acc, &b| acc * 36 + digit(b));
     debug_assert!(code_index < 1 << 16);
-    (traffic.min(MAX_TRAFFIC) << 17) | (u64::from(metro) << 16) | ((1 << 16) - 1 - code_index)
+    (traffic.min(MAX_TRAFFIC) << 18)
+        | (u64::from(metro) << 17)
+        | (u64::from(metro_member && !metro) << 16)
+        | ((1 << 16) - 1 - code_index)
 }
 
 /// Builds the index into the empty directory `dir`. `traffic[i]` is airport `i`'s dated
@@ -128,6 +142,12 @@ pub fn build(dir: &Path, places: &Places, traffic: &[u64]) -> Result<()> {
     // One thread: the index is small, and the snapshot build already uses every core.
     let mut w: IndexWriter = index.writer_with_num_threads(1, 15_000_000).map_err(tv)?;
     let code_str = |c: &[u8; 3]| String::from_utf8_lossy(c).into_owned();
+    let mut member = vec![false; places.airports.len()];
+    for &a in places.metros.iter().flat_map(|m| &m.airports) {
+        if let Some(slot) = member.get_mut(a as usize) {
+            *slot = true;
+        }
+    }
     for (i, a) in places.airports.iter().enumerate() {
         let code = code_str(&a.iata);
         let mut text = format!("{} {} {}", code, a.name, a.city).to_lowercase();
@@ -143,7 +163,12 @@ pub fn build(dir: &Path, places: &Places, traffic: &[u64]) -> Result<()> {
             f.city => a.city.clone(),
             f.country => String::from_utf8_lossy(&a.country).into_owned(),
             f.text => text,
-            f.rank => rank_key(traffic.get(i).copied().unwrap_or(0), false, &a.iata),
+            f.rank => rank_key(
+                traffic.get(i).copied().unwrap_or(0),
+                false,
+                member[i],
+                &a.iata
+            ),
         ))
         .map_err(tv)?;
     }
@@ -156,16 +181,22 @@ pub fn build(dir: &Path, places: &Places, traffic: &[u64]) -> Result<()> {
         };
         let first = members_of().next();
         // The metro is named after the city most of its airports serve (NYC: JFK and LGA
-        // say New York, EWR says Newark); ties go to the alphabetically first.
+        // say New York, EWR says Newark), an airport serving a city also when its name says
+        // it (YTO: YTZ says Toronto, YYZ says Mississauga but is "Toronto Pearson"); ties go
+        // to the alphabetically first.
         let mut cities: Vec<&str> = members_of()
             .map(|a| a.city.as_str())
             .filter(|c| !c.is_empty())
             .collect();
         cities.sort_unstable();
+        cities.dedup();
         let mut city = String::new();
         let mut best = 0;
         for c in &cities {
-            let n = cities.iter().filter(|x| *x == c).count();
+            let lc = c.to_lowercase();
+            let n = members_of()
+                .filter(|a| a.city == *c || a.name.to_lowercase().contains(&lc))
+                .count();
             if n > best {
                 best = n;
                 city = c.to_string();
@@ -189,7 +220,8 @@ pub fn build(dir: &Path, places: &Places, traffic: &[u64]) -> Result<()> {
             .iter()
             .map(|&a| traffic.get(a as usize).copied().unwrap_or(0))
             .fold(0, u64::saturating_add);
-        let mut text = format!("{} {}", code, city).to_lowercase();
+        // Every member's city finds the metro (ROM: Roma and Rome; SPK: Sapporo).
+        let mut text = format!("{} {} {}", code, city, cities.join(" ")).to_lowercase();
         let folded = folded_words(&text);
         if !folded.is_empty() {
             text.push(' ');
@@ -202,7 +234,7 @@ pub fn build(dir: &Path, places: &Places, traffic: &[u64]) -> Result<()> {
             f.city => city.clone(),
             f.country => country,
             f.text => text,
-            f.rank => rank_key(t, true, &m.code),
+            f.rank => rank_key(t, true, false, &m.code),
         ))
         .map_err(tv)?;
     }

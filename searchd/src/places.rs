@@ -1,6 +1,7 @@
 //! Place autocomplete (`GET /v1/places`): airports and metro areas by code, name or city.
 //!
-//! Order of the answer: an exact IATA code match first (a `q` of three letters), then
+//! Order of the answer: an exact IATA code match first (a `q` of three letters; a metro's
+//! code is followed by its airports), then
 //! documents that have every word of `q` as a whole word (`paris` finds the city of Paris
 //! before `Parish`; only when every word has [`MIN_WHOLE_WORD_CHARS`] letters), then
 //! documents whose words start with every word of `q` (exact prefixes), then documents that match with one typo per word (prefix Levenshtein
@@ -16,7 +17,7 @@
 //! The tantivy reader is opened once per snapshot ([`PlacesIndex::open`]) and kept next to
 //! it by the server; [`places`] is the one-shot form for tools and tests.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -82,6 +83,8 @@ pub struct PlacesIndex {
     reader: IndexReader,
     fields: PlaceFields,
     analyzer: TextAnalyzer,
+    /// Each metro's member airport codes, by metro code.
+    members: HashMap<String, Vec<String>>,
 }
 
 impl PlacesIndex {
@@ -108,10 +111,26 @@ impl PlacesIndex {
         // Queries are folded to ASCII: the index holds every word of a place both as
         // written and folded (`format::places`).
         let analyzer = format::places::folding_analyzer();
+        let code = |c: &[u8; 3]| String::from_utf8_lossy(c).into_owned();
+        let places = snap.places.get();
+        let members = places
+            .metros
+            .iter()
+            .map(|m| {
+                let airports = m
+                    .airports
+                    .iter()
+                    .filter_map(|&a| places.airports.get(a.to_native() as usize))
+                    .map(|a| code(&a.iata))
+                    .collect();
+                (code(&m.code), airports)
+            })
+            .collect();
         Ok(PlacesIndex {
             reader,
             fields,
             analyzer,
+            members,
         })
     }
 
@@ -143,6 +162,34 @@ impl PlacesIndex {
             let term = Term::from_field_text(self.fields.code, &q.to_ascii_uppercase());
             let query = TermQuery::new(term, IndexRecordOption::Basic);
             self.collect(&searcher, &query, limit, &mut out, &mut seen)?;
+            // A metro's code lists its airports next (`nyc`: New York, then JFK, EWR, LGA),
+            // as a city's suggestion carries its airports in Duffel's and Amadeus' answers.
+            let members: Vec<&String> = out
+                .iter()
+                .filter(|p| p.kind == "metro")
+                .filter_map(|p| self.members.get(&p.iata))
+                .flatten()
+                .collect();
+            if !members.is_empty() && out.len() < limit {
+                let codes: Vec<(Occur, Box<dyn Query>)> = members
+                    .iter()
+                    .map(|c| {
+                        let term = Term::from_field_text(self.fields.code, c);
+                        let q: Box<dyn Query> =
+                            Box::new(TermQuery::new(term, IndexRecordOption::Basic));
+                        (Occur::Should, q)
+                    })
+                    .collect();
+                let kind = Term::from_field_text(self.fields.kind, "airport");
+                let query = BooleanQuery::new(vec![
+                    (
+                        Occur::Must,
+                        Box::new(TermQuery::new(kind, IndexRecordOption::Basic)) as Box<dyn Query>,
+                    ),
+                    (Occur::Must, Box::new(BooleanQuery::new(codes))),
+                ]);
+                self.collect(&searcher, &query, limit, &mut out, &mut seen)?;
+            }
         }
         if out.len() >= limit {
             out.truncate(limit);
@@ -602,10 +649,12 @@ mod tests {
         // "newa" is an exact prefix of "newark" (EWR, 250); "new y..." (the NYC metro 750,
         // JFK 300, LGA 200) is one edit away. They outrank EWR but only match with a typo,
         // so they come after every exact match.
+        // The NYC metro now matches "newa" exactly too (Newark, EWR's city, is one of its
+        // airports' cities) and, busier, comes first.
         let v = places(&snap, "newa", 10).expect("search");
         assert_eq!(
             codes(&v),
-            vec!["airport:EWR", "metro:NYC", "airport:JFK", "airport:LGA"]
+            vec!["metro:NYC", "airport:EWR", "airport:JFK", "airport:LGA"]
         );
         let v = places(&snap, "londn", 10).expect("search");
         assert_eq!(codes(&v), vec!["metro:LON", "airport:LHR", "airport:LGW"]);

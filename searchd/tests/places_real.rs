@@ -114,3 +114,77 @@ fn a_short_word_is_a_prefix_not_a_whole_word() {
     let ru = codes(&snap, "ru", 10);
     assert_eq!(ru[0], "airport:RUN", "{ru:?}");
 }
+
+#[test]
+fn a_metro_is_found_by_the_city_its_airports_share_in_their_names() {
+    let dir = tempfile::tempdir().expect("create a temporary directory");
+    let snap = gna_snapshot(&dir.path().join("snap"));
+    // YTO: YTZ says Toronto, YYZ (Toronto Pearson) says Mississauga. The tie went to the
+    // alphabetically first city, so the metro was "Mississauga" and `toronto` missed it.
+    let toronto = codes(&snap, "toronto", 10);
+    assert_eq!(toronto[0], "metro:YTO", "{toronto:?}");
+    let index = PlacesIndex::open(&snap).expect("open the places index");
+    let yto = index.find("yto", 1).expect("search places");
+    assert_eq!(yto[0].city, "Toronto", "{yto:?}");
+    // ROM: CIA says Roma, FCO says Rome; both spellings find the metro.
+    assert!(codes(&snap, "rome", 10).contains(&"metro:ROM".to_string()));
+    assert!(codes(&snap, "roma", 10).contains(&"metro:ROM".to_string()));
+    // SPK: CTS says "Chitose / Tomakomai", OKD says Sapporo: `sapporo` finds the metro.
+    let sapporo = codes(&snap, "sapporo", 10);
+    assert_eq!(sapporo[0], "metro:SPK", "{sapporo:?}");
+}
+
+#[test]
+fn a_metro_code_lists_the_metro_then_its_airports() {
+    let dir = tempfile::tempdir().expect("create a temporary directory");
+    let snap = gna_snapshot(&dir.path().join("snap"));
+    // As Duffel's place suggestions (a city with its airports) and Amadeus' city search:
+    // `nyc` is New York and its airports, not the metro alone.
+    let nyc = codes(&snap, "nyc", 10);
+    assert_eq!(nyc[0], "metro:NYC", "{nyc:?}");
+    for a in ["airport:EWR", "airport:JFK", "airport:LGA"] {
+        assert!(nyc[1..4].contains(&a.to_string()), "{a}: {nyc:?}");
+    }
+    assert_eq!(codes(&snap, "nyc", 1), ["metro:NYC"]);
+}
+
+#[test]
+fn a_name_with_an_apostrophe_is_found_typed_without_it() {
+    let dir = tempfile::tempdir().expect("create a temporary directory");
+    let snap = gna_snapshot(&dir.path().join("snap"));
+    // ORD: "Chicago O'Hare International Airport". People type `ohare`.
+    for q in ["ohare", "chicago ohare", "Chicago O'Hare", "o'hare"] {
+        let found = codes(&snap, q, 10);
+        assert_eq!(
+            found.first().map(String::as_str),
+            Some("airport:ORD"),
+            "{q}: {found:?}"
+        );
+    }
+    // CXB: "Cox's Bazar".
+    assert_eq!(
+        codes(&snap, "coxs bazar", 10).first().map(String::as_str),
+        Some("airport:CXB")
+    );
+}
+
+#[test]
+fn a_city_prefix_lists_the_citys_main_airports_before_obscure_ones() {
+    let dir = tempfile::tempdir().expect("create a temporary directory");
+    let snap = gna_snapshot(&dir.path().join("snap"));
+    // No London or Paris airport is in the Gna schedule (every rank is 0), and then code
+    // order put Biggin Hill, Changchun, Dijon, ... before Heathrow, which was 19th.
+    let lon = codes(&snap, "lon", 10);
+    assert_eq!(lon[0], "metro:LON", "{lon:?}");
+    for a in ["airport:LHR", "airport:LGW"] {
+        assert!(lon.contains(&a.to_string()), "{a}: {lon:?}");
+        let londrina = lon.iter().position(|c| c == "airport:LDB");
+        let at = lon.iter().position(|c| c == a);
+        assert!(
+            londrina.is_none_or(|l| at < Some(l)),
+            "{a} before Londrina: {lon:?}"
+        );
+    }
+    let par = codes(&snap, "par", 10);
+    assert!(par.contains(&"airport:ORY".to_string()), "{par:?}");
+}
