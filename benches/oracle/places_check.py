@@ -101,6 +101,9 @@ class Place:
     def group(self, q, qw, typo):
         if q.strip().lower() == self.iata.lower():
             return 0
+        # README: a metro's exact code lists the metro, then its airports
+        if q.strip().upper() in getattr(self, "in_metros", ()):
+            return 0.5
         if not qw:
             return None
         # openapi: whole words "each of 3 or more letters" (a 2-letter word is a prefix)
@@ -146,6 +149,7 @@ def load(url, ssims):
         p = Place("airport", code, r["name"], r["city"], r["country"])
         p.traffic = traffic[code]
         p.member = any(code in ms for ms in metros.values())
+        p.in_metros = {m for m, ms in metros.items() if code in ms}
         places.append(p)
     for m, members in sorted(metros.items()):
         # metro: city most of its airports give; its display name is the project's (taken
