@@ -580,7 +580,9 @@ impl<T: OverlayTarget> Core<T> {
         match msg {
             Message::Subscribe(_) => Err(Refused("subscribe from bookd".into())),
             Message::Heartbeat { seq, .. } => {
-                self.status.bookd_seq.fetch_max(seq, Ordering::Relaxed);
+                // bookd's head as of now, not a running maximum: after bookd came back from
+                // a backup its head is lower than the one heard before.
+                self.status.bookd_seq.store(seq, Ordering::Relaxed);
                 self.status.synced.store(true, Ordering::Relaxed);
                 Ok(Step::Continue)
             }
@@ -778,9 +780,8 @@ impl<T: OverlayTarget> Core<T> {
         self.status
             .last_applied_seq
             .store(done.as_of, Ordering::Relaxed);
-        self.status
-            .bookd_seq
-            .fetch_max(done.as_of, Ordering::Relaxed);
+        // A full state is bookd's head at the time (possibly lower than heard before).
+        self.status.bookd_seq.store(done.as_of, Ordering::Relaxed);
         self.status.full_states.fetch_add(1, Ordering::Relaxed);
         self.status
             .entries_applied
@@ -1658,6 +1659,53 @@ mod tests {
             .map(|i| e(key(b"BA ", i as u16, b'Y'), 1, i))
             .collect();
         assert!(core.handle(updates(1, 3, es), &mut p).is_err());
+    }
+
+    /// What broke: bookd's newest seq was kept as a running maximum across connections, so
+    /// after bookd came back from a backup (its outbox head lower than before) the node
+    /// reported the old head minus its new last applied seq as lag until bookd passed it.
+    #[test]
+    fn lag_follows_bookd_after_its_database_was_restored_from_a_backup() {
+        let core = Core::new(target(1), 1000);
+        let mut p = None;
+        let a = key(b"BA ", 1, b'Y');
+        core.handle(updates(1, 1000, vec![e(a, 5, 1000)]), &mut p)
+            .expect("applies");
+        core.handle(
+            Message::Heartbeat {
+                seq: 1000,
+                time_unix_ms: 1,
+            },
+            &mut p,
+        )
+        .expect("heartbeat");
+        assert_eq!(core.status().lag_seq(), 0);
+        // bookd restored to seq 500: the node resubscribes with 1000 and gets a full state.
+        core.handle(
+            Message::FullState(FullState {
+                as_of_seq: 500,
+                snapshot_id: String::new(),
+                chunk: 0,
+                total_chunks: 1,
+                entries: vec![e(a, 7, 500)],
+            }),
+            &mut p,
+        )
+        .expect("full state");
+        core.handle(
+            Message::Heartbeat {
+                seq: 500,
+                time_unix_ms: 2,
+            },
+            &mut p,
+        )
+        .expect("heartbeat");
+        assert_eq!(core.last_applied(), 500);
+        assert_eq!(
+            core.status().lag_seq(),
+            0,
+            "bookd's head is 500 and the node applied everything up to 500"
+        );
     }
 
     #[test]
