@@ -698,19 +698,40 @@ async fn handle_incoming<F: InventoryFeed>(
             return;
         }
     };
+    if let Err(e) = check_node_name(&conn, &sub.node) {
+        shared.stats.protocol_errors.fetch_add(1, Ordering::Relaxed);
+        tracing::error!(%remote, node = %sub.node, error = %e, "closing a node connection: subscribed under another name");
+        conn.close(codes::PROTOCOL.into(), truncate_reason(&e));
+        return;
+    }
     let node = sub.node.clone();
     let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
     let (tx, rx) = mpsc::channel(cfg.queue_frames.max(1));
     let behind = Arc::new(AtomicBool::new(false));
-    shared.with_nodes(|nodes| {
+    // Checked again where the node is registered, under the lock: nodes whose handshakes
+    // completed together all passed the check above before any of them subscribed.
+    let admitted = shared.with_nodes(|nodes| {
+        if nodes.len() >= cfg.max_nodes {
+            return false;
+        }
         nodes.insert(
             id,
             NodeSlot {
                 tx,
                 behind: behind.clone(),
             },
-        )
+        );
+        true
     });
+    if !admitted {
+        shared
+            .stats
+            .nodes_refused_limit
+            .fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(%remote, node = %node, max = cfg.max_nodes, "refused a node: too many nodes");
+        conn.close(codes::TOO_MANY_NODES.into(), b"too many nodes");
+        return;
+    }
     shared.stats.nodes_connected.fetch_add(1, Ordering::Relaxed);
     tracing::info!(%remote, node = %node, last_applied_seq = sub.last_applied_seq, snapshot_id = %sub.snapshot_id, "node subscribed");
 
@@ -728,7 +749,7 @@ async fn handle_incoming<F: InventoryFeed>(
     };
     let end = tokio::select! {
         e = session.run(sub) => e,
-        e = read_node(recv, resub_tx) => e,
+        e = read_node(recv, resub_tx, &node) => e,
         e = conn.closed() => {
             tracing::debug!(node = %node, error = %e, "node connection closed");
             End::Gone
@@ -760,6 +781,41 @@ async fn handle_incoming<F: InventoryFeed>(
     }
 }
 
+/// A node subscribes under the name its certificate was issued for (the certificate's DNS
+/// name, as `certs::issue` writes it): another node's name is refused.
+fn check_node_name(conn: &quinn::Connection, claimed: &str) -> Result<(), String> {
+    let chain = conn
+        .peer_identity()
+        .and_then(|id| {
+            id.downcast::<Vec<rustls::pki_types::CertificateDer<'static>>>()
+                .ok()
+        })
+        .ok_or_else(|| "no peer certificate".to_string())?;
+    let leaf = chain
+        .first()
+        .ok_or_else(|| "no peer certificate".to_string())?;
+    let cert = webpki::EndEntityCert::try_from(leaf)
+        .map_err(|e| format!("unreadable peer certificate: {e}"))?;
+    let issued_for = match rustls::pki_types::ServerName::try_from(claimed) {
+        Ok(name) => cert.verify_is_valid_for_subject_name(&name).is_ok(),
+        // An all-numeric node name ("42") is a valid node name but not a DNS name webpki
+        // matches: look for its dNSName subject alternative name ([2] IA5String) as
+        // `certs::issue` encodes it.
+        Err(_) => {
+            let mut san = vec![0x82, claimed.len() as u8];
+            san.extend_from_slice(claimed.as_bytes());
+            claimed.len() < 0x80 && leaf.as_ref().windows(san.len()).any(|w| w == san)
+        }
+    };
+    if issued_for {
+        Ok(())
+    } else {
+        Err(format!(
+            "subscribed as {claimed:?}, a name its certificate is not issued for"
+        ))
+    }
+}
+
 /// Largest frame a node may send (only `Subscribe` is expected).
 const MAX_NODE_FRAME: usize = 16 * 1024;
 
@@ -770,11 +826,14 @@ fn truncate_reason(s: &str) -> &[u8] {
 
 /// Reads the node's side of the stream: later `Subscribe`s restart the sync; anything else
 /// is a protocol error.
-async fn read_node(mut recv: quinn::RecvStream, resub: mpsc::Sender<Subscribe>) -> End {
+async fn read_node(mut recv: quinn::RecvStream, resub: mpsc::Sender<Subscribe>, node: &str) -> End {
     let mut buf = Vec::new();
     loop {
         match read_frame(&mut recv, &mut buf, MAX_NODE_FRAME).await {
             Ok(Some(Message::Subscribe(s))) => {
+                if s.node != node {
+                    return End::Protocol(format!("node {node:?} resubscribed as {:?}", s.node));
+                }
                 if resub.send(s).await.is_err() {
                     return End::Gone;
                 }

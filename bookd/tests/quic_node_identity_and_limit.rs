@@ -1,0 +1,204 @@
+//! Who may subscribe to the invalidation channel: at most `max_nodes` nodes, also when they
+//! connect at once; each under the name its certificate was issued for; and no node posing
+//! as bookd.
+
+mod quic_common;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bookd::certs;
+use bookd::quic::MemoryFeed;
+use format::wire::{self, Message, Subscribe};
+use quic_common::*;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+type Identity = (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>);
+
+fn raw_endpoint(ca_dir: &Path, identity: Identity) -> quinn::Endpoint {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(certs::load_ca(ca_dir).expect("ca"))
+        .expect("root");
+    let mut tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .expect("tls13")
+        .with_root_certificates(roots)
+        .with_client_auth_cert(identity.0, identity.1)
+        .expect("client cert");
+    tls.alpn_protocols = vec![wire::ALPN.to_vec()];
+    let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls).expect("quic tls");
+    let mut ep = quinn::Endpoint::client("127.0.0.1:0".parse().expect("addr")).expect("endpoint");
+    ep.set_default_client_config(quinn::ClientConfig::new(Arc::new(crypto)));
+    ep
+}
+
+/// Connects, subscribes as `claimed` and returns the first frame (or why there was none),
+/// keeping the connection open for `hold`.
+async fn subscribe_as(
+    ep: &quinn::Endpoint,
+    addr: SocketAddr,
+    claimed: &str,
+    hold: Duration,
+) -> Result<Message, String> {
+    let conn = ep
+        .connect(addr, "bookd")
+        .map_err(|e| e.to_string())?
+        .await
+        .map_err(|e| format!("handshake: {e}"))?;
+    // A node may take a moment between its handshake and its subscription (as nodes whose
+    // handshakes complete together do).
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (mut send, mut recv) = conn.open_bi().await.map_err(|e| format!("open: {e}"))?;
+    let frame = wire::encode_frame(&Message::Subscribe(Subscribe {
+        node: claimed.into(),
+        last_applied_seq: 0,
+        snapshot_id: String::new(),
+    }))
+    .expect("encodes");
+    send.write_all(&frame)
+        .await
+        .map_err(|e| format!("write: {e}"))?;
+    let first = async {
+        let mut prefix = [0u8; 4];
+        recv.read_exact(&mut prefix)
+            .await
+            .map_err(|e| format!("read: {e}"))?;
+        let len = wire::frame_len(prefix).map_err(|e| e.to_string())?;
+        let mut buf = vec![0u8; len];
+        recv.read_exact(&mut buf)
+            .await
+            .map_err(|e| format!("read: {e}"))?;
+        wire::decode_payload(&buf).map_err(|e| e.to_string())
+    };
+    let r = match tokio::time::timeout(Duration::from_secs(10), first).await {
+        Ok(r) => r,
+        Err(_) => Err("timed out".into()),
+    };
+    tokio::time::sleep(hold).await;
+    r
+}
+
+/// What broke: the node limit was checked right after the handshake but the node was only
+/// registered after its `Subscribe`, so nodes whose handshakes completed together all
+/// passed the check (6 of 6 served with `max_nodes = 2`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_node_limit_holds_for_nodes_connecting_at_once() {
+    init_logs();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = cluster(tmp.path());
+    let feed = Arc::new(MemoryFeed::new(100));
+    feed.set(key(1), 3);
+    let mut cfg = publisher_config(&dir, "127.0.0.1:0".parse().expect("addr"));
+    cfg.max_nodes = 2;
+    let publisher = bookd::quic::Publisher::start(cfg, feed.clone())
+        .await
+        .expect("publisher");
+    let addr = publisher.local_addr().expect("addr");
+    let mut tasks = Vec::new();
+    for n in 1..=6 {
+        let ep = raw_endpoint(
+            &dir,
+            certs::load_identity(&dir, &format!("n{n}")).expect("id"),
+        );
+        tasks.push(tokio::spawn(async move {
+            let r = subscribe_as(&ep, addr, &format!("n{n}"), Duration::from_secs(2)).await;
+            (r, ep)
+        }));
+    }
+    // While they all hold their connections: how many does bookd serve?
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let connected = publisher.nodes_connected();
+    let mut served = 0;
+    for t in tasks {
+        let (r, _ep) = t.await.expect("task");
+        if let Ok(m) = r {
+            eprintln!("served: {}", m.kind());
+            served += 1;
+        }
+    }
+    publisher.shutdown().await;
+    assert!(
+        connected <= 2 && served <= 2,
+        "max_nodes = 2, yet {connected} nodes were connected at once and {served} were served"
+    );
+}
+
+/// What broke: bookd never compared the name in `Subscribe` with the node's certificate, so
+/// a node of the cluster could subscribe (and be logged) as any other node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_cannot_subscribe_under_another_nodes_name() {
+    init_logs();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = cluster(tmp.path());
+    let feed = Arc::new(MemoryFeed::new(100));
+    feed.set(key(1), 3);
+    let publisher = start_publisher(&dir, feed.clone()).await;
+    let addr = publisher.local_addr().expect("addr");
+    let ep = raw_endpoint(&dir, certs::load_identity(&dir, "n1").expect("n1"));
+    // Control: its own name is served.
+    assert!(subscribe_as(&ep, addr, "n1", Duration::ZERO).await.is_ok());
+    let r = subscribe_as(&ep, addr, "n2", Duration::ZERO).await;
+    assert!(r.is_err(), "n1 subscribed as n2 and was served: {r:?}");
+    assert!(subscribe_as(&ep, addr, "42", Duration::ZERO).await.is_err());
+    // A node named with digits only (not a DNS name webpki matches) is still served.
+    certs::issue(&dir, "42").expect("issue 42");
+    let ep42 = raw_endpoint(&dir, certs::load_identity(&dir, "42").expect("42"));
+    let r42 = subscribe_as(&ep42, addr, "42", Duration::ZERO).await;
+    let r42_as_n1 = subscribe_as(&ep42, addr, "n1", Duration::ZERO).await;
+    publisher.shutdown().await;
+    assert!(r42.is_ok(), "node 42 was refused: {r42:?}");
+    assert!(r42_as_n1.is_err(), "42 subscribed as n1: {r42_as_n1:?}");
+}
+
+/// A node's certificate (which allows server authentication) cannot pose as bookd to
+/// another node: the subscriber checks bookd's name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_certificate_cannot_pose_as_bookd() {
+    init_logs();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = cluster(tmp.path());
+    // A fake bookd serving n3's certificate.
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let (chain, key_der) = certs::load_identity(&dir, "n3").expect("n3");
+    let mut tls = rustls::ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .expect("tls13")
+        .with_no_client_auth()
+        .with_single_cert(chain, key_der)
+        .expect("cert");
+    tls.alpn_protocols = vec![wire::ALPN.to_vec()];
+    let sc = quinn::ServerConfig::with_crypto(Arc::new(
+        quinn::crypto::rustls::QuicServerConfig::try_from(tls).expect("quic"),
+    ));
+    let ep = quinn::Endpoint::server(sc, "127.0.0.1:0".parse().expect("addr")).expect("ep");
+    let addr = ep.local_addr().expect("addr");
+    let accepted = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let acc = accepted.clone();
+    let server = tokio::spawn(async move {
+        while let Some(i) = ep.accept().await {
+            if let Ok(c) = i.await {
+                acc.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let hb = wire::encode_frame(&Message::Heartbeat {
+                    seq: 1,
+                    time_unix_ms: 1,
+                })
+                .expect("enc");
+                if let Ok((mut s, _r)) = c.accept_bi().await {
+                    let _ = s.write_all(&hb).await;
+                    tokio::time::sleep(Duration::from_secs(5)).await;
+                }
+            }
+        }
+    });
+    let node = start_node(&dir, addr, "n1");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let in_sync = node.handle.status().in_sync();
+    node.stop().await;
+    server.abort();
+    assert!(!in_sync, "the node trusts n3 posing as bookd");
+    assert_eq!(accepted.load(std::sync::atomic::Ordering::Relaxed), 0);
+}
