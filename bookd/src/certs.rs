@@ -394,6 +394,31 @@ mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
 
+    /// A certificate of the cluster CA that has expired is refused by the client verifier
+    /// bookd uses (`quic::server_config` builds the same `WebPkiClientVerifier`).
+    #[test]
+    fn an_expired_node_certificate_is_refused() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path().join("c");
+        init(&dir).expect("init");
+        let key_pem = fs::read_to_string(dir.join(CA_KEY_FILE)).expect("ca key");
+        let issuer = Issuer::new(ca_params(), KeyPair::from_pem(&key_pem).expect("key"));
+        let node_key = KeyPair::generate().expect("key");
+        let mut p = node_params("n1").expect("params");
+        p.not_before = rcgen::date_time_ymd(2001, 1, 1);
+        p.not_after = rcgen::date_time_ymd(2002, 1, 1);
+        let expired = p.signed_by(&node_key, &issuer).expect("signs");
+        let ca = load_ca(&dir).expect("ca");
+        let err = check_chain(&ca, expired.der()).expect_err("an expired certificate");
+        assert!(err.to_lowercase().contains("expired"), "{err}");
+        // Control: the same, valid today, is accepted.
+        let valid = node_params("n1")
+            .expect("params")
+            .signed_by(&node_key, &issuer)
+            .expect("signs");
+        check_chain(&ca, valid.der()).expect("a valid certificate");
+    }
+
     #[test]
     fn names_are_validated() {
         for ok in ["bookd", "search-1", "a", &"x".repeat(64)] {

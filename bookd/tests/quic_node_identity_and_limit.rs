@@ -202,3 +202,54 @@ async fn a_node_certificate_cannot_pose_as_bookd() {
     assert!(!in_sync, "the node trusts n3 posing as bookd");
     assert_eq!(accepted.load(std::sync::atomic::Ordering::Relaxed), 0);
 }
+
+/// A subscription cut in the middle and the stream finished closes that connection with a
+/// protocol error; a second stream on the same connection is never accepted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cut_frame_closes_the_connection_and_extra_streams_are_not_accepted() {
+    init_logs();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = cluster(tmp.path());
+    let feed = Arc::new(MemoryFeed::new(100));
+    feed.set(key(1), 3);
+    let publisher = start_publisher(&dir, feed.clone()).await;
+    let addr = publisher.local_addr().expect("addr");
+    let ep = raw_endpoint(&dir, certs::load_identity(&dir, "n1").expect("n1"));
+    let frame = wire::encode_frame(&Message::Subscribe(Subscribe {
+        node: "n1".into(),
+        last_applied_seq: 0,
+        snapshot_id: String::new(),
+    }))
+    .expect("encodes");
+    let conn = ep
+        .connect(addr, "bookd")
+        .expect("connect")
+        .await
+        .expect("handshake");
+    let (mut send, _recv) = conn.open_bi().await.expect("open");
+    send.write_all(&frame[..frame.len() / 2])
+        .await
+        .expect("write");
+    send.finish().expect("finish");
+    let closed = tokio::time::timeout(Duration::from_secs(10), conn.closed())
+        .await
+        .expect("closed in time")
+        .to_string();
+    assert!(closed.ends_with("(code 1)"), "{closed}");
+
+    let conn = ep
+        .connect(addr, "bookd")
+        .expect("connect")
+        .await
+        .expect("handshake");
+    let (mut send, mut recv) = conn.open_bi().await.expect("open");
+    send.write_all(&frame).await.expect("write");
+    let mut prefix = [0u8; 4];
+    recv.read_exact(&mut prefix).await.expect("first frame");
+    // bookd allows one bidirectional stream and no unidirectional one.
+    let second = tokio::time::timeout(Duration::from_millis(500), conn.open_bi()).await;
+    assert!(second.is_err(), "a second stream was opened");
+    let uni = tokio::time::timeout(Duration::from_millis(500), conn.open_uni()).await;
+    assert!(uni.is_err(), "a unidirectional stream was opened");
+    publisher.shutdown().await;
+}
