@@ -62,18 +62,7 @@ async fn subscribe_as(
     send.write_all(&frame)
         .await
         .map_err(|e| format!("write: {e}"))?;
-    let first = async {
-        let mut prefix = [0u8; 4];
-        recv.read_exact(&mut prefix)
-            .await
-            .map_err(|e| format!("read: {e}"))?;
-        let len = wire::frame_len(prefix).map_err(|e| e.to_string())?;
-        let mut buf = vec![0u8; len];
-        recv.read_exact(&mut buf)
-            .await
-            .map_err(|e| format!("read: {e}"))?;
-        wire::decode_payload(&buf).map_err(|e| e.to_string())
-    };
+    let first = read_message(&mut recv);
     let r = match tokio::time::timeout(Duration::from_secs(10), first).await {
         Ok(r) => r,
         Err(_) => Err("timed out".into()),

@@ -70,16 +70,7 @@ async fn probe(ep: &quinn::Endpoint, addr: SocketAddr) -> Outcome {
         send.write_all(&subscribe_frame("n1"))
             .await
             .map_err(|e| format!("write: {e}"))?;
-        let mut prefix = [0u8; 4];
-        recv.read_exact(&mut prefix)
-            .await
-            .map_err(|e| format!("read: {e}"))?;
-        let len = wire::frame_len(prefix).map_err(|e| e.to_string())?;
-        let mut buf = vec![0u8; len];
-        recv.read_exact(&mut buf)
-            .await
-            .map_err(|e| format!("read: {e}"))?;
-        wire::decode_payload(&buf).map_err(|e| e.to_string())
+        read_message(&mut recv).await
     };
     match tokio::time::timeout(Duration::from_secs(10), attempt).await {
         Ok(Ok(m)) => Outcome::Accepted(m),

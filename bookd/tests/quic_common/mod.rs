@@ -256,3 +256,17 @@ impl Rng {
             .collect()
     }
 }
+
+/// Reads one whole frame from bookd (length prefix, then payload) and decodes it.
+pub async fn read_message(recv: &mut quinn::RecvStream) -> Result<format::wire::Message, String> {
+    let mut prefix = [0u8; 4];
+    recv.read_exact(&mut prefix)
+        .await
+        .map_err(|e| format!("read: {e}"))?;
+    let len = format::wire::frame_len(prefix).map_err(|e| e.to_string())?;
+    let mut buf = vec![0u8; len];
+    recv.read_exact(&mut buf)
+        .await
+        .map_err(|e| format!("read: {e}"))?;
+    format::wire::decode_payload(&buf).map_err(|e| e.to_string())
+}
