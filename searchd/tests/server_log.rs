@@ -91,3 +91,65 @@ fn a_lone_access_line_is_written_without_another_event() {
         std::thread::sleep(Duration::from_millis(10));
     }
 }
+
+/// Regression: a request head hyper refuses by itself (a garbage request line, too many
+/// headers) was answered by hyper but left no access line, no metric and no word of why.
+#[test]
+fn request_heads_refused_by_the_parser_are_logged_and_counted() {
+    let (_snaps, server) = start();
+    let mut c = Client::connect(server.addr).expect("connect");
+    let r = c
+        .send_raw(b"GARBAGE\r\n\r\n", false)
+        .expect("an answer to a garbage request line");
+    assert_eq!(r.status, 400);
+    let mut c = Client::connect(server.addr).expect("connect");
+    let headers: Vec<(String, String)> =
+        (0..150).map(|i| (format!("X-H{i}"), "v".into())).collect();
+    let headers: Vec<(&str, &str)> = headers
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let r = c
+        .send("GET", "/healthz", &headers)
+        .expect("an answer to 150 headers");
+    assert_eq!(r.status, 431);
+
+    let metrics = server.get("/metrics").text();
+    for status in ["400", "431"] {
+        let line =
+            format!("searchd_http_requests_total{{route=\"unparsed\",status=\"{status}\"}} 1");
+        assert!(metrics.contains(&line), "{line} in\n{metrics}");
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let lines: Vec<serde_json::Value> = server
+            .log_text()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .collect();
+        let access: Vec<_> = lines
+            .iter()
+            .filter(|v| v["target"] == "searchd::access" && v["route"] == "unparsed")
+            .collect();
+        let why: Vec<_> = lines
+            .iter()
+            .filter(|v| v["message"] == "request head refused")
+            .collect();
+        if access.len() == 2 && why.len() == 2 {
+            let statuses: Vec<_> = access.iter().map(|v| v["status"].clone()).collect();
+            assert!(statuses.contains(&400.into()) && statuses.contains(&431.into()));
+            assert!(
+                why.iter()
+                    .any(|v| v["error"].as_str().is_some_and(|e| e.contains("too large"))),
+                "the 431's reason is logged: {why:?}"
+            );
+            for v in &access {
+                assert_eq!(v["path"], "-");
+                assert!(why.iter().any(|w| w["request_id"] == v["request_id"]));
+            }
+            break;
+        }
+        assert!(Instant::now() < deadline, "log:\n{}", server.log_text());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

@@ -18,7 +18,7 @@ const BUCKETS_US: [u64; 14] = [
 ];
 
 /// Every `route` label the server uses (`http::Route::label`); others go to the overflow map.
-const ROUTES: [&str; 10] = [
+const ROUTES: [&str; 11] = [
     "search",
     "offer",
     "calendar",
@@ -29,6 +29,7 @@ const ROUTES: [&str; 10] = [
     "openapi",
     "admin_reload",
     "unmatched",
+    "unparsed",
 ];
 /// Distinct statuses counted lock-free per route; more go to the overflow map.
 const STATUS_SLOTS: usize = 12;

@@ -272,6 +272,64 @@ fn http_builder(limits: &config::Limits) -> auto::Builder<TokioExecutor> {
     b
 }
 
+/// A request head hyper refused before it reached [`http::handle`]: hyper has already
+/// answered it (with an empty body: its automatic answers cannot carry ours) and closes the
+/// connection, so this is only what the access log and the metrics need.
+#[derive(Debug, PartialEq, Eq)]
+struct RefusedHead {
+    status: u16,
+    why: String,
+}
+
+/// The head hyper refused, if the connection ended for that (see hyper's
+/// `Server::on_error`: a parse error other than an internal one is answered 400, a head over
+/// `max_buf_size` or `max_headers` 431 and a URI over its own limit 414).
+fn refused_head(e: &(dyn std::error::Error + 'static)) -> Option<RefusedHead> {
+    let mut cur = Some(e);
+    while let Some(err) = cur {
+        if let Some(h) = err.downcast_ref::<hyper::Error>() {
+            if !h.is_parse() || h.is_parse_status() || h.is_parse_version_h2() {
+                return None;
+            }
+            let why = h.to_string();
+            // `Parse::Internal` gets no automatic answer.
+            if why.starts_with("internal") {
+                return None;
+            }
+            let status = match (h.is_parse_too_large(), why.starts_with("URI")) {
+                (true, true) => 414,
+                (true, false) => 431,
+                (false, _) => 400,
+            };
+            return Some(RefusedHead { status, why });
+        }
+        cur = err.source();
+    }
+    None
+}
+
+/// Counts and logs a refused head like an answered request (route `unparsed`, method and
+/// path `-`), plus a line saying why, so that garbage sent to the port is visible.
+fn log_refused_head(app: &App, refused: &RefusedHead) {
+    let request_id = app.new_request_id();
+    app.metrics
+        .observe("unparsed", refused.status, Duration::ZERO);
+    tracing::info!(
+        request_id = %request_id,
+        status = refused.status,
+        error = %refused.why,
+        "request head refused"
+    );
+    log::access(&log::Access {
+        request_id: &request_id,
+        method: "-",
+        path: "-",
+        route: "unparsed",
+        status: refused.status,
+        latency_us: 0,
+    });
+}
+
 /// How long an idle connection stays open after shutdown starts (and after its last
 /// request): hyper closes an idle HTTP/1 connection at once on a graceful shutdown, and a
 /// keep-alive request already sent but not yet read would be cut without an answer.
@@ -313,7 +371,10 @@ async fn serve_connection(
         tokio::select! {
             res = conn.as_mut() => {
                 if let Err(e) = res {
-                    tracing::debug!(error = %e, "connection ended with an error");
+                    match refused_head(&*e) {
+                        Some(refused) => log_refused_head(&app, &refused),
+                        None => tracing::debug!(error = %e, "connection ended with an error"),
+                    }
                 }
                 break;
             }
