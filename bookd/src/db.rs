@@ -32,6 +32,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "hold_survives_failed_payment",
         include_str!("../migrations/0005_hold_survives_failed_payment.sql"),
     ),
+    (
+        6,
+        "outbox_history_token",
+        include_str!("../migrations/0006_outbox_history_token.sql"),
+    ),
 ];
 
 pub fn pool(config: tokio_postgres::Config, size: usize) -> Result<Pool> {

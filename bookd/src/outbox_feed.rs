@@ -25,6 +25,25 @@ use tokio::sync::watch;
 
 use crate::quic::{FeedError, InventoryFeed};
 
+/// A fresh history token: random, never 0 (the token of rows older than history tokens).
+pub fn history_token() -> Result<u64, crate::Error> {
+    loop {
+        let mut b = [0u8; 8];
+        getrandom::fill(&mut b).map_err(|e| {
+            crate::Error::Other(format!("no randomness for an outbox history token: {e}"))
+        })?;
+        let token = u64::from_le_bytes(b);
+        if token != 0 {
+            return Ok(token);
+        }
+    }
+}
+
+/// A token as PostgreSQL stores it (bigint: the same 64 bits).
+fn token_to_db(token: u64) -> i64 {
+    token as i64
+}
+
 /// One inventory change of a transaction (the row's seats remaining after it).
 #[derive(Debug, Clone)]
 struct Change {
@@ -85,15 +104,17 @@ impl OutboxBatch {
 /// so every committing transaction waits for it and the work done under it is kept to the
 /// INSERT. (`inventory.last_seq` is no longer written: a second UPDATE of every changed row
 /// under the lock cost 60 % of this statement and capped the outbox at ~25,000 changes/s on
-/// 2 cores; the full state does not need it, see [`PgFeed`]'s `full_state`.) Returns the
-/// highest seq written (`None` for an empty batch, which takes no lock).
+/// 2 cores; the full state does not need it, see [`PgFeed`]'s `full_state`.) The rows get a
+/// fresh history token, as a sequencer transaction's do. Returns the highest seq written
+/// (`None` for an empty batch, which takes no lock).
 pub async fn write_batch(
     tx: &Transaction<'_>,
     batch: &OutboxBatch,
-) -> Result<Option<u64>, tokio_postgres::Error> {
+) -> Result<Option<u64>, crate::Error> {
     if batch.changes.is_empty() {
         return Ok(None);
     }
+    let token = token_to_db(history_token()?);
     let n = batch.changes.len() as i64;
     let col = |f: fn(&Change) -> String| batch.changes.iter().map(f).collect::<Vec<String>>();
     let carriers = col(|c| c.carrier.clone());
@@ -107,7 +128,8 @@ pub async fn write_batch(
         .query_one(
             &tx.prepare_cached(
                 "WITH h AS (
-                 UPDATE outbox_head SET seq = seq + $1::bigint RETURNING seq - $1::bigint AS base
+                 UPDATE outbox_head SET seq = seq + $1::bigint, token = $9::bigint
+                 RETURNING seq - $1::bigint AS base
              ),
              r AS (
                  SELECT t.carrier, t.flight_number, t.dep_date::date AS dep_date, t.origin,
@@ -119,16 +141,16 @@ pub async fn write_batch(
              ),
              ins AS (
                  INSERT INTO outbox (seq, carrier, flight_number, dep_date, origin, booking_class,
-                                     seats_remaining, reason)
+                                     seats_remaining, reason, token)
                  SELECT h.base + r.i, r.carrier, r.flight_number, r.dep_date, r.origin,
-                        r.booking_class, r.remaining, r.reason
+                        r.booking_class, r.remaining, r.reason, $9::bigint
                  FROM h, r
              )
              SELECT base + $1::bigint FROM h",
             )
             .await?,
             &[
-                &n, &carriers, &numbers, &dates, &origins, &classes, &remaining, &reasons,
+                &n, &carriers, &numbers, &dates, &origins, &classes, &remaining, &reasons, &token,
             ],
         )
         .await?;
@@ -203,8 +225,9 @@ impl Default for Retention {
 }
 
 /// Deletes the oldest outbox rows beyond the retention window (at most `max_delete`, a
-/// prefix in seq order) and records the highest deleted seq. Returns how many rows went.
-/// Never touches `outbox_head`, so bookings are not blocked.
+/// prefix in seq order) and records the highest deleted seq with its history token (the
+/// token at a position whose row is gone, for nodes resuming there). Returns how many rows
+/// went. Never touches `outbox_head`, so bookings are not blocked.
 pub async fn prune(pool: &Pool, retention: &Retention) -> Result<u64, crate::Error> {
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
@@ -212,18 +235,19 @@ pub async fn prune(pool: &Pool, retention: &Retention) -> Result<u64, crate::Err
     let keep = i64::try_from(retention.keep_seqs).unwrap_or(i64::MAX);
     let below = head.saturating_sub(keep);
     let age_secs = retention.keep_age.as_secs_f64();
-    let cut: Option<i64> = tx
-        .query_one(
+    let cut = tx
+        .query_opt(
             &tx.prepare_cached(
-                "SELECT max(seq) FROM (SELECT seq, created_at FROM outbox ORDER BY seq LIMIT $1) h
-             WHERE seq <= $2 OR created_at < now() - make_interval(secs => $3)",
+                "SELECT seq, token
+             FROM (SELECT seq, token, created_at FROM outbox ORDER BY seq LIMIT $1) h
+             WHERE seq <= $2 OR created_at < now() - make_interval(secs => $3)
+             ORDER BY seq DESC LIMIT 1",
             )
             .await?,
             &[&retention.max_delete.max(1), &below, &age_secs],
         )
-        .await?
-        .get(0);
-    let Some(cut) = cut else {
+        .await?;
+    let Some((cut, cut_token)) = cut.map(|r| (r.get::<_, i64>(0), r.get::<_, i64>(1))) else {
         return Ok(0);
     };
     let n = tx
@@ -233,10 +257,15 @@ pub async fn prune(pool: &Pool, retention: &Retention) -> Result<u64, crate::Err
             &[&cut],
         )
         .await?;
+    // (Every SET expression reads the row as it was: the token follows `through` only when
+    // this cut moves it.)
     tx.execute(
-        &tx.prepare_cached("UPDATE outbox_pruned SET through = GREATEST(through, $1)")
-            .await?,
-        &[&cut],
+        &tx.prepare_cached(
+            "UPDATE outbox_pruned SET token = CASE WHEN $1 > through THEN $2 ELSE token END,
+                                     through = GREATEST(through, $1)",
+        )
+        .await?,
+        &[&cut, &cut_token],
     )
     .await?;
     tx.commit().await?;

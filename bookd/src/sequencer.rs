@@ -19,7 +19,13 @@
 //!   outbox row carries its leg class's absolute seats remaining;
 //! - nothing is lost: pending rows commit with the booking; a crash between booking and
 //!   sequencing leaves them pending, and the next sequencer run (at start, on every
-//!   booking commit, and every `poll`) moves them.
+//!   booking commit, and every `poll`) moves them;
+//! - every sequencer transaction draws a fresh random, non-zero history token
+//!   ([`crate::outbox_feed::history_token`]) and writes it on every row it numbers and on
+//!   `outbox_head` (the token of the head row). A database restored from a backup, or a
+//!   primary that lost its newest commits in a failover, numbers the same seqs again in
+//!   other transactions, with other tokens: a node resuming from a seq of the lost history
+//!   is told apart (see `format::wire`) and gets a full state.
 //!
 //! What changes for a reader: a committed inventory change reaches `outbox` one sequencer
 //! transaction later (a few ms under load), and a full state (inventory read with the head)
@@ -118,8 +124,8 @@ pub async fn write_pending(
     Ok(())
 }
 
-/// Moves committed pending rows to `outbox` (see the module documentation); returns the
-/// head after the move and how many rows moved.
+/// Moves committed pending rows to `outbox` (see the module documentation), all under one
+/// fresh history token; returns the head after the move and how many rows moved.
 /// `None` when nothing was pending (checked without a transaction or lock, through the
 /// primary key: an idle sequencer costs one indexed read per poll, and an empty move would
 /// cost a WAL flush, its row lock giving it a transaction id).
@@ -166,21 +172,28 @@ pub async fn move_pending(pool: &Pool, max: i64) -> Result<Option<(u64, i64)>> {
                   n AS (SELECT p.*, row_number() OVER (ORDER BY p.id) AS k FROM p),
                   ins AS (
                      INSERT INTO outbox (seq, carrier, flight_number, dep_date, origin,
-                                         booking_class, seats_remaining, reason, created_at)
+                                         booking_class, seats_remaining, reason, created_at,
+                                         token)
                      SELECT (SELECT seq FROM h0) + k, carrier, flight_number, dep_date, origin,
-                            booking_class, seats_remaining, reason, created_at
+                            booking_class, seats_remaining, reason, created_at, $2::bigint
                      FROM n ORDER BY k
                   ),
-                  h AS (UPDATE outbox_head SET seq = seq + (SELECT count(*) FROM n))
+                  h AS (
+                     UPDATE outbox_head SET seq = seq + (SELECT count(*) FROM n),
+                            token = CASE WHEN EXISTS (SELECT 1 FROM n) THEN $2::bigint
+                                         ELSE token END
+                  )
              SELECT (SELECT seq FROM h0) + count(*), count(*) FROM n",
         )
         .await?;
+    // Stored as bigint: the same 64 bits (`as` reinterprets them, both ways).
+    let token = crate::outbox_feed::history_token()? as i64;
     let begin = client.prepare_cached("BEGIN").await?;
     let commit = client.prepare_cached("COMMIT").await?;
     // tokio-postgres sends a request when its future is first polled: polling the four in
     // this fixed order (unlike `tokio::join!`, which rotates its start) puts them on the
     // wire in this order.
-    let move_params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&max];
+    let move_params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&max, &token];
     let mut f_begin = std::pin::pin!(client.execute(&begin, &[]));
     let mut f_lock = std::pin::pin!(client.query_one(&lock, &[]));
     let mut f_move = std::pin::pin!(client.query_one(&mv, &move_params));

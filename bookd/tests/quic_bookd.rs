@@ -722,3 +722,101 @@ async fn outbox_feed_watermark_and_retention() {
     pool.close();
     b.stop();
 }
+
+/// History tokens on PostgreSQL: the rows one sequencer transaction numbers share its token,
+/// two transactions' tokens differ and are never 0, and `outbox_head` keeps the head row's
+/// token. They read back the same after bookd and its database restarted, and retention
+/// keeps the token of the newest row it deleted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_sequencer_transaction_gives_its_rows_one_history_token() {
+    use bookd::sequencer::{move_pending, write_pending, PendingBatch};
+    if !pg_available() {
+        return;
+    }
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let snapshot = fixture_snapshot(tmp.path());
+    let mut b = Bookd::with_snapshot(tmp.path(), &snapshot, "127.0.0.1:0", FIXTURE_NOW, &[]);
+    let legs = fixture_legs();
+    assert!(legs.len() >= 4, "the fixture has at least 4 leg classes");
+    let layout = bookd::pg::Layout::new(&b.state).expect("layout");
+    let pool = bookd::db::pool(layout.pg_config(), 2).expect("pool");
+    // Two transactions of two changes each, sequenced one after the other: the first is
+    // moved (by this move, or by bookd's sequencer first) before the second commits, and
+    // the rows of one commit are always moved together.
+    for pair in [&legs[0..2], &legs[2..4]] {
+        let mut c = pool.get().await.expect("conn");
+        let tx = c.transaction().await.expect("tx");
+        let mut batch = PendingBatch::new();
+        for l in pair {
+            batch.push(
+                &l.carrier,
+                i32::from(l.number),
+                &l.date,
+                &l.origin,
+                &l.class,
+                1,
+                "token-test",
+            );
+        }
+        write_pending(&tx, &batch).await.expect("pending rows");
+        tx.commit().await.expect("commit");
+        move_pending(&pool, 1_000).await.expect("move");
+    }
+    let read_rows = |db: tokio_postgres::Client| async move {
+        let rows: Vec<(i64, i64)> = db
+            .query("SELECT seq, token FROM outbox ORDER BY seq", &[])
+            .await
+            .expect("outbox")
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect();
+        let head = db
+            .query_one("SELECT seq, token FROM outbox_head", &[])
+            .await
+            .expect("head");
+        (rows, (head.get::<_, i64>(0), head.get::<_, i64>(1)))
+    };
+    let (rows, head) = read_rows(b.db().await).await;
+    let seqs: Vec<i64> = rows.iter().map(|r| r.0).collect();
+    assert_eq!(seqs, [1, 2, 3, 4], "a fresh outbox numbered from 1");
+    let (first, second) = (rows[0].1, rows[2].1);
+    assert_eq!(rows[1].1, first, "one transaction, one token");
+    assert_eq!(rows[3].1, second, "one transaction, one token");
+    assert_ne!(first, second, "two transactions, two tokens");
+    assert!(first != 0 && second != 0, "0 is for rows older than tokens");
+    assert_eq!(head, (4, second), "the head keeps its row's token");
+    pool.close();
+
+    // A restart of bookd and its PostgreSQL: the same tokens.
+    b.stop();
+    b.start();
+    let (again, head_again) = read_rows(b.db().await).await;
+    assert_eq!(again, rows, "tokens read back the same after a restart");
+    assert_eq!(head_again, head);
+
+    // Retention keeping 1 seq deletes seqs 1..=3 and keeps the token of seq 3.
+    b.stop();
+    b.extra
+        .extend(["--outbox-retention-seqs".to_string(), "1".to_string()]);
+    b.start();
+    let db = b.db().await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let pruned = loop {
+        let r = db
+            .query_one("SELECT through, token FROM outbox_pruned", &[])
+            .await
+            .expect("pruned");
+        let pruned: (i64, i64) = (r.get(0), r.get(1));
+        if pruned.0 == 3 {
+            break pruned;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the outbox was not pruned: {pruned:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(pruned, (3, second), "the token of the newest row deleted");
+    drop(db);
+    b.stop();
+}
