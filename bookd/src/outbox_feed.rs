@@ -15,6 +15,12 @@
 //!   call, and records the highest pruned seq in `outbox_pruned`; `changes_after` returns
 //!   `None` for a range that starts at or below it (the node then gets a full state).
 //! - Every outbox row carries the absolute seats remaining of its leg class.
+//! - History tokens: every outbox row carries the random token of the transaction that
+//!   numbered it (`outbox_head.token` is the head row's, `outbox_pruned.token` the row at
+//!   `through`'s; 0 for rows older than schema version 6). `changes_after` reads the token
+//!   at its `after` position and those of the rows it returns in the same statement, and
+//!   `full_state` the head's token with the head, so the publisher learns which history a
+//!   node's seq belongs to without another round trip (see `format::wire`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,7 +29,7 @@ use deadpool_postgres::{Pool, Transaction};
 use format::wire::{Entry, LegKey};
 use tokio::sync::watch;
 
-use crate::quic::{FeedError, InventoryFeed};
+use crate::quic::{Changes, FeedError, FullInventory, InventoryFeed};
 
 /// A fresh history token: random, never 0 (the token of rows older than history tokens).
 pub fn history_token() -> Result<u64, crate::Error> {
@@ -42,6 +48,11 @@ pub fn history_token() -> Result<u64, crate::Error> {
 /// A token as PostgreSQL stores it (bigint: the same 64 bits).
 fn token_to_db(token: u64) -> i64 {
     token as i64
+}
+
+/// A token as PostgreSQL stored it.
+fn token_from_db(token: i64) -> u64 {
+    token as u64
 }
 
 /// One inventory change of a transaction (the row's seats remaining after it).
@@ -388,44 +399,58 @@ impl InventoryFeed for PgFeed {
         &self,
         after_seq: u64,
         limit: usize,
-    ) -> Result<Option<Vec<Entry>>, FeedError> {
+    ) -> Result<Option<Changes>, FeedError> {
         let after = i64::try_from(after_seq).unwrap_or(i64::MAX);
         let limit = i64::try_from(limit.clamp(1, format::wire::MAX_BATCH)).unwrap_or(1);
         let client = self.pool.get().await?;
-        // One statement, one snapshot: the pruning mark and the rows agree. A UNION ALL (the
-        // mark's row first, then the rows in seq order), not a join: with a join the planner
-        // multiplies its row estimates (`outbox_pruned` is never analyzed on a fresh
-        // database: 2,200 rows assumed) and the cost crossed `jit_above_cost`, so every
-        // read paid ~170 ms of JIT compilation (regression: `--feed pg` of
-        // `invalidation_throughput` saw commit -> applied p50 270 ms).
+        // One statement, one snapshot: the pruning mark, the token at `after` and the rows
+        // agree. A UNION ALL (the mark's row first, then the rows in seq order), not a join:
+        // with a join the planner multiplies its row estimates (`outbox_pruned` is never
+        // analyzed on a fresh database: 2,200 rows assumed) and the cost crossed
+        // `jit_above_cost`, so every read paid ~170 ms of JIT compilation (regression:
+        // `--feed pg` of `invalidation_throughput` saw commit -> applied p50 270 ms).
+        // The token at `after` is the head's when `after` is at or past the head, else the
+        // newest retained row's at or below it, else (every row up to `after` pruned) the
+        // token of the row at `through`: one index probe, in the statement already sent.
         let rows = client
             .query(
                 &client
                     .prepare_cached(
                         "(SELECT through AS mark, NULL::bigint AS seq, NULL::text AS carrier,
                          NULL::int AS flight_number, NULL::int AS day, NULL::text AS origin,
-                         NULL::text AS booking_class, NULL::int AS seats_remaining
+                         NULL::text AS booking_class, NULL::int AS seats_remaining,
+                         COALESCE(
+                             (SELECT token FROM outbox_head WHERE seq <= $1),
+                             (SELECT token FROM outbox WHERE seq <= $1 ORDER BY seq DESC LIMIT 1),
+                             token) AS token
                   FROM outbox_pruned LIMIT 1)
                  UNION ALL
                  (SELECT NULL::bigint, seq, carrier, flight_number,
-                         dep_date - DATE '1970-01-01', origin, booking_class, seats_remaining
+                         dep_date - DATE '1970-01-01', origin, booking_class, seats_remaining,
+                         token
                   FROM outbox WHERE seq > $1 ORDER BY seq LIMIT $2)",
                     )
                     .await?,
                 &[&after, &limit],
             )
             .await?;
-        let Some(through) = rows.iter().find_map(|r| r.get::<_, Option<i64>>(0)) else {
+        let Some((through, after_token)) = rows
+            .iter()
+            .find_map(|r| Some((r.get::<_, Option<i64>>(0)?, r.get::<_, i64>(8))))
+        else {
             return Err("outbox_pruned has no row".into());
         };
         if after < through {
             return Ok(None);
         }
         let mut out = Vec::with_capacity(rows.len());
+        let mut last_token = None;
         for r in &rows {
             let Some(seq) = r.get::<_, Option<i64>>(1) else {
                 continue;
             };
+            // Of every row read, skipped ones included: the token at the batch's end.
+            last_token = Some(token_from_db(r.get(8)));
             let (carrier, flight, day, origin, class, remaining): (
                 String,
                 i32,
@@ -444,13 +469,18 @@ impl InventoryFeed for PgFeed {
                 seq: u64::try_from(seq).unwrap_or(0),
             });
         }
-        Ok(Some(out))
+        Ok(Some(Changes {
+            entries: out,
+            after_token: Some(token_from_db(after_token)),
+            last_token,
+        }))
     }
 
     /// Every leg class's seats as of the outbox head, each entry stamped with that head:
     /// the state is consistent as of `as_of`, and a node only uses an entry's seq to order
-    /// it against later changes (all above `as_of`), so per-row seqs are not needed.
-    async fn full_state(&self) -> Result<(u64, Vec<Entry>), FeedError> {
+    /// it against later changes (all above `as_of`), so per-row seqs are not needed. The
+    /// head's token is read with the head.
+    async fn full_state(&self) -> Result<FullInventory, FeedError> {
         let mut client = self.pool.get().await?;
         let tx = client
             .build_transaction()
@@ -458,7 +488,15 @@ impl InventoryFeed for PgFeed {
             .read_only(true)
             .start()
             .await?;
-        let as_of = read_head_tx(&tx).await?;
+        let head = tx
+            .query_one(
+                &tx.prepare_cached("SELECT seq, token FROM outbox_head")
+                    .await?,
+                &[],
+            )
+            .await?;
+        let as_of = u64::try_from(head.get::<_, i64>(0)).unwrap_or(0);
+        let as_of_token = token_from_db(head.get(1));
         let max = i64::try_from(self.max_full_state).unwrap_or(i64::MAX);
         let rows = tx
             .query(
@@ -490,7 +528,11 @@ impl InventoryFeed for PgFeed {
                 seq: as_of,
             });
         }
-        Ok((as_of, out))
+        Ok(FullInventory {
+            as_of,
+            as_of_token,
+            entries: out,
+        })
     }
 
     fn current_seq(&self) -> u64 {

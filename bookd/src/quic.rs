@@ -6,9 +6,14 @@
 //!   CA fails the handshake. TLS 1.3 only, ring only.
 //! - Per node: the node opens one bidirectional stream and sends `Subscribe`. bookd replays
 //!   the outbox after the node's `last_applied_seq`, or sends a `FullState` when the node is
-//!   new, on another snapshot, ahead of bookd, further behind than `max_replay`, or older than
-//!   what the outbox still holds. Then it streams `Updates` as the sequence advances, and a
-//!   `Heartbeat` every `heartbeat` interval.
+//!   new, on another snapshot, ahead of bookd, further behind than `max_replay`, older than
+//!   what the outbox still holds, or in another outbox history (its `last_applied_token` is
+//!   not the token bookd's outbox has at that seq: bookd's database was restored from a
+//!   backup, or a failover lost commits, while the node was away). Then it streams `Updates`
+//!   as the sequence advances, and a `Heartbeat` every `heartbeat` interval.
+//! - History tokens (`format::wire`): every read of the feed returns the token at the
+//!   position it reads after; a node's session finding another token there than the node's
+//!   sends a full state. No extra read: the token comes with the rows.
 //! - One fan-out task reads the feed once per change and encodes each batch once; every node
 //!   has a bounded queue of encoded frames. When a node's queue is full the frame is dropped
 //!   for that node only and the node is marked behind: its own task then catches up from the
@@ -48,6 +53,29 @@ pub mod codes {
 /// Errors of the inventory feed (the outbox). The publisher logs them and retries.
 pub type FeedError = Box<dyn std::error::Error + Send + Sync>;
 
+/// What [`InventoryFeed::changes_after`] read.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Changes {
+    /// Changes with `seq > after`, in ascending seq order, at most `limit`.
+    pub entries: Vec<Entry>,
+    /// The token at `after`: that of the newest change with `seq <= after` (0 when there is
+    /// none); `None` when the feed does not know it, which sends a node resuming at `after`
+    /// a full state.
+    pub after_token: Option<u64>,
+    /// The token of the newest change read (rows the feed skipped included); `None` when it
+    /// read none after `after`.
+    pub last_token: Option<u64>,
+}
+
+/// What [`InventoryFeed::full_state`] read.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FullInventory {
+    pub as_of: u64,
+    /// The token at `as_of`.
+    pub as_of_token: u64,
+    pub entries: Vec<Entry>,
+}
+
 /// bookd's inventory as the publisher sees it: the outbox of seat changes, ordered by a
 /// sequence number, and the current seats of every tracked leg class.
 ///
@@ -55,20 +83,24 @@ pub type FeedError = Box<dyn std::error::Error + Send + Sync>;
 /// - `current_seq()` is a watermark: every change with `seq <= current_seq()` is visible to
 ///   `changes_after`, and no change with a lower seq becomes visible later (sequence numbers
 ///   may have holes, e.g. from rolled back transactions, but a hole is never filled later).
+/// - Every change carries a history token: the same for the changes one transaction numbered,
+///   random and different for every transaction, never 0 (0 is for changes from before
+///   history tokens). "The token at `S`" is the token of the newest change with `seq <= S`.
 /// - `changes_after(after, limit)` returns changes with `seq > after` in ascending seq order,
-///   at most `limit`; `Ok(None)` when changes after `after` are no longer all retained (the
-///   outbox was pruned past it), which sends the node a full state.
-/// - `full_state()` returns `(as_of, entries)`: the current seats of every leg class,
-///   consistent as of `as_of` (every change up to `as_of` included, none after), each with a
-///   seq of at most `as_of` (the seq of its last change, or `as_of` itself).
+///   at most `limit`, with the token at `after` and the token of the last change read, from
+///   one consistent read; `Ok(None)` when changes after `after` are no longer all retained
+///   (the outbox was pruned past it), which sends the node a full state.
+/// - `full_state()` returns the current seats of every leg class, consistent as of `as_of`
+///   (every change up to `as_of` included, none after), each with a seq of at most `as_of`
+///   (the seq of its last change, or `as_of` itself), and the token at `as_of`.
 /// - `watch_seq()` notifies when `current_seq()` advances.
 pub trait InventoryFeed: Send + Sync + 'static {
     fn changes_after(
         &self,
         after_seq: u64,
         limit: usize,
-    ) -> impl Future<Output = Result<Option<Vec<Entry>>, FeedError>> + Send;
-    fn full_state(&self) -> impl Future<Output = Result<(u64, Vec<Entry>), FeedError>> + Send;
+    ) -> impl Future<Output = Result<Option<Changes>, FeedError>> + Send;
+    fn full_state(&self) -> impl Future<Output = Result<FullInventory, FeedError>> + Send;
     fn current_seq(&self) -> u64;
     fn watch_seq(&self) -> watch::Receiver<u64>;
 }
@@ -140,6 +172,9 @@ pub struct PublisherStats {
     pub frames_sent: AtomicU64,
     pub entries_sent: AtomicU64,
     pub full_states_sent: AtomicU64,
+    /// Full states sent because the node's position is in another outbox history than
+    /// bookd's (its token differs or is no longer known).
+    pub history_mismatches: AtomicU64,
     pub replays: AtomicU64,
     /// Frames dropped for a node whose queue was full (the node then catches up).
     pub queue_overflows: AtomicU64,
@@ -153,7 +188,7 @@ impl PublisherStats {
     /// Prometheus text lines (`bookd_quic_*`).
     pub fn render_prometheus(&self) -> String {
         let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        let rows: [(&str, &str, &str, u64); 13] = [
+        let rows: [(&str, &str, &str, u64); 14] = [
             (
                 "bookd_quic_nodes_connected",
                 "gauge",
@@ -203,6 +238,12 @@ impl PublisherStats {
                 g(&self.full_states_sent),
             ),
             (
+                "bookd_quic_history_mismatches_total",
+                "counter",
+                "full states sent to nodes whose position is in another outbox history",
+                g(&self.history_mismatches),
+            ),
+            (
                 "bookd_quic_replays_total",
                 "counter",
                 "subscriptions served by an outbox replay",
@@ -247,6 +288,8 @@ impl PublisherStats {
 struct LiveFrame {
     from: u64,
     to: u64,
+    /// The frame's `to_token`.
+    to_token: u64,
     entries: u64,
     bytes: Vec<u8>,
 }
@@ -453,23 +496,52 @@ fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
-/// Reads changes after `after` and returns the batch with the seq range it covers
-/// (`to` is the last entry's seq when the batch is full, else at least the watermark read
-/// before the query). `None`: the outbox no longer holds everything after `after`.
+/// One read of the feed after `after`.
+struct Batch {
+    /// The batch covers `after + 1 ..= to` (`to` is the last entry's seq when the batch is
+    /// full, else at least the watermark read before the query).
+    to: u64,
+    /// The token at `after` (see [`Changes::after_token`]).
+    after_token: Option<u64>,
+    /// The token at `to`: the last change read's, else the one at `after`.
+    to_token: Option<u64>,
+    entries: Vec<Entry>,
+}
+
+/// Reads changes after `after`. `None`: the outbox no longer holds everything after `after`.
+/// A feed that breaks its ordering contract is an error (its tokens would not say where
+/// the batch ends).
 async fn read_batch<F: InventoryFeed>(
     feed: &F,
     after: u64,
     limit: usize,
-) -> Result<Option<(u64, Vec<Entry>)>, FeedError> {
+) -> Result<Option<Batch>, FeedError> {
     let watermark = feed.current_seq();
-    let Some(mut entries) = feed.changes_after(after, limit).await? else {
+    let Some(changes) = feed.changes_after(after, limit).await? else {
         return Ok(None);
     };
-    // Defensive: only ascending entries after `after`, within the limit.
-    entries.retain(|e| e.seq > after);
-    entries.truncate(limit);
-    if entries.windows(2).any(|w| w[0].seq > w[1].seq) {
-        entries.sort_by_key(|e| e.seq);
+    let Changes {
+        entries,
+        after_token,
+        last_token,
+    } = changes;
+    if entries.len() > limit {
+        return Err(format!(
+            "the feed returned {} changes after seq {after}, {limit} at most were asked",
+            entries.len()
+        )
+        .into());
+    }
+    let mut prev = after;
+    for e in &entries {
+        if e.seq < prev || e.seq <= after {
+            return Err(format!(
+                "the feed returned seq {} after seq {prev} (changes after seq {after} ascend)",
+                e.seq
+            )
+            .into());
+        }
+        prev = e.seq;
     }
     let last = entries.last().map(|e| e.seq).unwrap_or(after);
     let to = if entries.len() >= limit {
@@ -477,7 +549,12 @@ async fn read_batch<F: InventoryFeed>(
     } else {
         last.max(watermark)
     };
-    Ok(Some((to.max(after), entries)))
+    Ok(Some(Batch {
+        to: to.max(after),
+        after_token,
+        to_token: last_token.or(after_token),
+        entries,
+    }))
 }
 
 /// Reads the feed once per change and puts each encoded batch in every node's queue.
@@ -486,20 +563,42 @@ async fn fanout<F: InventoryFeed>(shared: Arc<Shared>, feed: Arc<F>) {
     let mut shutdown = shared.shutdown.subscribe();
     let limit = shared.config.max_batch.clamp(1, wire::MAX_BATCH);
     let mut pos = feed.current_seq();
+    // The token at `pos` (learnt from the first read).
+    let mut pos_token: Option<u64> = None;
     shared.stats.published_seq.store(pos, Ordering::Relaxed);
     loop {
         // Drain everything up to the watermark (bounded per wake-up; the rest next round).
         for _ in 0..1024 {
             match read_batch(&*feed, pos, limit).await {
-                Ok(Some((to, entries))) => {
+                Ok(Some(batch)) => {
+                    pos_token = batch.after_token.or(pos_token);
+                    let Batch {
+                        to,
+                        to_token,
+                        entries,
+                        ..
+                    } = batch;
                     if to <= pos {
                         break;
                     }
                     let full = entries.len() >= limit;
                     let n = entries.len() as u64;
+                    let Some(to_token) = to_token.or(pos_token) else {
+                        // The feed cannot say which history this batch ends in: nodes
+                        // catch up from the feed (which sends them full states).
+                        tracing::warn!(
+                            after = pos,
+                            "the outbox does not say its history token here; nodes resync"
+                        );
+                        mark_all_behind(&shared);
+                        pos = to;
+                        shared.stats.published_seq.store(pos, Ordering::Relaxed);
+                        break;
+                    };
                     let msg = Message::Updates(Updates {
                         from_seq: pos + 1,
                         to_seq: to,
+                        to_token,
                         entries,
                     });
                     match wire::encode_frame(&msg) {
@@ -508,6 +607,7 @@ async fn fanout<F: InventoryFeed>(shared: Arc<Shared>, feed: Arc<F>) {
                             Arc::new(LiveFrame {
                                 from: pos + 1,
                                 to,
+                                to_token,
                                 entries: n,
                                 bytes,
                             }),
@@ -519,6 +619,7 @@ async fn fanout<F: InventoryFeed>(shared: Arc<Shared>, feed: Arc<F>) {
                         }
                     }
                     pos = to;
+                    pos_token = Some(to_token);
                     shared.stats.published_seq.store(pos, Ordering::Relaxed);
                     if !full {
                         break;
@@ -531,6 +632,7 @@ async fn fanout<F: InventoryFeed>(shared: Arc<Shared>, feed: Arc<F>) {
                         "outbox pruned past the fan-out position; nodes resync"
                     );
                     pos = feed.current_seq();
+                    pos_token = None;
                     mark_all_behind(&shared);
                     break;
                 }
@@ -733,7 +835,7 @@ async fn handle_incoming<F: InventoryFeed>(
         return;
     }
     shared.stats.nodes_connected.fetch_add(1, Ordering::Relaxed);
-    tracing::info!(%remote, node = %node, last_applied_seq = sub.last_applied_seq, snapshot_id = %sub.snapshot_id, "node subscribed");
+    tracing::info!(%remote, node = %node, last_applied_seq = sub.last_applied_seq, last_applied_token = sub.last_applied_token, snapshot_id = %sub.snapshot_id, "node subscribed");
 
     let (resub_tx, resub_rx) = mpsc::channel::<Subscribe>(1);
     let mut session = NodeSession {
@@ -745,6 +847,7 @@ async fn handle_incoming<F: InventoryFeed>(
         resub_rx,
         node: node.clone(),
         delivered: 0,
+        delivered_token: 0,
         node_snapshot: String::new(),
     };
     let end = tokio::select! {
@@ -909,6 +1012,8 @@ struct NodeSession<F> {
     node: String,
     /// Everything up to this seq has been written to the node.
     delivered: u64,
+    /// The token at `delivered` in the history the node was sent (or subscribed with).
+    delivered_token: u64,
     /// The snapshot id the node's state was sent under.
     node_snapshot: String,
 }
@@ -945,7 +1050,11 @@ impl<F: InventoryFeed> NodeSession<F> {
         self.write(&bytes, entries).await
     }
 
-    /// Whether a subscription must start with a full state.
+    /// Whether a subscription must start with a full state, as far as its seq and snapshot
+    /// tell. Its history is checked by the replay's first read ([`NodeSession::catch_up`]):
+    /// bookd's token at `last_applied_seq` comes with the rows after it, and a token other
+    /// than `last_applied_token` (or none: that position is no longer known) turns the
+    /// replay into a full state, with no read of its own.
     fn needs_full(&self, sub: &Subscribe) -> bool {
         let current = self.feed.current_seq();
         let snapshot = self.shared.snapshot.borrow().clone();
@@ -955,9 +1064,25 @@ impl<F: InventoryFeed> NodeSession<F> {
             || current - sub.last_applied_seq > self.shared.config.max_replay
     }
 
+    /// Starts serving a subscription: from the node's position when its seq and snapshot
+    /// allow a replay (its history is checked by the first read), else with a full state.
+    async fn start(&mut self, sub: &Subscribe) -> Result<(), End> {
+        let full = self.needs_full(sub);
+        if !full {
+            self.delivered = sub.last_applied_seq;
+            self.delivered_token = sub.last_applied_token;
+            self.node_snapshot = sub.snapshot_id.clone();
+        }
+        self.catch_up(full).await
+    }
+
     async fn send_full_state(&mut self) -> Result<(), End> {
         let snapshot = self.shared.snapshot.borrow().clone();
-        let (as_of, entries) = self.feed.full_state().await.map_err(|e| {
+        let FullInventory {
+            as_of,
+            as_of_token,
+            entries,
+        } = self.feed.full_state().await.map_err(|e| {
             self.shared
                 .stats
                 .feed_errors
@@ -977,6 +1102,7 @@ impl<F: InventoryFeed> NodeSession<F> {
             let part = chunks.next().unwrap_or(&[]);
             let msg = Message::FullState(FullState {
                 as_of_seq: as_of,
+                as_of_token,
                 snapshot_id: snapshot.clone(),
                 chunk: chunk as u32,
                 total_chunks: total as u32,
@@ -990,6 +1116,7 @@ impl<F: InventoryFeed> NodeSession<F> {
             .fetch_add(1, Ordering::Relaxed);
         tracing::info!(node = %self.node, as_of_seq = as_of, entries = entries.len(), "sent a full state");
         self.delivered = as_of;
+        self.delivered_token = as_of_token;
         self.node_snapshot = snapshot;
         Ok(())
     }
@@ -1004,6 +1131,7 @@ impl<F: InventoryFeed> NodeSession<F> {
         // Bounded: a node that cannot keep up with the feed this long gets the live queue
         // anyway and is marked behind again by the fan-out.
         for _ in 0..100_000 {
+            let after_full = full;
             if full {
                 self.send_full_state().await?;
                 full = false;
@@ -1013,18 +1141,53 @@ impl<F: InventoryFeed> NodeSession<F> {
                     full = true;
                     continue;
                 }
-                Ok(Some((to, entries))) => {
-                    if to <= self.delivered {
+                Ok(Some(read)) => {
+                    if read.after_token != Some(self.delivered_token) && after_full {
+                        // Not another full state (and another): the feed gave a token at the
+                        // head of its full state that it no longer gives there.
+                        self.shared
+                            .stats
+                            .feed_errors
+                            .fetch_add(1, Ordering::Relaxed);
+                        return Err(End::Feed(format!(
+                            "the outbox's history token at seq {} is {:?} right after a full \
+                             state as of it gave {}",
+                            self.delivered, read.after_token, self.delivered_token
+                        )));
+                    }
+                    if read.after_token != Some(self.delivered_token) {
+                        // What the node holds up to `delivered` is another history than the
+                        // outbox's (bookd's database restored from a backup, or a failover
+                        // that lost commits), or one the outbox no longer knows.
+                        self.shared
+                            .stats
+                            .history_mismatches
+                            .fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(
+                            node = %self.node,
+                            seq = self.delivered,
+                            node_token = self.delivered_token,
+                            bookd_token = ?read.after_token,
+                            "the node's position is in another outbox history; sending a full state"
+                        );
+                        full = true;
+                        continue;
+                    }
+                    if read.to <= self.delivered {
                         break;
                     }
-                    let is_full = entries.len() >= batch;
+                    let is_full = read.entries.len() >= batch;
+                    // `to_token` falls back to the token at `delivered`, checked just above.
+                    let to_token = read.to_token.unwrap_or(self.delivered_token);
                     let msg = Message::Updates(Updates {
                         from_seq: self.delivered + 1,
-                        to_seq: to,
-                        entries,
+                        to_seq: read.to,
+                        to_token,
+                        entries: read.entries,
                     });
                     self.write_msg(&msg).await?;
-                    self.delivered = to;
+                    self.delivered = read.to;
+                    self.delivered_token = to_token;
                     replayed = true;
                     if !is_full {
                         break;
@@ -1069,12 +1232,7 @@ impl<F: InventoryFeed> NodeSession<F> {
         let mut tick = tokio::time::interval(self.shared.config.heartbeat);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
-        let mut full = self.needs_full(&first);
-        if !full {
-            self.delivered = first.last_applied_seq;
-            self.node_snapshot = first.snapshot_id.clone();
-        }
-        self.catch_up(full).await?;
+        self.start(&first).await?;
         self.heartbeat().await?;
         loop {
             tokio::select! {
@@ -1082,13 +1240,8 @@ impl<F: InventoryFeed> NodeSession<F> {
                 _ = stopped(&mut shutdown) => return Ok(()),
                 sub = self.resub_rx.recv() => {
                     let Some(sub) = sub else { return Err(End::Gone) };
-                    tracing::info!(node = %self.node, last_applied_seq = sub.last_applied_seq, "node resubscribed");
-                    full = self.needs_full(&sub);
-                    if !full {
-                        self.delivered = sub.last_applied_seq;
-                        self.node_snapshot = sub.snapshot_id.clone();
-                    }
-                    self.catch_up(full).await?;
+                    tracing::info!(node = %self.node, last_applied_seq = sub.last_applied_seq, last_applied_token = sub.last_applied_token, "node resubscribed");
+                    self.start(&sub).await?;
                 }
                 r = snapshot_rx.changed() => {
                     if r.is_ok() {
@@ -1115,6 +1268,7 @@ impl<F: InventoryFeed> NodeSession<F> {
                     }
                     self.write(&frame.bytes, frame.entries).await?;
                     self.delivered = frame.to;
+                    self.delivered_token = frame.to_token;
                 }
                 _ = tick.tick() => {
                     if self.behind.load(Ordering::Acquire) {
@@ -1127,7 +1281,10 @@ impl<F: InventoryFeed> NodeSession<F> {
     }
 }
 
-/// An in-memory feed: for tests, and for running the channel without PostgreSQL.
+/// An in-memory feed: for tests, and for running the channel without PostgreSQL. Each
+/// [`MemoryFeed::set_many`] (or `set`) call is one transaction with a fresh random history
+/// token, so two feeds built by the same calls are two histories, as a database restored from
+/// a backup and then written to is.
 pub struct MemoryFeed {
     inner: Mutex<MemInner>,
     seq_tx: watch::Sender<u64>,
@@ -1135,11 +1292,30 @@ pub struct MemoryFeed {
 
 struct MemInner {
     seq: u64,
-    log: std::collections::VecDeque<Entry>,
+    /// The token of the newest change (0 before the first).
+    token: u64,
+    /// Retained changes with their tokens.
+    log: std::collections::VecDeque<(Entry, u64)>,
     state: std::collections::BTreeMap<wire::LegKey, (u16, u64)>,
     /// Changes with seq <= floor may have been pruned.
     floor: u64,
+    /// The token at `floor` (of the newest pruned change; 0 when none).
+    floor_token: u64,
     retain: usize,
+}
+
+/// A fresh token for one `MemoryFeed` transaction: from the OS, else from std's randomly
+/// keyed hasher (unique per call within a process), never 0.
+fn memory_token() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut b = [0u8; 8];
+    let token = match getrandom::fill(&mut b) {
+        Ok(()) => u64::from_le_bytes(b),
+        Err(_) => std::collections::hash_map::RandomState::new()
+            .build_hasher()
+            .finish(),
+    };
+    token.max(1)
 }
 
 impl MemoryFeed {
@@ -1149,9 +1325,11 @@ impl MemoryFeed {
         MemoryFeed {
             inner: Mutex::new(MemInner {
                 seq: 0,
+                token: 0,
                 log: std::collections::VecDeque::new(),
                 state: std::collections::BTreeMap::new(),
                 floor: 0,
+                floor_token: 0,
                 retain: retain.max(1),
             }),
             seq_tx,
@@ -1165,19 +1343,23 @@ impl MemoryFeed {
         }
     }
 
-    /// Records new seat counts (one seq each, committed together); returns the last seq.
+    /// Records new seat counts (one seq each, committed together under one fresh history
+    /// token); returns the last seq.
     pub fn set_many(&self, changes: &[(wire::LegKey, u16)]) -> u64 {
+        let token = memory_token();
         let seq = {
             let mut g = self.lock();
             for &(key, seats) in changes {
                 g.seq += 1;
                 let seq = g.seq;
-                g.log.push_back(Entry { key, seats, seq });
+                g.log.push_back((Entry { key, seats, seq }, token));
                 g.state.insert(key, (seats, seq));
+                g.token = token;
             }
             while g.log.len() > g.retain {
-                if let Some(e) = g.log.pop_front() {
+                if let Some((e, t)) = g.log.pop_front() {
                     g.floor = e.seq;
+                    g.floor_token = t;
                 }
             }
             g.seq
@@ -1201,6 +1383,12 @@ impl MemoryFeed {
         seq
     }
 
+    /// The newest seq and the token at it.
+    pub fn head(&self) -> (u64, u64) {
+        let g = self.lock();
+        (g.seq, g.token)
+    }
+
     /// The current seats of every tracked leg class.
     pub fn state(&self) -> std::collections::BTreeMap<wire::LegKey, u16> {
         self.lock()
@@ -1216,22 +1404,36 @@ impl InventoryFeed for MemoryFeed {
         &self,
         after_seq: u64,
         limit: usize,
-    ) -> Result<Option<Vec<Entry>>, FeedError> {
+    ) -> Result<Option<Changes>, FeedError> {
         let g = self.lock();
         if after_seq < g.floor {
             return Ok(None);
         }
-        let start = g.log.partition_point(|e| e.seq <= after_seq);
-        Ok(Some(
-            g.log.iter().skip(start).take(limit).copied().collect(),
-        ))
+        let start = g.log.partition_point(|(e, _)| e.seq <= after_seq);
+        let after_token = match start.checked_sub(1).and_then(|i| g.log.get(i)) {
+            Some(&(_, t)) => t,
+            None => g.floor_token,
+        };
+        let mut entries = Vec::with_capacity(limit.min(g.log.len() - start));
+        let mut last_token = None;
+        for &(e, t) in g.log.iter().skip(start).take(limit) {
+            entries.push(e);
+            last_token = Some(t);
+        }
+        Ok(Some(Changes {
+            entries,
+            after_token: Some(after_token),
+            last_token,
+        }))
     }
 
-    async fn full_state(&self) -> Result<(u64, Vec<Entry>), FeedError> {
+    async fn full_state(&self) -> Result<FullInventory, FeedError> {
         let g = self.lock();
-        Ok((
-            g.seq,
-            g.state
+        Ok(FullInventory {
+            as_of: g.seq,
+            as_of_token: g.token,
+            entries: g
+                .state
                 .iter()
                 .map(|(k, &(seats, seq))| Entry {
                     key: *k,
@@ -1239,7 +1441,7 @@ impl InventoryFeed for MemoryFeed {
                     seq,
                 })
                 .collect(),
-        ))
+        })
     }
 
     fn current_seq(&self) -> u64 {

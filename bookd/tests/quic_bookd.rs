@@ -665,7 +665,8 @@ async fn outbox_feed_watermark_and_retention() {
         .expect("the poll sees bookd's commits")
         .expect("feed alive");
     assert_eq!(feed.current_seq(), head);
-    let (as_of, entries) = feed.full_state().await.expect("full state");
+    let full = feed.full_state().await.expect("full state");
+    let (as_of, entries) = (full.as_of, full.entries);
     assert_eq!(as_of, head);
     let got: BTreeMap<LegKey, u16> = entries.iter().map(|e| (e.key, e.seats)).collect();
     assert_eq!(got, inv, "full state = inventory");
@@ -678,7 +679,8 @@ async fn outbox_feed_watermark_and_retention() {
             .changes_after(after, 7)
             .await
             .expect("changes")
-            .expect("nothing pruned yet");
+            .expect("nothing pruned yet")
+            .entries;
         if batch.is_empty() {
             break;
         }
@@ -712,11 +714,12 @@ async fn outbox_feed_watermark_and_retention() {
         .changes_after(head - 4, 10)
         .await
         .expect("changes")
-        .expect("the last 4 seqs are kept");
+        .expect("the last 4 seqs are kept")
+        .entries;
     assert_eq!(recent.len(), 4);
-    let (as_of, entries) = feed.full_state().await.expect("full state");
-    assert_eq!(as_of, head);
-    assert_eq!(entries.len(), inv.len());
+    let full = feed.full_state().await.expect("full state");
+    assert_eq!(full.as_of, head);
+    assert_eq!(full.entries.len(), inv.len());
     stop.send_replace(true);
     let _ = tokio::time::timeout(Duration::from_secs(5), poller).await;
     pool.close();
@@ -724,11 +727,14 @@ async fn outbox_feed_watermark_and_retention() {
 }
 
 /// History tokens on PostgreSQL: the rows one sequencer transaction numbers share its token,
-/// two transactions' tokens differ and are never 0, and `outbox_head` keeps the head row's
-/// token. They read back the same after bookd and its database restarted, and retention
-/// keeps the token of the newest row it deleted.
+/// two transactions' tokens differ and are never 0, `outbox_head` keeps the head row's
+/// token, and the feed reads them with the rows (the token at a position, at the batch's
+/// end, at the full state's head). They read back the same after bookd and its database
+/// restarted, and the token at a position whose row retention deleted is still known.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_sequencer_transaction_gives_its_rows_one_history_token() {
+    use bookd::outbox_feed::{PgFeed, SeqSignal};
+    use bookd::quic::InventoryFeed;
     use bookd::sequencer::{move_pending, write_pending, PendingBatch};
     if !pg_available() {
         return;
@@ -785,6 +791,56 @@ async fn each_sequencer_transaction_gives_its_rows_one_history_token() {
     assert_ne!(first, second, "two transactions, two tokens");
     assert!(first != 0 && second != 0, "0 is for rows older than tokens");
     assert_eq!(head, (4, second), "the head keeps its row's token");
+
+    // The feed, from another process than bookd.
+    let (first, second) = (first as u64, second as u64);
+    let (stop, stop_rx) = watch::channel(false);
+    let (feed, poller) = PgFeed::start(
+        pool.clone(),
+        SeqSignal::new(4),
+        Duration::from_millis(50),
+        stop_rx,
+    );
+    let read = feed
+        .changes_after(0, 10)
+        .await
+        .expect("read")
+        .expect("kept");
+    assert_eq!(read.entries.len(), 4);
+    assert_eq!((read.after_token, read.last_token), (Some(0), Some(second)));
+    let read = feed
+        .changes_after(2, 10)
+        .await
+        .expect("read")
+        .expect("kept");
+    assert_eq!(read.entries.len(), 2);
+    assert_eq!(
+        (read.after_token, read.last_token),
+        (Some(first), Some(second))
+    );
+    let read = feed.changes_after(1, 1).await.expect("read").expect("kept");
+    assert_eq!(
+        (read.after_token, read.last_token),
+        (Some(first), Some(first))
+    );
+    let read = feed
+        .changes_after(4, 10)
+        .await
+        .expect("read")
+        .expect("kept");
+    assert!(read.entries.is_empty());
+    assert_eq!((read.after_token, read.last_token), (Some(second), None));
+    // Past the head (a node of a longer, lost history): the head row is the newest there.
+    let read = feed
+        .changes_after(9, 10)
+        .await
+        .expect("read")
+        .expect("kept");
+    assert_eq!(read.after_token, Some(second));
+    let full = feed.full_state().await.expect("full state");
+    assert_eq!((full.as_of, full.as_of_token), (4, second));
+    stop.send_replace(true);
+    let _ = tokio::time::timeout(Duration::from_secs(5), poller).await;
     pool.close();
 
     // A restart of bookd and its PostgreSQL: the same tokens.
@@ -794,7 +850,7 @@ async fn each_sequencer_transaction_gives_its_rows_one_history_token() {
     assert_eq!(again, rows, "tokens read back the same after a restart");
     assert_eq!(head_again, head);
 
-    // Retention keeping 1 seq deletes seqs 1..=3 and keeps the token of seq 3.
+    // Retention keeping 1 seq deletes seqs 1..=3: the token at 3 is still known.
     b.stop();
     b.extra
         .extend(["--outbox-retention-seqs".to_string(), "1".to_string()]);
@@ -816,7 +872,36 @@ async fn each_sequencer_transaction_gives_its_rows_one_history_token() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    assert_eq!(pruned, (3, second), "the token of the newest row deleted");
+    assert_eq!(
+        pruned,
+        (3, second as i64),
+        "the token of the newest row deleted"
+    );
+    let pool = bookd::db::pool(layout.pg_config(), 2).expect("pool");
+    let (stop, stop_rx) = watch::channel(false);
+    let (feed, poller) = PgFeed::start(
+        pool.clone(),
+        SeqSignal::new(4),
+        Duration::from_millis(50),
+        stop_rx,
+    );
+    let read = feed
+        .changes_after(3, 10)
+        .await
+        .expect("read")
+        .expect("kept");
+    assert_eq!(read.entries.len(), 1);
+    assert_eq!(
+        (read.after_token, read.last_token),
+        (Some(second), Some(second))
+    );
+    assert!(
+        feed.changes_after(2, 10).await.expect("read").is_none(),
+        "seq 3 is pruned"
+    );
+    stop.send_replace(true);
+    let _ = tokio::time::timeout(Duration::from_secs(5), poller).await;
+    pool.close();
     drop(db);
     b.stop();
 }

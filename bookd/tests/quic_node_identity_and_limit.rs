@@ -1,11 +1,13 @@
 //! Who may subscribe to the invalidation channel: at most `max_nodes` nodes, also when they
 //! connect at once; each under the name its certificate was issued for; and no node posing
-//! as bookd.
+//! as bookd. And in which history a node resumes: bookd's, never one its database lost
+//! (history tokens, `format::wire` version 2).
 
 mod quic_common;
 
 use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -56,6 +58,7 @@ async fn subscribe_as(
     let frame = wire::encode_frame(&Message::Subscribe(Subscribe {
         node: claimed.into(),
         last_applied_seq: 0,
+        last_applied_token: 0,
         snapshot_id: String::new(),
     }))
     .expect("encodes");
@@ -207,6 +210,7 @@ async fn a_cut_frame_closes_the_connection_and_extra_streams_are_not_accepted() 
     let frame = wire::encode_frame(&Message::Subscribe(Subscribe {
         node: "n1".into(),
         last_applied_seq: 0,
+        last_applied_token: 0,
         snapshot_id: String::new(),
     }))
     .expect("encodes");
@@ -247,10 +251,11 @@ async fn a_cut_frame_closes_the_connection_and_extra_streams_are_not_accepted() 
 /// on the restored database than were lost before the node comes back: the node resumes
 /// from its last applied seq, a number that now names other changes.
 ///
-/// Fails (not fixed): nothing in `Subscribe` identifies the outbox history a seq belongs
-/// to, so bookd replays 11..=12 and the node keeps seqs 6..=10 of the lost history.
+/// What broke: nothing in `Subscribe` identified the outbox history a seq belongs to, so
+/// bookd replayed 11..=12 and the node kept seqs 6..=10 of the lost history. Now the node
+/// subscribes with the history token at seq 10, which the restored outbox has not (each
+/// `MemoryFeed::set` is a transaction with a fresh token), and gets a full state.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "known bug: needs an outbox history id in the protocol (version 2)"]
 async fn a_node_away_while_bookd_was_restored_from_a_backup_converges() {
     init_logs();
     let tmp = tempfile::tempdir().expect("tempdir");
@@ -297,7 +302,100 @@ async fn a_node_away_while_bookd_was_restored_from_a_backup_converges() {
     }
     let again = again.expect("restarts");
     let r = wait_equal(&restored, &[&node], Duration::from_secs(10)).await;
+    let token = node.handle.last_applied_token();
+    let stats = again.stats();
     node.stop().await;
     again.shutdown().await;
     r.expect("the node follows the restored bookd");
+    assert_eq!(
+        token,
+        restored.head().1,
+        "the node holds the restored history's token"
+    );
+    assert_eq!(
+        stats.history_mismatches.load(Relaxed),
+        1,
+        "one full state for the node's lost history"
+    );
+}
+
+/// Subscribes as n1 with `(last_applied_seq, last_applied_token)` and returns bookd's first
+/// frame.
+async fn first_answer(ep: &quinn::Endpoint, addr: SocketAddr, seq: u64, token: u64) -> Message {
+    let conn = ep
+        .connect(addr, "bookd")
+        .expect("connect")
+        .await
+        .expect("handshake");
+    let (mut send, mut recv) = conn.open_bi().await.expect("open");
+    let frame = wire::encode_frame(&Message::Subscribe(Subscribe {
+        node: "n1".into(),
+        last_applied_seq: seq,
+        last_applied_token: token,
+        snapshot_id: String::new(),
+    }))
+    .expect("encodes");
+    send.write_all(&frame).await.expect("write");
+    let first = tokio::time::timeout(Duration::from_secs(10), read_message(&mut recv))
+        .await
+        .expect("an answer in time")
+        .expect("a frame");
+    conn.close(0u32.into(), b"done");
+    first
+}
+
+/// bookd replays after a node's last applied seq only when the node's history token there
+/// is the one bookd's outbox has; a node of another history at the same seq (or with no
+/// token) gets a full state, with bookd's token at its head.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_resumes_by_replay_only_in_bookds_history() {
+    init_logs();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = cluster(tmp.path());
+    let feed = Arc::new(MemoryFeed::new(100));
+    feed.set_many(&[(key(1), 5), (key(2), 5)]);
+    feed.set(key(3), 5);
+    let (at3, token3) = feed.head();
+    assert_eq!(at3, 3);
+    feed.set_many(&[(key(4), 4), (key(1), 3)]);
+    let (head, token5) = feed.head();
+    assert_eq!(head, 5);
+    assert_ne!(token3, token5, "two transactions, two tokens");
+    let publisher = start_publisher(&dir, feed.clone()).await;
+    let addr = publisher.local_addr().expect("addr");
+    let ep = raw_endpoint(&dir, certs::load_identity(&dir, "n1").expect("n1"));
+
+    match first_answer(&ep, addr, 3, token3).await {
+        Message::Updates(u) => {
+            assert_eq!((u.from_seq, u.to_seq, u.to_token), (4, 5, token5));
+            let got: Vec<(u64, u16)> = u.entries.iter().map(|e| (e.seq, e.seats)).collect();
+            assert_eq!(got, [(4, 4), (5, 3)]);
+        }
+        other => panic!("a node of bookd's history gets a replay, got {other:?}"),
+    }
+    for (token, who) in [(token3 ^ 1, "another history"), (0, "no token")] {
+        match first_answer(&ep, addr, 3, token).await {
+            Message::FullState(f) => {
+                assert_eq!((f.as_of_seq, f.as_of_token), (5, token5), "{who}");
+                assert_eq!(f.entries.len(), 4, "{who}");
+            }
+            other => panic!("a node with {who} at seq 3 gets a full state, got {other:?}"),
+        }
+    }
+    // Up to date in bookd's history: nothing to send but a heartbeat.
+    let first = first_answer(&ep, addr, 5, token5).await;
+    assert!(
+        matches!(first, Message::Heartbeat { seq: 5, .. }),
+        "an up-to-date node is sent {first:?}"
+    );
+    // Up to date in another history: a full state.
+    let first = first_answer(&ep, addr, 5, token3).await;
+    assert!(
+        matches!(first, Message::FullState(ref f) if f.as_of_token == token5),
+        "a node at bookd's head in another history is sent {first:?}"
+    );
+    let stats = publisher.stats();
+    publisher.shutdown().await;
+    assert_eq!(stats.history_mismatches.load(Relaxed), 3);
+    assert_eq!(stats.full_states_sent.load(Relaxed), 3);
 }

@@ -53,6 +53,7 @@ fn subscribe_frame(name: &str) -> Vec<u8> {
     wire::encode_frame(&Message::Subscribe(Subscribe {
         node: name.into(),
         last_applied_seq: 0,
+        last_applied_token: 0,
         snapshot_id: String::new(),
     }))
     .expect("encodes")

@@ -18,13 +18,24 @@
 //! with no entry means no change); a node that has applied everything up to `L` accepts it
 //! when `from_seq <= L + 1` and detects a gap otherwise.
 //!
+//! History tokens (version 2): a seq alone does not say which outbox it belongs to. When
+//! bookd's database is restored from a backup, or a failover loses its newest commits, the
+//! outbox goes on from an older head and the same seqs name other changes. Every outbox row
+//! carries a random, non-zero `token` drawn once per transaction that numbered it (0 for rows
+//! written before version 2: one common history), so the same seq in two histories has
+//! different tokens. "The token at `S`" is the token of the newest outbox row with
+//! `seq <= S` (0 when there is none): `Updates` carry the token at `to_seq`, `FullState` the
+//! token at `as_of_seq`, and a node subscribes with the token at its `last_applied_seq`.
+//! bookd replays only when the token at that seq in its own outbox is the node's; otherwise
+//! (or when it no longer knows it) the node gets a full state.
+//!
 //! Decoding never panics: an unknown version, a malformed payload, trailing bytes, a frame
 //! over the size limit or a batch over the entry limit is a [`WireError`].
 
 use bincode::{Decode, Encode};
 
 /// Version of the protocol this build speaks; frames of any other version are refused.
-pub const PROTOCOL_VERSION: u16 = 1;
+pub const PROTOCOL_VERSION: u16 = 2;
 /// Largest payload of one frame (the length prefix not included).
 pub const MAX_FRAME_BYTES: usize = 1 << 20;
 /// Most entries in one `Updates` or `FullState` chunk. An encoded entry is at most 24
@@ -37,7 +48,7 @@ pub const MAX_SNAPSHOT_ID_LEN: usize = 256;
 /// Most chunks one `FullState` may announce (`MAX_CHUNKS * MAX_BATCH` entries at most).
 pub const MAX_CHUNKS: u32 = 65_536;
 /// ALPN protocol name of the channel.
-pub const ALPN: &[u8] = b"flight-inval/1";
+pub const ALPN: &[u8] = b"flight-inval/2";
 
 /// One booking class on one dated leg: the leg of `carrier` `flight_number` departing
 /// `origin` on local date `date` (days since 1970-01-01, as in `format::date`).
@@ -65,6 +76,9 @@ pub struct Subscribe {
     pub node: String,
     /// Everything up to this sequence number is applied (0: nothing, a new node).
     pub last_applied_seq: u64,
+    /// The token at `last_applied_seq` as the node was told it (the `to_token` or
+    /// `as_of_token` that brought it there; 0 when none).
+    pub last_applied_token: u64,
     /// The snapshot id the node's state was sent under (empty when none).
     pub snapshot_id: String,
 }
@@ -74,6 +88,8 @@ pub struct Subscribe {
 pub struct Updates {
     pub from_seq: u64,
     pub to_seq: u64,
+    /// The token of the newest outbox row with `seq <= to_seq`.
+    pub to_token: u64,
     pub entries: Vec<Entry>,
 }
 
@@ -83,6 +99,8 @@ pub struct Updates {
 #[derive(Encode, Decode, Debug, Clone, PartialEq, Eq)]
 pub struct FullState {
     pub as_of_seq: u64,
+    /// The token of the newest outbox row with `seq <= as_of_seq`.
+    pub as_of_token: u64,
     pub snapshot_id: String,
     pub chunk: u32,
     pub total_chunks: u32,
@@ -299,38 +317,6 @@ pub fn decode_frame(frame: &[u8]) -> Result<Message, WireError> {
     decode_payload(payload)
 }
 
-/// Splits `entries` into `Updates` batches of at most `max` entries covering
-/// `from_seq..=to_seq` together (the first starts at `from_seq`, each next one right after
-/// the previous one's last seq, the last one ends at `to_seq`).
-pub fn updates_batches(from_seq: u64, to_seq: u64, entries: &[Entry], max: usize) -> Vec<Updates> {
-    let max = max.clamp(1, MAX_BATCH);
-    let mut out = Vec::new();
-    let mut from = from_seq;
-    let chunks: Vec<&[Entry]> = entries.chunks(max).collect();
-    let n = chunks.len();
-    for (i, chunk) in chunks.into_iter().enumerate() {
-        let to = if i + 1 == n {
-            to_seq
-        } else {
-            chunk.last().map(|e| e.seq).unwrap_or(from)
-        };
-        out.push(Updates {
-            from_seq: from,
-            to_seq: to,
-            entries: chunk.to_vec(),
-        });
-        from = to.saturating_add(1);
-    }
-    if out.is_empty() && from_seq <= to_seq {
-        out.push(Updates {
-            from_seq,
-            to_seq,
-            entries: Vec::new(),
-        });
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -355,11 +341,13 @@ mod tests {
         roundtrip(Message::Subscribe(Subscribe {
             node: "search-1".into(),
             last_applied_seq: 42,
+            last_applied_token: 0x8000_0000_0000_0001,
             snapshot_id: "snap-7".into(),
         }));
         roundtrip(Message::Updates(Updates {
             from_seq: 5,
             to_seq: 9,
+            to_token: u64::MAX,
             entries: (5..=9)
                 .map(|s| Entry {
                     key: key(s as u32),
@@ -370,6 +358,7 @@ mod tests {
         }));
         roundtrip(Message::FullState(FullState {
             as_of_seq: 100,
+            as_of_token: 7,
             snapshot_id: "x".into(),
             chunk: 1,
             total_chunks: 3,
@@ -406,6 +395,7 @@ mod tests {
         let msg = Message::Updates(Updates {
             from_seq: entries[0].seq,
             to_seq: u64::MAX,
+            to_token: u64::MAX,
             entries,
         });
         let frame = encode_frame(&msg).expect("a full batch encodes");
@@ -425,6 +415,7 @@ mod tests {
         let msg = Message::Updates(Updates {
             from_seq: 1,
             to_seq: MAX_BATCH as u64 + 1,
+            to_token: 1,
             entries,
         });
         assert!(matches!(encode_frame(&msg), Err(WireError::Limit { .. })));
@@ -445,10 +436,10 @@ mod tests {
             time_unix_ms: 2,
         })
         .expect("encodes");
-        frame[4] = 2;
+        frame[4] = 3;
         assert_eq!(
             decode_frame(&frame),
-            Err(WireError::UnknownVersion { got: 2 })
+            Err(WireError::UnknownVersion { got: 3 })
         );
     }
 
@@ -499,11 +490,13 @@ mod tests {
             Message::Updates(Updates {
                 from_seq: 5,
                 to_seq: 4,
+                to_token: 1,
                 entries: vec![],
             }),
             Message::Updates(Updates {
                 from_seq: 5,
                 to_seq: 9,
+                to_token: 1,
                 entries: vec![Entry {
                     key: key(0),
                     seats: 1,
@@ -512,6 +505,7 @@ mod tests {
             }),
             Message::FullState(FullState {
                 as_of_seq: 5,
+                as_of_token: 1,
                 snapshot_id: String::new(),
                 chunk: 0,
                 total_chunks: 0,
@@ -520,6 +514,7 @@ mod tests {
             Message::Subscribe(Subscribe {
                 node: "n".repeat(MAX_NAME_LEN + 1),
                 last_applied_seq: 0,
+                last_applied_token: 0,
                 snapshot_id: String::new(),
             }),
         ];
@@ -561,6 +556,7 @@ mod tests {
         let msg = Message::Updates(Updates {
             from_seq: 1,
             to_seq: 40,
+            to_token: 0x1234_5678_9abc_def0,
             entries: (1..=40)
                 .map(|s| Entry {
                     key: key(s as u32),
@@ -586,35 +582,71 @@ mod tests {
             }
         }
     }
+}
+/// Frames of protocol version 1 as this build's first release wrote them. Version 2 added
+/// the history tokens (`Subscribe`, `Updates` and `FullState` changed shape), so a v1 frame
+/// must be refused whole, with an error naming both versions, never decoded into a v2
+/// message: a node and bookd of different versions (a rolling upgrade) do not exchange
+/// state. (They do not even connect: the ALPN names the version too.)
+#[cfg(test)]
+mod golden_v1 {
+    use super::golden_v2::unhex;
+    use super::*;
+
+    /// (message kind, frame) as version 1 encoded them.
+    const FRAMES: [(&str, &str); 5] = [
+        (
+            "subscribe",
+            "1e000000010000087365617263682d312a1033633837303039313935666439656437",
+        ),
+        (
+            "updates",
+            "2c000000010001fb2c01fb2d0102585820fbcf03fb2c6552554e5900fb2c0142412075fb88a04c48524afbfffffb2d01",
+        ),
+        (
+            "full_state",
+            "1f000000010002fd000000000001000000020301585820fb0f270143444746fbfb0007",
+        ),
+        (
+            "snapshot_published",
+            "140000000100031061653635303536353130656131653033",
+        ),
+        ("heartbeat", "0d00000001000400fde3510f17a2010000"),
+    ];
 
     #[test]
-    fn batches_cover_the_range_without_gaps() {
-        let entries: Vec<Entry> = [3u64, 4, 8, 9, 10, 15]
-            .iter()
-            .map(|&s| Entry {
-                key: key(s as u32),
-                seats: 1,
-                seq: s,
-            })
-            .collect();
-        let b = updates_batches(2, 20, &entries, 2);
-        assert_eq!(b.len(), 3);
-        assert_eq!((b[0].from_seq, b[0].to_seq), (2, 4));
-        assert_eq!((b[1].from_seq, b[1].to_seq), (5, 9));
-        assert_eq!((b[2].from_seq, b[2].to_seq), (10, 20));
-        for u in &b {
-            validate(&Message::Updates(u.clone())).expect("valid");
+    fn version_1_frames_are_refused_naming_both_versions() {
+        assert_eq!(
+            PROTOCOL_VERSION, 2,
+            "the frames below are of an older version"
+        );
+        for (kind, frame) in FRAMES {
+            let bytes = unhex(frame);
+            let err = decode_frame(&bytes).expect_err(kind);
+            assert_eq!(
+                err,
+                WireError::UnknownVersion { got: 1 },
+                "the v1 {kind} frame"
+            );
+            let text = err.to_string();
+            assert!(
+                text.contains("version 1") && text.contains("version 2"),
+                "the v1 {kind} frame: {text}"
+            );
+            assert_eq!(
+                decode_payload(&bytes[4..]),
+                Err(WireError::UnknownVersion { got: 1 }),
+                "the v1 {kind} payload"
+            );
         }
-        let empty = updates_batches(5, 7, &[], 10);
-        assert_eq!(empty.len(), 1);
-        assert!(updates_batches(8, 7, &[], 10).is_empty());
     }
 }
-/// Frames of protocol version 1 as this build's first release wrote them. A build that
+
+/// Frames of protocol version 2 as this build's first release wrote them. A build that
 /// encodes or decodes them differently without bumping [`PROTOCOL_VERSION`] would corrupt
 /// the state of every node running the other build during a rolling upgrade.
 #[cfg(test)]
-mod golden_v1 {
+mod golden_v2 {
     use super::*;
 
     fn leg(
@@ -639,14 +671,25 @@ mod golden_v1 {
                 Message::Subscribe(Subscribe {
                     node: "search-1".into(),
                     last_applied_seq: 42,
+                    last_applied_token: 0x9e37_79b9_7f4a_7c15,
                     snapshot_id: "3c87009195fd9ed7".into(),
                 }),
-                "1e000000010000087365617263682d312a1033633837303039313935666439656437",
+                "27000000020000087365617263682d312afd157c4a7fb979379e1033633837303039313935666439656437",
+            ),
+            (
+                Message::Subscribe(Subscribe {
+                    node: "n2".into(),
+                    last_applied_seq: 0,
+                    last_applied_token: 0,
+                    snapshot_id: String::new(),
+                }),
+                "09000000020000026e32000000",
             ),
             (
                 Message::Updates(Updates {
                     from_seq: 300,
                     to_seq: 301,
+                    to_token: 0x0123_4567_89ab_cdef,
                     entries: vec![
                         Entry {
                             key: leg(b"XX ", 975, 12_950, b"RUN", b'Y'),
@@ -660,11 +703,12 @@ mod golden_v1 {
                         },
                     ],
                 }),
-                "2c000000010001fb2c01fb2d0102585820fbcf03fb2c6552554e5900fb2c0142412075fb88a04c48524afbfffffb2d01",
+                "35000000020001fb2c01fb2d01fdefcdab896745230102585820fbcf03fb2c6552554e5900fb2c0142412075fb88a04c48524afbfffffb2d01",
             ),
             (
                 Message::FullState(FullState {
                     as_of_seq: 1 << 40,
+                    as_of_token: 0,
                     snapshot_id: String::new(),
                     chunk: 2,
                     total_chunks: 3,
@@ -674,29 +718,40 @@ mod golden_v1 {
                         seq: 7,
                     }],
                 }),
-                "1f000000010002fd000000000001000000020301585820fb0f270143444746fbfb0007",
+                "20000000020002fd00000000000100000000020301585820fb0f270143444746fbfb0007",
+            ),
+            (
+                Message::FullState(FullState {
+                    as_of_seq: 5,
+                    as_of_token: 250,
+                    snapshot_id: "ae65056510ea1e03".into(),
+                    chunk: 0,
+                    total_chunks: 1,
+                    entries: vec![],
+                }),
+                "1900000002000205fa1061653635303536353130656131653033000100",
             ),
             (
                 Message::SnapshotPublished {
                     snapshot_id: "ae65056510ea1e03".into(),
                 },
-                "140000000100031061653635303536353130656131653033",
+                "140000000200031061653635303536353130656131653033",
             ),
             (
                 Message::Heartbeat {
                     seq: 0,
                     time_unix_ms: 1_795_683_209_699,
                 },
-                "0d00000001000400fde3510f17a2010000",
+                "0d00000002000400fde3510f17a2010000",
             ),
         ]
     }
 
-    fn hex(bytes: &[u8]) -> String {
+    pub(super) fn hex(bytes: &[u8]) -> String {
         bytes.iter().map(|b| format!("{b:02x}")).collect()
     }
 
-    fn unhex(s: &str) -> Vec<u8> {
+    pub(super) fn unhex(s: &str) -> Vec<u8> {
         (0..s.len())
             .step_by(2)
             .map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex digits"))
@@ -704,9 +759,9 @@ mod golden_v1 {
     }
 
     #[test]
-    fn version_1_frames_decode_and_encode_byte_for_byte() {
+    fn version_2_frames_decode_and_encode_byte_for_byte() {
         assert_eq!(
-            PROTOCOL_VERSION, 1,
+            PROTOCOL_VERSION, 2,
             "a new version gets golden frames of its own"
         );
         for (msg, frame) in frames() {
@@ -714,11 +769,11 @@ mod golden_v1 {
             assert_eq!(
                 decode_frame(&bytes).as_ref(),
                 Ok(&msg),
-                "decoding the v1 {} frame",
+                "decoding the v2 {} frame",
                 msg.kind()
             );
             let encoded = encode_frame(&msg).expect("encodes");
-            assert_eq!(hex(&encoded), frame, "encoding the v1 {} frame", msg.kind());
+            assert_eq!(hex(&encoded), frame, "encoding the v2 {} frame", msg.kind());
         }
     }
 }

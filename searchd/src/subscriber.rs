@@ -5,7 +5,10 @@
 //!   (`D/NAME.crt`, `D/NAME.key`), trusting only the cluster CA (`D/ca.crt`); bookd must
 //!   present the certificate named `bookd`.
 //! - Sends `Subscribe` with the last sequence number it applied (0 after a start: the overlay
-//!   lives in memory, so a restarted node gets a full state).
+//!   lives in memory, so a restarted node gets a full state) and the history token bookd
+//!   gave with it (`Updates::to_token`, `FullState::as_of_token`): bookd replays only when
+//!   its outbox is still the same history there, so a node that was away while bookd's
+//!   database was restored from a backup gets a full state. Nothing is persisted.
 //! - Keeps bookd's state keyed by leg (`LegKey`: carrier, flight number, local date, origin,
 //!   booking class), independent of snapshot positions, and projects it into the overlay of
 //!   the snapshot in service (`avail_key` through `carrier_id`, `airport_id`, `find_leg`).
@@ -365,6 +368,8 @@ fn resolve_held<V: LiveView>(view: &V, key: &LegKey) -> u64 {
 struct State {
     entries: Entries,
     last_applied: u64,
+    /// The history token at `last_applied`, as bookd sent it.
+    last_token: u64,
     snapshot_id: String,
     /// Generation of the view whose overlay holds the projection.
     projected: Option<u64>,
@@ -405,6 +410,7 @@ impl Filled {
 /// A full state being received (per connection).
 pub struct Pending {
     as_of: u64,
+    as_of_token: u64,
     snapshot_id: String,
     total: u32,
     next: u32,
@@ -428,6 +434,7 @@ impl<T: OverlayTarget> Core<T> {
             state: Mutex::new(State {
                 entries: Entries::default(),
                 last_applied: 0,
+                last_token: 0,
                 snapshot_id: String::new(),
                 projected: None,
                 keys_of: None,
@@ -451,12 +458,13 @@ impl<T: OverlayTarget> Core<T> {
         self.status.clone()
     }
 
-    /// The subscription to send: last applied seq and snapshot id.
+    /// The subscription to send: last applied seq, its history token and snapshot id.
     pub fn subscribe(&self, node: &str) -> Subscribe {
         let st = self.lock();
         Subscribe {
             node: node.to_string(),
             last_applied_seq: st.last_applied,
+            last_applied_token: st.last_token,
             snapshot_id: st.snapshot_id.clone(),
         }
     }
@@ -472,6 +480,11 @@ impl<T: OverlayTarget> Core<T> {
 
     pub fn last_applied(&self) -> u64 {
         self.lock().last_applied
+    }
+
+    /// The history token at the last applied seq (0: none yet).
+    pub fn last_applied_token(&self) -> u64 {
+        self.lock().last_token
     }
 
     /// Projects the whole state into `view`'s overlay (one atomic replace).
@@ -671,6 +684,7 @@ impl<T: OverlayTarget> Core<T> {
             }
         }
         st.last_applied = u.to_seq;
+        st.last_token = u.to_token;
         self.status
             .last_applied_seq
             .store(u.to_seq, Ordering::Relaxed);
@@ -713,6 +727,7 @@ impl<T: OverlayTarget> Core<T> {
                 }
                 *pending = Some(Pending {
                     as_of: f.as_of_seq,
+                    as_of_token: f.as_of_token,
                     snapshot_id: f.snapshot_id.clone(),
                     total: f.total_chunks,
                     next: 0,
@@ -721,6 +736,7 @@ impl<T: OverlayTarget> Core<T> {
             }
             Some(p) => {
                 if f.as_of_seq != p.as_of
+                    || f.as_of_token != p.as_of_token
                     || f.total_chunks != p.total
                     || f.snapshot_id != p.snapshot_id
                 {
@@ -774,6 +790,7 @@ impl<T: OverlayTarget> Core<T> {
         st.entries = map;
         st.keys_of = None;
         st.last_applied = done.as_of;
+        st.last_token = done.as_of_token;
         st.snapshot_id = done.snapshot_id;
         self.project_all(&mut st, &view);
         st.projected = Some(view.generation());
@@ -825,6 +842,11 @@ impl<T: OverlayTarget> SubscriberHandle<T> {
 
     pub fn last_applied(&self) -> u64 {
         self.core.last_applied()
+    }
+
+    /// The history token at the last applied seq, sent with every (re)subscription.
+    pub fn last_applied_token(&self) -> u64 {
+        self.core.last_applied_token()
     }
 
     /// Fills a freshly loaded snapshot's overlay before it is swapped in.
@@ -1143,7 +1165,7 @@ async fn connected_session<T: OverlayTarget>(
         return lost(format!("send subscribe: {e}"));
     }
     status.connected.store(true, Ordering::Relaxed);
-    tracing::info!(bookd = %addr, node = %config.name, last_applied_seq = sub.last_applied_seq, "subscribed to bookd");
+    tracing::info!(bookd = %addr, node = %config.name, last_applied_seq = sub.last_applied_seq, last_applied_token = sub.last_applied_token, "subscribed to bookd");
 
     let mut pending: Option<Pending> = None;
     let mut buf = Vec::new();
@@ -1314,10 +1336,16 @@ mod tests {
         Entry { key: k, seats, seq }
     }
 
+    /// A history token per seq, as a test history's (bookd's are random).
+    fn token(seq: u64) -> u64 {
+        seq.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1
+    }
+
     fn updates(from: u64, to: u64, entries: Vec<Entry>) -> Message {
         Message::Updates(Updates {
             from_seq: from,
             to_seq: to,
+            to_token: token(to),
             entries,
         })
     }
@@ -1365,6 +1393,7 @@ mod tests {
         let chunk = |c, entries| {
             Message::FullState(FullState {
                 as_of_seq: 10,
+                as_of_token: token(10),
                 snapshot_id: "s1".into(),
                 chunk: c,
                 total_chunks: 2,
@@ -1398,6 +1427,55 @@ mod tests {
         assert_eq!(core.status().unmapped_entries.load(Ordering::Relaxed), 1);
         let sub = core.subscribe("n1");
         assert_eq!((sub.last_applied_seq, sub.snapshot_id.as_str()), (10, "s1"));
+        assert_eq!(sub.last_applied_token, token(10));
+    }
+
+    /// The node resubscribes with the history token bookd sent with its last applied seq:
+    /// an `Updates`' `to_token`, a full state's `as_of_token`; a batch already applied does
+    /// not change it, and chunks of one full state must agree on it.
+    #[test]
+    fn the_subscription_carries_the_token_of_the_last_applied_seq() {
+        let core = Core::new(target(1), 1000);
+        let mut p = None;
+        let a = key(b"BA ", 1, b'Y');
+        let sub = core.subscribe("n1");
+        assert_eq!((sub.last_applied_seq, sub.last_applied_token), (0, 0));
+        core.handle(updates(1, 3, vec![e(a, 5, 2)]), &mut p)
+            .expect("applies");
+        assert_eq!(core.subscribe("n1").last_applied_token, token(3));
+        // Already applied: the token stays the one at seq 3.
+        let mut old = updates(1, 2, vec![]);
+        if let Message::Updates(u) = &mut old {
+            u.to_token = 77;
+        }
+        core.handle(old, &mut p).expect("ignored");
+        let sub = core.subscribe("n1");
+        assert_eq!(
+            (sub.last_applied_seq, sub.last_applied_token),
+            (3, token(3))
+        );
+        // A full state (bookd restored from a backup: another history, at a lower seq).
+        let chunk = |c, as_of_token| {
+            Message::FullState(FullState {
+                as_of_seq: 2,
+                as_of_token,
+                snapshot_id: String::new(),
+                chunk: c,
+                total_chunks: 2,
+                entries: vec![e(a, 9, 2)],
+            })
+        };
+        core.handle(chunk(0, 0xabc), &mut p).expect("chunk 0");
+        assert!(
+            core.handle(chunk(1, 0xabd), &mut p).is_err(),
+            "chunks of one full state disagree on its token"
+        );
+        let mut p = None;
+        core.handle(chunk(0, 0xabc), &mut p).expect("chunk 0");
+        core.handle(chunk(1, 0xabc), &mut p).expect("chunk 1");
+        let sub = core.subscribe("n1");
+        assert_eq!((sub.last_applied_seq, sub.last_applied_token), (2, 0xabc));
+        assert_eq!(core.last_applied_token(), 0xabc);
     }
 
     #[test]
@@ -1556,6 +1634,7 @@ mod tests {
         core.fill(&new);
         let full = Message::FullState(FullState {
             as_of_seq: 7,
+            as_of_token: token(7),
             snapshot_id: "s1".into(),
             chunk: 0,
             total_chunks: 1,
@@ -1684,6 +1763,7 @@ mod tests {
         core.handle(
             Message::FullState(FullState {
                 as_of_seq: 500,
+                as_of_token: token(500),
                 snapshot_id: String::new(),
                 chunk: 0,
                 total_chunks: 1,
