@@ -12,8 +12,10 @@
 //!   backup, or a failover lost commits, while the node was away). Then it streams `Updates`
 //!   as the sequence advances, and a `Heartbeat` every `heartbeat` interval.
 //! - History tokens (`format::wire`): every read of the feed returns the token at the
-//!   position it reads after; a node's session finding another token there than the node's
-//!   sends a full state. No extra read: the token comes with the rows.
+//!   position it reads after, which the reader compares with the token it holds there. The
+//!   fan-out finding another history under its position (a failover while bookd runs) marks
+//!   every node behind; a node's session finding one under the node's position sends a full
+//!   state. No extra read: the token comes with the rows.
 //! - One fan-out task reads the feed once per change and encodes each batch once; every node
 //!   has a bounded queue of encoded frames. When a node's queue is full the frame is dropped
 //!   for that node only and the node is marked behind: its own task then catches up from the
@@ -288,6 +290,8 @@ impl PublisherStats {
 struct LiveFrame {
     from: u64,
     to: u64,
+    /// The token at `from - 1` as the fan-out read it (`None`: not known).
+    from_token: Option<u64>,
     /// The frame's `to_token`.
     to_token: u64,
     entries: u64,
@@ -571,6 +575,19 @@ async fn fanout<F: InventoryFeed>(shared: Arc<Shared>, feed: Arc<F>) {
         for _ in 0..1024 {
             match read_batch(&*feed, pos, limit).await {
                 Ok(Some(batch)) => {
+                    if let (Some(had), Some(now)) = (pos_token, batch.after_token) {
+                        if had != now {
+                            // bookd's database went back to another history under the
+                            // fan-out's position (a failover that lost commits): what nodes
+                            // hold up to here may be of the lost one. Each checks its own
+                            // position against the outbox.
+                            tracing::warn!(
+                                seq = pos,
+                                "the outbox is another history at the fan-out position; nodes resync"
+                            );
+                            mark_all_behind(&shared);
+                        }
+                    }
                     pos_token = batch.after_token.or(pos_token);
                     let Batch {
                         to,
@@ -607,6 +624,7 @@ async fn fanout<F: InventoryFeed>(shared: Arc<Shared>, feed: Arc<F>) {
                             Arc::new(LiveFrame {
                                 from: pos + 1,
                                 to,
+                                from_token: pos_token,
                                 to_token,
                                 entries: n,
                                 bytes,
@@ -1263,6 +1281,14 @@ impl<F: InventoryFeed> NodeSession<F> {
                     }
                     if frame.from > self.delivered + 1 {
                         // Frames this node never got (it joined or caught up in between).
+                        self.catch_up(false).await?;
+                        continue;
+                    }
+                    if frame.from == self.delivered + 1
+                        && frame.from_token != Some(self.delivered_token)
+                    {
+                        // Read from another history than the node was sent up to here (or
+                        // not known to be the same): the feed decides.
                         self.catch_up(false).await?;
                         continue;
                     }

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bookd::certs;
-use bookd::quic::MemoryFeed;
+use bookd::quic::{Changes, FeedError, FullInventory, InventoryFeed, MemoryFeed};
 use format::wire::{self, Message, Subscribe};
 use quic_common::*;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -317,6 +317,104 @@ async fn a_node_away_while_bookd_was_restored_from_a_backup_converges() {
         1,
         "one full state for the node's lost history"
     );
+}
+
+/// One running publisher whose outbox is replaced (`switch`), as a failover to a replica
+/// that lost the newest commits replaces bookd's database under it.
+struct Failover(std::sync::Mutex<Arc<MemoryFeed>>);
+
+impl Failover {
+    fn current(&self) -> Arc<MemoryFeed> {
+        match self.0.lock() {
+            Ok(g) => g.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    fn switch(&self, to: Arc<MemoryFeed>) {
+        match self.0.lock() {
+            Ok(mut g) => *g = to,
+            Err(p) => *p.into_inner() = to,
+        }
+    }
+}
+
+impl InventoryFeed for Failover {
+    async fn changes_after(
+        &self,
+        after_seq: u64,
+        limit: usize,
+    ) -> Result<Option<Changes>, FeedError> {
+        self.current().changes_after(after_seq, limit).await
+    }
+    async fn full_state(&self) -> Result<FullInventory, FeedError> {
+        self.current().full_state().await
+    }
+    fn current_seq(&self) -> u64 {
+        self.current().current_seq()
+    }
+    fn watch_seq(&self) -> tokio::sync::watch::Receiver<u64> {
+        // The first database's only: the fan-out also reads every heartbeat.
+        self.current().watch_seq()
+    }
+}
+
+/// A failover while bookd runs and the node stays connected: the new primary lost seqs
+/// 6..=10 (its head is 8, below what the node applied), then takes bookings up to 12. The
+/// fan-out reads another token under its position and marks the node behind; the node's
+/// session finds its position in another history and sends a full state, then replays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connected_node_follows_a_failover_that_lost_commits() {
+    init_logs();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = cluster(tmp.path());
+    let replicated = |feed: &MemoryFeed| {
+        for i in 1..=5 {
+            feed.set(key(i), 10);
+        }
+    };
+    let primary = Arc::new(MemoryFeed::new(1_000));
+    replicated(&primary);
+    for s in (0..5).rev() {
+        primary.set(key(1), s * 2);
+    }
+    let feed = Arc::new(Failover(std::sync::Mutex::new(primary.clone())));
+    let publisher = bookd::quic::Publisher::start(
+        publisher_config(&dir, "127.0.0.1:0".parse().expect("addr")),
+        feed.clone(),
+    )
+    .await
+    .expect("publisher");
+    let addr = publisher.local_addr().expect("addr");
+    let node = start_node(&dir, addr, "n1");
+    wait_equal(&primary, &[&node], Duration::from_secs(30))
+        .await
+        .expect("synced");
+    assert_eq!(node.handle.last_applied(), 10);
+    let reconnects = node.handle.status().reconnects.load(Relaxed);
+
+    let replica = Arc::new(MemoryFeed::new(1_000));
+    replicated(&replica);
+    for i in 6..=8 {
+        replica.set(key(i), 1);
+    }
+    feed.switch(replica.clone());
+    let behind = wait_equal(&replica, &[&node], Duration::from_secs(10)).await;
+    let at_8 = node.handle.last_applied();
+    replica.set(key(9), 3);
+    replica.set_many(&[(key(1), 7), (key(10), 4), (key(11), 5)]);
+    let passed = wait_equal(&replica, &[&node], Duration::from_secs(10)).await;
+    let (last, token) = (node.handle.last_applied(), node.handle.last_applied_token());
+    let now_reconnects = node.handle.status().reconnects.load(Relaxed);
+    let stats = publisher.stats();
+    node.stop().await;
+    publisher.shutdown().await;
+    behind.expect("the node follows the new primary below its old position");
+    assert_eq!(at_8, 8);
+    passed.expect("the node follows the new primary past its old position");
+    assert_eq!((last, token), replica.head());
+    assert_eq!(now_reconnects, reconnects, "followed without reconnecting");
+    assert!(stats.history_mismatches.load(Relaxed) >= 1);
 }
 
 /// Subscribes as n1 with `(last_applied_seq, last_applied_token)` and returns bookd's first
