@@ -445,10 +445,14 @@ impl InventoryFeed for PgFeed {
         }
         let mut out = Vec::with_capacity(rows.len());
         let mut last_token = None;
+        let mut last_seq = None;
+        let mut rows_read = 0;
         for r in &rows {
             let Some(seq) = r.get::<_, Option<i64>>(1) else {
                 continue;
             };
+            rows_read += 1;
+            last_seq = u64::try_from(seq).ok();
             // Of every row read, skipped ones included: the token at the batch's end.
             last_token = Some(token_from_db(r.get(8)));
             let (carrier, flight, day, origin, class, remaining): (
@@ -473,6 +477,8 @@ impl InventoryFeed for PgFeed {
             entries: out,
             after_token: Some(token_from_db(after_token)),
             last_token,
+            last_seq,
+            rows_read,
         }))
     }
 

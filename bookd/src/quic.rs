@@ -67,6 +67,12 @@ pub struct Changes {
     /// The token of the newest change read (rows the feed skipped included); `None` when it
     /// read none after `after`.
     pub last_token: Option<u64>,
+    /// The seq of the newest change read, rows the feed skipped included (a row it cannot
+    /// turn into an entry is logged and left out of `entries`); `None` when it read none.
+    pub last_seq: Option<u64>,
+    /// Changes read, skipped ones included: `limit` means there may be more after
+    /// `last_seq`, even when `entries` is shorter.
+    pub rows_read: usize,
 }
 
 /// What [`InventoryFeed::full_state`] read.
@@ -528,10 +534,12 @@ async fn read_batch<F: InventoryFeed>(
         entries,
         after_token,
         last_token,
+        last_seq,
+        rows_read,
     } = changes;
-    if entries.len() > limit {
+    if rows_read > limit || entries.len() > rows_read {
         return Err(format!(
-            "the feed returned {} changes after seq {after}, {limit} at most were asked",
+            "the feed returned {} changes of {rows_read} read after seq {after}, {limit} at most were asked",
             entries.len()
         )
         .into());
@@ -547,8 +555,18 @@ async fn read_batch<F: InventoryFeed>(
         }
         prev = e.seq;
     }
-    let last = entries.last().map(|e| e.seq).unwrap_or(after);
-    let to = if entries.len() >= limit {
+    let last_entry = entries.last().map_or(after, |e| e.seq);
+    let last = last_seq.unwrap_or(after);
+    if last < last_entry || (rows_read > 0) != last_seq.is_some() {
+        return Err(format!(
+            "the feed read {rows_read} changes up to seq {last_seq:?} after seq {after} but returned seq {last_entry}"
+        )
+        .into());
+    }
+    // Only a read that came back short of `limit` shows that nothing lies between its end
+    // and the watermark; `rows_read`, not `entries`, says so (a skipped row is not a change
+    // the node needs, but the rows after it are).
+    let to = if rows_read >= limit {
         last
     } else {
         last.max(watermark)
@@ -1447,6 +1465,8 @@ impl InventoryFeed for MemoryFeed {
             last_token = Some(t);
         }
         Ok(Some(Changes {
+            last_seq: entries.last().map(|e| e.seq),
+            rows_read: entries.len(),
             entries,
             after_token: Some(after_token),
             last_token,

@@ -905,3 +905,101 @@ async fn each_sequencer_transaction_gives_its_rows_one_history_token() {
     drop(db);
     b.stop();
 }
+
+/// Regression: the publisher took a read of fewer changes than it asked for as "caught up
+/// to the watermark". The PostgreSQL feed skips an outbox row that is not a leg key (and
+/// logs it), so a full read with one skipped row looked short: the publisher then sent
+/// `Updates` up to the watermark and the rows after the skipped one never reached a node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_skipped_outbox_row_does_not_hide_the_rows_after_it() {
+    use bookd::outbox_feed::{PgFeed, SeqSignal};
+    use bookd::sequencer::{move_pending, write_pending, PendingBatch};
+    if !pg_available() {
+        return;
+    }
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let snapshot = fixture_snapshot(tmp.path());
+    let dir = cluster(tmp.path(), &["n1"]);
+    let b = Bookd::with_snapshot(tmp.path(), &snapshot, "127.0.0.1:0", FIXTURE_NOW, &[]);
+    let legs = fixture_legs();
+    let layout = bookd::pg::Layout::new(&b.state).expect("layout");
+    let pool = bookd::db::pool(layout.pg_config(), 2).expect("pool");
+    let (stop, stop_rx) = watch::channel(false);
+    let (feed, poller) = PgFeed::start(
+        pool.clone(),
+        SeqSignal::new(0),
+        Duration::from_millis(20),
+        stop_rx,
+    );
+    let mut cfg =
+        bookd::quic::PublisherConfig::new("127.0.0.1:0".parse().expect("addr"), dir.clone());
+    // One change per read: a skipped row makes a read come back empty.
+    cfg.max_batch = 1;
+    cfg.heartbeat = Duration::from_millis(100);
+    let publisher = bookd::quic::Publisher::start(cfg, feed.clone())
+        .await
+        .expect("publisher");
+    let addr = publisher.local_addr().expect("addr");
+    let snap = Arc::new(format::Snapshot::open(&snapshot).expect("snapshot"));
+    let node = Node::start(&dir, addr, "n1", &snap);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !node.handle.status().in_sync() {
+        assert!(Instant::now() < deadline, "the node never synced");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // One transaction: a row that is not a leg key (seq 1), then two real changes (2, 3).
+    let mut batch = PendingBatch::new();
+    batch.push(
+        "TOOLONG",
+        1,
+        "2005-06-16",
+        "RUN",
+        "Y",
+        5,
+        "skipped-row-test",
+    );
+    for l in &legs[..2] {
+        batch.push(
+            &l.carrier,
+            i32::from(l.number),
+            &l.date,
+            &l.origin,
+            &l.class,
+            1,
+            "skipped-row-test",
+        );
+    }
+    {
+        let mut c = pool.get().await.expect("conn");
+        let tx = c.transaction().await.expect("tx");
+        write_pending(&tx, &batch).await.expect("pending rows");
+        tx.commit().await.expect("commit");
+    }
+    move_pending(&pool, 1_000).await.expect("move");
+    let want: Vec<LegKey> = legs[..2]
+        .iter()
+        .map(|l| {
+            let day = format::date::parse_iso(&l.date).expect("date");
+            leg_key(&l.carrier, i32::from(l.number), day, &l.origin, &l.class)
+        })
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let held = node.handle.entries();
+        let got: Vec<_> = want.iter().map(|k| held.get(k).map(|&(s, _)| s)).collect();
+        if node.handle.last_applied() >= 3 && got.iter().all(|s| *s == Some(1)) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the node is at seq {} and holds {got:?} for the two changes after the skipped row",
+            node.handle.last_applied()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    node.stop().await;
+    publisher.shutdown().await;
+    stop.send_replace(true);
+    let _ = tokio::time::timeout(Duration::from_secs(5), poller).await;
+    pool.close();
+}
