@@ -1,7 +1,7 @@
-//! The HTTP API (hyper 1): routing, authentication, rate limits, idempotency, body limits.
+//! The HTTP API (hyper 1): connection limits (see [`connection`]), routing, authentication,
+//! rate limits, idempotency, body limits.
 
 use std::collections::HashMap;
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
@@ -11,12 +11,13 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::{Bytes, Incoming};
 use hyper::header::{HeaderValue, CONTENT_TYPE};
 use hyper::{Method, Request, Response};
-use hyper_util::rt::TokioIo;
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::api::ApiError;
+use crate::connection;
+pub use crate::connection::Limits;
 use crate::ids::{new_id, sha256};
 use crate::service::{Ctx, Reply, Service, IDEMPOTENCY_CLAIMED};
 use crate::validate;
@@ -87,13 +88,48 @@ fn error_response(e: &ApiError, rid: &str) -> Resp {
     r
 }
 
-/// Serves until `shutdown` turns true, then drains open connections (up to 10 s).
+/// Logs the connections refused under `--max-connections` at most once a second (a flood
+/// of them must not flood the log too); every one is counted in `/metrics`.
+#[derive(Default)]
+struct RefusalLog {
+    last: Option<Instant>,
+    /// Refused since the last line.
+    unlogged: u64,
+}
+
+impl RefusalLog {
+    fn refused(&mut self, peer: SocketAddr, limit: usize) {
+        self.unlogged += 1;
+        if self
+            .last
+            .is_some_and(|t| t.elapsed() < Duration::from_secs(1))
+        {
+            return;
+        }
+        tracing::warn!(
+            limit,
+            refused = self.unlogged,
+            last_peer = %peer,
+            "connection limit reached (--max-connections): closing new connections at once"
+        );
+        self.last = Some(Instant::now());
+        self.unlogged = 0;
+    }
+}
+
+/// Serves until `shutdown` turns true, then drains open connections (up to
+/// `limits.drain_timeout`): a request in flight is answered, idle connections are closed.
 pub async fn serve(
     app: Arc<App>,
     listener: TcpListener,
+    limits: Limits,
     mut shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
-    let active = Arc::new(tokio::sync::Semaphore::new(0));
+    let http = Arc::new(connection::builder(&limits));
+    let limits = Arc::new(limits);
+    let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
+    let metrics = Arc::clone(&app.svc.metrics);
+    let mut refusals = RefusalLog::default();
     let mut conns = tokio::task::JoinSet::new();
     loop {
         let (stream, peer) = tokio::select! {
@@ -107,33 +143,58 @@ pub async fn serve(
             },
             _ = shutdown.changed() => break,
         };
+        // Closed at once (as searchd does): a connection over the limit costs nothing more.
+        let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
+            metrics.connections_refused.fetch_add(1, Relaxed);
+            refusals.refused(peer, limits.max_connections);
+            drop(stream);
+            continue;
+        };
         let _ = stream.set_nodelay(true);
+        metrics.connections_accepted.fetch_add(1, Relaxed);
+        let open = OpenConnection::new(&metrics);
         let app = app.clone();
-        let mut sd = shutdown.clone();
-        let _ = &active;
+        let http = Arc::clone(&http);
+        let limits = Arc::clone(&limits);
+        let sd = shutdown.clone();
         conns.spawn(async move {
-            let svc = hyper::service::service_fn(move |req| {
+            let metrics = Arc::clone(&app.svc.metrics);
+            let handler = move |req| {
                 let app = app.clone();
-                async move { Ok::<_, Infallible>(handle(app, req, peer).await) }
-            });
-            let conn = hyper::server::conn::http1::Builder::new()
-                .timer(hyper_util::rt::TokioTimer::new())
-                .header_read_timeout(Duration::from_secs(10))
-                .serve_connection(TokioIo::new(stream), svc);
-            tokio::pin!(conn);
-            tokio::select! {
-                _ = conn.as_mut() => {}
-                _ = sd.changed() => {
-                    conn.as_mut().graceful_shutdown();
-                    let _ = conn.await;
-                }
-            }
+                async move { handle(app, req, peer).await }
+            };
+            connection::serve(&http, &limits, &metrics, stream, handler, sd).await;
+            drop((open, slot));
         });
         while conns.try_join_next().is_some() {}
     }
     let drain = async { while conns.join_next().await.is_some() {} };
-    let _ = tokio::time::timeout(Duration::from_secs(10), drain).await;
+    if tokio::time::timeout(limits.drain_timeout, drain)
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            open = conns.len(),
+            "shutdown: connections still open after the drain timeout are closed"
+        );
+    }
     Ok(())
+}
+
+/// An open connection in the `bookd_http_connections_active` gauge.
+struct OpenConnection(Arc<crate::metrics::Metrics>);
+
+impl OpenConnection {
+    fn new(m: &Arc<crate::metrics::Metrics>) -> OpenConnection {
+        m.connections_active.fetch_add(1, Relaxed);
+        OpenConnection(Arc::clone(m))
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.connections_active.fetch_sub(1, Relaxed);
+    }
 }
 
 async fn handle(app: Arc<App>, req: Request<Incoming>, _peer: SocketAddr) -> Resp {

@@ -6,6 +6,7 @@
 
 pub mod api;
 pub mod clock;
+pub mod connection;
 pub mod crypto;
 pub mod db;
 pub mod error;
@@ -89,6 +90,9 @@ pub struct ServerConfig {
     /// `--patroni-api`: the Patroni REST endpoints of the hosts of `database_url`, in their
     /// order; connections then follow Patroni's leader ([`patroni`]).
     pub patroni_api: Option<Vec<patroni::Endpoint>>,
+    /// `--max-connections`, `--idle-timeout-secs`, `--send-timeout-secs` and the fixed
+    /// limits of the HTTP server.
+    pub http_limits: http::Limits,
 }
 
 /// Runs the server until SIGINT/SIGTERM; stops the embedded cluster on the way out.
@@ -248,7 +252,11 @@ async fn serve(
     let addr = listener
         .local_addr()
         .map_err(|e| Error::Config(format!("--listen: {e}")))?;
-    tracing::info!(addr = %addr, "listening");
+    tracing::info!(
+        addr = %addr,
+        max_connections = cfg.http_limits.max_connections,
+        "listening"
+    );
 
     let bg_svc = svc.clone();
     let mut bg_rx = rx.clone();
@@ -284,7 +292,7 @@ async fn serve(
     let mut app = http::App::new(svc.clone(), cfg.rate);
     app.quic_stats = publisher.as_ref().map(|(p, _)| p.stats());
     let app = Arc::new(app);
-    let server = tokio::spawn(http::serve(app, listener, rx));
+    let server = tokio::spawn(http::serve(app, listener, cfg.http_limits.clone(), rx));
     shutdown_signal().await;
     tracing::info!("shutting down");
     let _ = tx.send(true);

@@ -122,6 +122,20 @@ struct ServeArgs {
     /// with the same Idempotency-Key" while the database cannot tell yet).
     #[arg(long, default_value_t = 5000)]
     commit_timeout_ms: u64,
+    /// Most HTTP connections open at once (1 to 65536). A connection over the limit is
+    /// closed at once, counted in `bookd_http_connections_refused_total` and logged (at
+    /// most one line a second).
+    #[arg(long, default_value_t = 1024, allow_negative_numbers = true)]
+    max_connections: usize,
+    /// Seconds a keep-alive HTTP connection may wait for its next request before it is
+    /// closed (1 to 3600). A request in progress is never cut.
+    #[arg(long, default_value_t = 60, allow_negative_numbers = true)]
+    idle_timeout_secs: u64,
+    /// Seconds an answer may wait to send a single byte, i.e. a client that stopped reading,
+    /// before its connection is closed (1 to 3600); otherwise it would keep its connection
+    /// slot for ever.
+    #[arg(long, default_value_t = 30, allow_negative_numbers = true)]
+    send_timeout_secs: u64,
 }
 
 #[derive(Subcommand)]
@@ -156,6 +170,11 @@ enum CertsAction {
         name: String,
     },
 }
+
+/// Bounds of `--max-connections`.
+const MAX_CONNECTIONS: std::ops::RangeInclusive<usize> = 1..=65_536;
+/// Bounds of `--idle-timeout-secs` and `--send-timeout-secs`.
+const HTTP_TIMEOUT_SECS: std::ops::RangeInclusive<u64> = 1..=3600;
 
 /// Bounds of `--commit-timeout-ms`.
 const MIN_COMMIT_TIMEOUT_MS: u64 = 100;
@@ -293,6 +312,28 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 ))
                 .into());
             }
+            if !MAX_CONNECTIONS.contains(&s.max_connections) {
+                return Err(Usage(format!(
+                    "--max-connections: {} is out of range {}-{}",
+                    s.max_connections,
+                    MAX_CONNECTIONS.start(),
+                    MAX_CONNECTIONS.end()
+                ))
+                .into());
+            }
+            for (name, v) in [
+                ("--idle-timeout-secs", s.idle_timeout_secs),
+                ("--send-timeout-secs", s.send_timeout_secs),
+            ] {
+                if !HTTP_TIMEOUT_SECS.contains(&v) {
+                    return Err(Usage(format!(
+                        "{name}: {v} is out of range {}-{} seconds",
+                        HTTP_TIMEOUT_SECS.start(),
+                        HTTP_TIMEOUT_SECS.end()
+                    ))
+                    .into());
+                }
+            }
             let patroni_api = match &s.patroni_api {
                 Some(list) => {
                     Some(bookd::patroni::parse_endpoints(list).map_err(|e| Usage(e.to_string()))?)
@@ -341,6 +382,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     ..Default::default()
                 },
                 patroni_api,
+                http_limits: bookd::http::Limits {
+                    max_connections: s.max_connections,
+                    idle_timeout: Duration::from_secs(s.idle_timeout_secs),
+                    send_timeout: Duration::from_secs(s.send_timeout_secs),
+                    ..Default::default()
+                },
             })?;
             Ok(())
         }

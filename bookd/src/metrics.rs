@@ -68,6 +68,15 @@ pub struct Metrics {
     pub statements_timed_out: AtomicU64,
     pub hold_latency: Histogram,
     pub order_latency: Histogram,
+    /// HTTP connections being served now.
+    pub connections_active: AtomicU64,
+    pub connections_accepted: AtomicU64,
+    /// Connections closed at once because `--max-connections` were open.
+    pub connections_refused: AtomicU64,
+    /// Connections closed because their answer took no byte for `--send-timeout-secs`.
+    pub connections_send_timed_out: AtomicU64,
+    /// Connections closed because a request head was not complete in time.
+    pub connections_head_timed_out: AtomicU64,
 }
 
 impl Metrics {
@@ -93,7 +102,36 @@ impl Metrics {
                 self.requests[i].load(Relaxed)
             );
         }
-        let counters: [(&str, &AtomicU64, &str); 13] = [
+        let _ = writeln!(
+            o,
+            "# HELP bookd_http_connections_active HTTP connections open now\n# TYPE bookd_http_connections_active gauge\nbookd_http_connections_active {}",
+            self.connections_active.load(Relaxed)
+        );
+        let _ = writeln!(
+            o,
+            "# HELP bookd_http_connections_timed_out_total HTTP connections closed by a limit: an answer that took no byte for --send-timeout-secs, a request head not complete in time\n# TYPE bookd_http_connections_timed_out_total counter"
+        );
+        for (reason, n) in [
+            ("send", &self.connections_send_timed_out),
+            ("head", &self.connections_head_timed_out),
+        ] {
+            let _ = writeln!(
+                o,
+                "bookd_http_connections_timed_out_total{{reason=\"{reason}\"}} {}",
+                n.load(Relaxed)
+            );
+        }
+        let counters: [(&str, &AtomicU64, &str); 15] = [
+            (
+                "bookd_http_connections_accepted_total",
+                &self.connections_accepted,
+                "HTTP connections accepted and served",
+            ),
+            (
+                "bookd_http_connections_refused_total",
+                &self.connections_refused,
+                "HTTP connections closed at once because --max-connections were open",
+            ),
             (
                 "bookd_holds_created_total",
                 &self.holds_created,

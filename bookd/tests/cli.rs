@@ -38,6 +38,8 @@ fn assert_one_line(args: &[&str], err: &str, named: &str) {
 /// Regression: a malformed `--now`, an out-of-range `--sim-*-failure-rate`,
 /// `--rate-limit` or `--rate-burst`, and a malformed `--database-url` exited 1 (a failure)
 /// instead of 2 (bad usage); the bad `--database-url` also first wrote STATE/data.key.
+/// The HTTP limits (`--max-connections`, `--idle-timeout-secs`, `--send-timeout-secs`) are
+/// checked the same way.
 #[test]
 fn bad_serve_parameter_values_exit_2() {
     let tmp = tempfile::tempdir().unwrap();
@@ -67,6 +69,11 @@ fn bad_serve_parameter_values_exit_2() {
         (&["--rate-limit", "0"][..], "--rate-limit"),
         (&["--rate-burst", "0.5"][..], "--rate-burst"),
         (&["--database-url", "not a url"][..], "--database-url"),
+        (&["--max-connections", "0"][..], "--max-connections"),
+        (&["--max-connections", "70000"][..], "--max-connections"),
+        (&["--max-connections", "-1"][..], "--max-connections"),
+        (&["--idle-timeout-secs", "0"][..], "--idle-timeout-secs"),
+        (&["--send-timeout-secs", "3601"][..], "--send-timeout-secs"),
     ] {
         let args: Vec<&str> = base.iter().chain(extra).copied().collect();
         let (code, out, err) = run_in(tmp.path(), &args);
