@@ -1,5 +1,5 @@
-//! One HTTP connection's limits: the send timeout, the idle keep-alive timeout and the
-//! request head timeout.
+//! One HTTP connection's limits: the send timeout, the idle keep-alive timeout, the request
+//! head timeout, and the request heads hyper refuses by itself (logged and counted).
 //!
 //! bookd's own small copy of searchd's design (`searchd/src/server/mod.rs`), for HTTP/1.1
 //! only. One difference: hyper's `header_read_timeout` also runs while a keep-alive
@@ -41,6 +41,10 @@ pub struct Limits {
     /// From a request head's first byte to its last; also how long a new connection may
     /// wait before its first byte.
     pub head_timeout: Duration,
+    /// hyper's read buffer, which must hold the request line and headers (431 beyond).
+    pub max_head_bytes: usize,
+    /// Headers per request (431 beyond).
+    pub max_headers: usize,
     /// How long a shutdown waits for requests in flight.
     pub drain_timeout: Duration,
 }
@@ -52,17 +56,24 @@ impl Default for Limits {
             idle_timeout: Duration::from_secs(60),
             send_timeout: Duration::from_secs(30),
             head_timeout: Duration::from_secs(10),
+            max_head_bytes: 64 * 1024,
+            max_headers: 100,
             drain_timeout: Duration::from_secs(10),
         }
     }
 }
 
 /// The connection builder for `limits` (the head timeout is the connection's own).
-pub fn builder(_limits: &Limits) -> http1::Builder {
+pub fn builder(limits: &Limits) -> http1::Builder {
     let mut b = http1::Builder::new();
     b.timer(TokioTimer::new())
         .keep_alive(true)
-        .header_read_timeout(None);
+        .header_read_timeout(None)
+        .max_buf_size(limits.max_head_bytes)
+        // `max_buf_size` alone is no head limit: hyper reads into all of its buffer's
+        // capacity, so a whole head over the limit that arrives in one read is taken.
+        .max_header_size(limits.max_head_bytes)
+        .max_headers(limits.max_headers);
     b
 }
 
@@ -262,6 +273,42 @@ impl AsyncWrite for Io {
     }
 }
 
+/// A request head hyper refused before any handler saw it. hyper has answered it already
+/// (with an empty body: its automatic answers cannot carry ours) and closes the connection.
+#[derive(Debug, PartialEq, Eq)]
+pub struct RefusedHead {
+    pub status: u16,
+    /// hyper's reason.
+    pub why: String,
+}
+
+/// The head hyper refused, if the connection ended for that (hyper's `Server::on_error`: a
+/// parse error other than an internal one is answered 400, a head over `max_buf_size` or
+/// `max_headers` 431 and a URI over its own limit 414).
+pub fn refused_head(e: &(dyn std::error::Error + 'static)) -> Option<RefusedHead> {
+    let mut cur = Some(e);
+    while let Some(err) = cur {
+        if let Some(h) = err.downcast_ref::<hyper::Error>() {
+            if !h.is_parse() || h.is_parse_status() || h.is_parse_version_h2() {
+                return None;
+            }
+            let why = h.to_string();
+            // `Parse::Internal` gets no automatic answer.
+            if why.starts_with("internal") {
+                return None;
+            }
+            let status = match (h.is_parse_too_large(), why.starts_with("URI")) {
+                (true, true) => 414,
+                (true, false) => 431,
+                (false, _) => 400,
+            };
+            return Some(RefusedHead { status, why });
+        }
+        cur = err.source();
+    }
+    None
+}
+
 /// Serves one accepted connection with `handler` until it closes, idles out, breaks a
 /// limit, or the server shuts down (a request in flight is answered first).
 pub async fn serve<H, F>(
@@ -333,7 +380,21 @@ pub async fn serve<H, F>(
         return;
     }
     if let Err(e) = res {
-        tracing::debug!(error = %e, "connection ended with an error");
+        match refused_head(&e) {
+            Some(r) => {
+                metrics.count_refused_head(r.status);
+                // Logged like an answered request (no method or path: there is none).
+                tracing::info!(
+                    request_id = %crate::ids::new_id("req"),
+                    method = "-",
+                    path = "-",
+                    status = r.status,
+                    error = %r.why,
+                    "request head refused"
+                );
+            }
+            None => tracing::debug!(error = %e, "connection ended with an error"),
+        }
     }
 }
 

@@ -77,12 +77,29 @@ pub struct Metrics {
     pub connections_send_timed_out: AtomicU64,
     /// Connections closed because a request head was not complete in time.
     pub connections_head_timed_out: AtomicU64,
+    /// Request heads hyper refused itself (and answered, with an empty body), by status:
+    /// see [`HEAD_REFUSAL_STATUSES`].
+    pub heads_refused: [AtomicU64; 3],
 }
+
+/// The statuses hyper answers a request head it cannot take with: a malformed head, a URI
+/// over its limit, a head over `max_buf_size` or `max_headers`.
+pub const HEAD_REFUSAL_STATUSES: [u16; 3] = [400, 414, 431];
 
 impl Metrics {
     pub fn count_status(&self, status: u16) {
         let i = (status / 100).clamp(1, 5) as usize;
         self.requests[i].fetch_add(1, Relaxed);
+    }
+
+    /// A request head hyper refused with `status`: counted as an answered request too.
+    pub fn count_refused_head(&self, status: u16) {
+        self.count_status(status);
+        let i = HEAD_REFUSAL_STATUSES
+            .iter()
+            .position(|s| *s == status)
+            .unwrap_or(0);
+        self.heads_refused[i].fetch_add(1, Relaxed);
     }
 
     pub fn render(&self, breakers: &[(&str, u8)]) -> String {
@@ -100,6 +117,17 @@ impl Metrics {
                 o,
                 "bookd_http_requests_total{{class=\"{class}\"}} {}",
                 self.requests[i].load(Relaxed)
+            );
+        }
+        let _ = writeln!(
+            o,
+            "# HELP bookd_http_request_heads_refused_total Request heads refused before routing (answered with an empty body), by status\n# TYPE bookd_http_request_heads_refused_total counter"
+        );
+        for (status, n) in HEAD_REFUSAL_STATUSES.iter().zip(&self.heads_refused) {
+            let _ = writeln!(
+                o,
+                "bookd_http_request_heads_refused_total{{status=\"{status}\"}} {}",
+                n.load(Relaxed)
             );
         }
         let _ = writeln!(

@@ -1,7 +1,7 @@
 //! The HTTP server's own limits, against the real binary over raw sockets: connections
-//! (`--max-connections`), idle keep-alive connections (`--idle-timeout-secs`), request head
-//! time and clients that stop reading (`--send-timeout-secs`), and that a shutdown still
-//! answers the requests in flight.
+//! (`--max-connections`), idle keep-alive connections (`--idle-timeout-secs`), request heads
+//! (time, size, header count) and clients that stop reading (`--send-timeout-secs`), and
+//! that a shutdown still answers the requests in flight.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -343,6 +343,66 @@ fn a_client_that_never_reads_its_answers_loses_its_connection_after_send_timeout
     });
     drop(hog);
     pipeline.join().unwrap();
+}
+
+/// Regression: a request head hyper refuses itself (a garbage request line, too many
+/// headers) was answered by hyper with no log line and no count, and a head of up to
+/// hyper's default ~400 KB buffer was taken (the limit is now 64 KiB).
+#[test]
+fn request_heads_refused_by_the_parser_are_logged_and_counted() {
+    if !pg_available() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let b = Bookd::new(tmp.path(), &[]);
+    let status = |raw: &[u8]| Raw::connect(b.addr).exchange(raw).expect("an answer").0;
+    assert_eq!(status(b"GARBAGE\r\n\r\n"), 400, "a garbage request line");
+    let many: String = (0..150).map(|i| format!("X-H{i}: v\r\n")).collect();
+    let head = format!("GET /healthz HTTP/1.1\r\nHost: bookd\r\n{many}\r\n");
+    assert_eq!(status(head.as_bytes()), 431, "150 headers");
+    let big = format!(
+        "GET /healthz HTTP/1.1\r\nHost: bookd\r\nX-Big: {}\r\n\r\n",
+        "v".repeat(70 * 1024)
+    );
+    assert_eq!(status(big.as_bytes()), 431, "a 70 KiB head");
+
+    let m = metrics(&mut Raw::connect(b.addr));
+    for (line, n) in [
+        ("bookd_http_request_heads_refused_total{status=\"400\"}", 1),
+        ("bookd_http_request_heads_refused_total{status=\"431\"}", 2),
+        ("bookd_http_requests_total{class=\"4xx\"}", 3),
+    ] {
+        assert_eq!(sample(&m, line), Some(n), "{line} in\n{m}");
+    }
+    let mut lines = Vec::new();
+    eventually("three refused heads logged", || {
+        lines = log_lines(&b, "request head refused");
+        lines.len() == 3
+    });
+    let by_status = |s: u64| -> Vec<&Value> {
+        lines
+            .iter()
+            .filter(|v| v["fields"]["status"] == s)
+            .collect()
+    };
+    assert_eq!(by_status(400).len(), 1, "{lines:?}");
+    assert_eq!(by_status(431).len(), 2, "{lines:?}");
+    for v in &lines {
+        let f = &v["fields"];
+        assert!(
+            f["request_id"]
+                .as_str()
+                .is_some_and(|r| r.starts_with("req_")),
+            "{v}"
+        );
+        assert!(f["error"].as_str().is_some_and(|e| !e.is_empty()), "{v}");
+    }
+    assert!(
+        by_status(431)
+            .iter()
+            .all(|v| v["fields"]["error"].as_str().unwrap().contains("too large")),
+        "hyper's reason is logged: {lines:?}"
+    );
 }
 
 /// A request in flight when SIGTERM arrives is answered before bookd exits (the
