@@ -23,6 +23,10 @@ use crate::service::{Ctx, Reply, Service, IDEMPOTENCY_CLAIMED};
 use crate::validate;
 
 pub const MAX_BODY: usize = 64 * 1024;
+/// Longest a request body may take to arrive (a request in progress is exempt from the
+/// connection's idle and head timeouts, so a body sent byte by byte would otherwise hold the
+/// connection and its slot for ever).
+pub const BODY_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Clone, Copy)]
 pub struct RateLimit {
@@ -262,7 +266,20 @@ async fn read_body(req: Request<Incoming>) -> Result<Bytes, ApiError> {
             return Err(too_big());
         }
     }
-    match Limited::new(req.into_body(), MAX_BODY).collect().await {
+    let body = Limited::new(req.into_body(), MAX_BODY).collect();
+    let Ok(read) = tokio::time::timeout(BODY_TIMEOUT, body).await else {
+        return Err(ApiError::new(
+            408,
+            "request_timeout",
+            "Request timeout",
+            format!(
+                "the request body did not arrive within {} s",
+                BODY_TIMEOUT.as_secs()
+            ),
+        )
+        .with_parameter("body"));
+    };
+    match read {
         Ok(c) => Ok(c.to_bytes()),
         Err(e) => {
             if e.downcast_ref::<http_body_util::LengthLimitError>()

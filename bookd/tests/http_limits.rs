@@ -405,6 +405,47 @@ fn request_heads_refused_by_the_parser_are_logged_and_counted() {
     );
 }
 
+/// Regression: a request body sent too slowly (here: never finished) held its connection,
+/// and its slot under `--max-connections`, for ever: a request in progress is exempt from
+/// the idle and head timeouts, and the body was read with no time limit.
+#[test]
+fn a_request_body_that_never_arrives_is_answered_408_after_ten_seconds() {
+    if !pg_available() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let b = Bookd::new(tmp.path(), &["--max-connections", "1"]);
+    let key = b.new_key("slow");
+    let mut c = Raw::connect(b.addr);
+    c.s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+    let t = Instant::now();
+    let (status, _, body) = c
+        .exchange(
+            format!(
+                "POST /v1/holds HTTP/1.1\r\nHost: bookd\r\nAuthorization: Bearer {key}\r\n\
+                 Content-Type: application/json\r\nContent-Length: 200\r\n\r\n{{\"offer_id\""
+            )
+            .as_bytes(),
+        )
+        .expect("an answer to a body that never arrives");
+    let took = t.elapsed();
+    assert_eq!(status, 408, "{body}");
+    assert!(
+        took >= Duration::from_secs(9) && took < Duration::from_secs(14),
+        "answered after {took:?}"
+    );
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["errors"][0]["code"], "request_timeout", "{v}");
+    assert_eq!(v["errors"][0]["source"]["parameter"], "body", "{v}");
+    // The connection is closed (its body is unread) and the only slot is free again.
+    assert!(c.closed_within(Duration::from_secs(5)).is_some());
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !matches!(Raw::connect(b.addr).get("/healthz"), Ok((200, _, _))) {
+        assert!(Instant::now() < deadline, "the slot was not freed");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// A request in flight when SIGTERM arrives is answered before bookd exits (the
 /// connection slots did not change the drain).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
