@@ -379,6 +379,47 @@ fn connection_limit_closes_extra_connections() {
     assert!(m.contains("searchd_connections_refused_total 1"), "{m}");
 }
 
+/// Regression: every refused connection wrote its own warning, so a flood of connections
+/// over `--max-connections` flooded the log as well.
+#[test]
+fn refused_connections_are_logged_at_most_once_a_second() {
+    let snaps = SnapDir::new();
+    snaps.publish(0);
+    let server = Server::start(&snaps.link(), &["--max-connections", "1"]);
+    std::thread::sleep(Duration::from_millis(100));
+    let mut held = Client::connect(server.addr).expect("connect");
+    assert_eq!(held.get("/healthz").expect("held").status, 200);
+    const REFUSED: u64 = 50;
+    for _ in 0..REFUSED {
+        let mut c = Client::connect(server.addr).expect("tcp connect succeeds");
+        assert!(c.get("/healthz").is_err(), "over the limit");
+    }
+    let m = held.get("/metrics").expect("metrics").text();
+    assert!(
+        m.contains(&format!("searchd_connections_refused_total {REFUSED}")),
+        "{m}"
+    );
+    let warnings: Vec<serde_json::Value> = server
+        .log_text()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| {
+            v["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("connection limit reached"))
+        })
+        .collect();
+    assert!(
+        !warnings.is_empty() && warnings.len() <= 3,
+        "{} warnings for {REFUSED} refusals within a second or two",
+        warnings.len()
+    );
+    assert_eq!(
+        warnings[0]["refused"], 1,
+        "the first refusal is logged at once"
+    );
+}
+
 #[test]
 fn sigterm_drains_and_exits_zero() {
     let (_snaps, mut server) = start();

@@ -330,6 +330,9 @@ fn log_refused_head(app: &App, refused: &RefusedHead) {
     });
 }
 
+/// Shortest interval between two warnings about refused connections.
+const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(1);
+
 /// How long an idle connection stays open after shutdown starts (and after its last
 /// request): hyper closes an idle HTTP/1 connection at once on a graceful shutdown, and a
 /// keep-alive request already sent but not yet read would be cut without an answer.
@@ -477,6 +480,10 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     );
 
     let mut signal = pin!(shutdown_signal());
+    // Refusals are logged at most once per second (a flood of connections must not flood
+    // the log too), each line with the count since the previous one.
+    let mut refusals_unlogged: u64 = 0;
+    let mut refusal_logged_at: Option<Instant> = None;
     let reason = loop {
         let accepted = tokio::select! {
             sig = signal.as_mut() => break sig?,
@@ -493,7 +500,17 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         };
         let Ok(permit) = Arc::clone(&conns).try_acquire_owned() else {
             metrics.connections_refused.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(peer = %peer, limit = limits.max_connections, "connection limit reached; closing a new connection");
+            refusals_unlogged += 1;
+            if refusal_logged_at.is_none_or(|t| t.elapsed() >= REFUSAL_LOG_EVERY) {
+                tracing::warn!(
+                    peer = %peer,
+                    limit = limits.max_connections,
+                    refused = refusals_unlogged,
+                    "connection limit reached; new connections closed since the last warning"
+                );
+                refusals_unlogged = 0;
+                refusal_logged_at = Some(Instant::now());
+            }
             drop(stream);
             continue;
         };
