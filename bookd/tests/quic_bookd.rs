@@ -295,6 +295,55 @@ async fn converge(b: &Bookd, nodes: &[&Node], what: &str) -> Duration {
     }
 }
 
+/// bookd's PostgreSQL feed run by this test process (not by bookd), with its head poller.
+struct TestFeed {
+    feed: Arc<bookd::outbox_feed::PgFeed>,
+    stop: watch::Sender<bool>,
+    poller: tokio::task::JoinHandle<()>,
+    pool: deadpool_postgres::Pool,
+}
+
+impl TestFeed {
+    fn start(pool: &deadpool_postgres::Pool, head: u64, poll: Duration) -> TestFeed {
+        let (stop, stop_rx) = watch::channel(false);
+        let (feed, poller) = bookd::outbox_feed::PgFeed::start(
+            pool.clone(),
+            bookd::outbox_feed::SeqSignal::new(head),
+            poll,
+            stop_rx,
+        );
+        TestFeed {
+            feed,
+            stop,
+            poller,
+            pool: pool.clone(),
+        }
+    }
+
+    async fn stop(self) {
+        self.stop.send_replace(true);
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.poller).await;
+        self.pool.close();
+    }
+}
+
+/// Commits `batch` as pending outbox rows in one transaction, then sequences them.
+async fn commit_and_sequence(
+    pool: &deadpool_postgres::Pool,
+    batch: &bookd::sequencer::PendingBatch,
+) {
+    let mut c = pool.get().await.expect("conn");
+    let tx = c.transaction().await.expect("tx");
+    bookd::sequencer::write_pending(&tx, batch)
+        .await
+        .expect("pending rows");
+    tx.commit().await.expect("commit");
+    drop(c);
+    bookd::sequencer::move_pending(pool, 1_000)
+        .await
+        .expect("move");
+}
+
 // ------------------------------------------------------------------ bookings
 
 /// Books through bookd's HTTP API with the test offer adapter, learning each leg's price
@@ -560,7 +609,6 @@ async fn bookd_invalidations_reach_every_node() {
 /// orders, `full_state` matches the inventory as of the head, and a pruned range is `None`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn outbox_feed_watermark_and_retention() {
-    use bookd::outbox_feed::{PgFeed, SeqSignal};
     use bookd::quic::InventoryFeed;
     if !pg_available() {
         return;
@@ -578,13 +626,8 @@ async fn outbox_feed_watermark_and_retention() {
     let legs = fixture_legs();
     let layout = bookd::pg::Layout::new(&b.state).expect("layout");
     let pool = bookd::db::pool(layout.pg_config(), 4).expect("pool");
-    let (stop, stop_rx) = watch::channel(false);
-    let (feed, poller) = PgFeed::start(
-        pool.clone(),
-        SeqSignal::new(0),
-        Duration::from_millis(50),
-        stop_rx,
-    );
+    let test_feed = TestFeed::start(&pool, 0, Duration::from_millis(50));
+    let feed = test_feed.feed.clone();
     let mut seq_rx = feed.watch_seq();
 
     // Concurrent orders over every class; meanwhile a reader checks the watermark: every
@@ -720,9 +763,7 @@ async fn outbox_feed_watermark_and_retention() {
     let full = feed.full_state().await.expect("full state");
     assert_eq!(full.as_of, head);
     assert_eq!(full.entries.len(), inv.len());
-    stop.send_replace(true);
-    let _ = tokio::time::timeout(Duration::from_secs(5), poller).await;
-    pool.close();
+    test_feed.stop().await;
     b.stop();
 }
 
@@ -733,9 +774,8 @@ async fn outbox_feed_watermark_and_retention() {
 /// restarted, and the token at a position whose row retention deleted is still known.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_sequencer_transaction_gives_its_rows_one_history_token() {
-    use bookd::outbox_feed::{PgFeed, SeqSignal};
     use bookd::quic::InventoryFeed;
-    use bookd::sequencer::{move_pending, write_pending, PendingBatch};
+    use bookd::sequencer::PendingBatch;
     if !pg_available() {
         return;
     }
@@ -750,8 +790,6 @@ async fn each_sequencer_transaction_gives_its_rows_one_history_token() {
     // moved (by this move, or by bookd's sequencer first) before the second commits, and
     // the rows of one commit are always moved together.
     for pair in [&legs[0..2], &legs[2..4]] {
-        let mut c = pool.get().await.expect("conn");
-        let tx = c.transaction().await.expect("tx");
         let mut batch = PendingBatch::new();
         for l in pair {
             batch.push(
@@ -764,9 +802,7 @@ async fn each_sequencer_transaction_gives_its_rows_one_history_token() {
                 "token-test",
             );
         }
-        write_pending(&tx, &batch).await.expect("pending rows");
-        tx.commit().await.expect("commit");
-        move_pending(&pool, 1_000).await.expect("move");
+        commit_and_sequence(&pool, &batch).await;
     }
     let read_rows = |db: tokio_postgres::Client| async move {
         let rows: Vec<(i64, i64)> = db
@@ -794,13 +830,8 @@ async fn each_sequencer_transaction_gives_its_rows_one_history_token() {
 
     // The feed, from another process than bookd.
     let (first, second) = (first as u64, second as u64);
-    let (stop, stop_rx) = watch::channel(false);
-    let (feed, poller) = PgFeed::start(
-        pool.clone(),
-        SeqSignal::new(4),
-        Duration::from_millis(50),
-        stop_rx,
-    );
+    let test_feed = TestFeed::start(&pool, 4, Duration::from_millis(50));
+    let feed = test_feed.feed.clone();
     let read = feed
         .changes_after(0, 10)
         .await
@@ -839,9 +870,7 @@ async fn each_sequencer_transaction_gives_its_rows_one_history_token() {
     assert_eq!(read.after_token, Some(second));
     let full = feed.full_state().await.expect("full state");
     assert_eq!((full.as_of, full.as_of_token), (4, second));
-    stop.send_replace(true);
-    let _ = tokio::time::timeout(Duration::from_secs(5), poller).await;
-    pool.close();
+    test_feed.stop().await;
 
     // A restart of bookd and its PostgreSQL: the same tokens.
     b.stop();
@@ -878,13 +907,8 @@ async fn each_sequencer_transaction_gives_its_rows_one_history_token() {
         "the token of the newest row deleted"
     );
     let pool = bookd::db::pool(layout.pg_config(), 2).expect("pool");
-    let (stop, stop_rx) = watch::channel(false);
-    let (feed, poller) = PgFeed::start(
-        pool.clone(),
-        SeqSignal::new(4),
-        Duration::from_millis(50),
-        stop_rx,
-    );
+    let test_feed = TestFeed::start(&pool, 4, Duration::from_millis(50));
+    let feed = test_feed.feed.clone();
     let read = feed
         .changes_after(3, 10)
         .await
@@ -899,9 +923,7 @@ async fn each_sequencer_transaction_gives_its_rows_one_history_token() {
         feed.changes_after(2, 10).await.expect("read").is_none(),
         "seq 3 is pruned"
     );
-    stop.send_replace(true);
-    let _ = tokio::time::timeout(Duration::from_secs(5), poller).await;
-    pool.close();
+    test_feed.stop().await;
     drop(db);
     b.stop();
 }
@@ -912,8 +934,7 @@ async fn each_sequencer_transaction_gives_its_rows_one_history_token() {
 /// `Updates` up to the watermark and the rows after the skipped one never reached a node.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_skipped_outbox_row_does_not_hide_the_rows_after_it() {
-    use bookd::outbox_feed::{PgFeed, SeqSignal};
-    use bookd::sequencer::{move_pending, write_pending, PendingBatch};
+    use bookd::sequencer::PendingBatch;
     if !pg_available() {
         return;
     }
@@ -924,13 +945,8 @@ async fn a_skipped_outbox_row_does_not_hide_the_rows_after_it() {
     let legs = fixture_legs();
     let layout = bookd::pg::Layout::new(&b.state).expect("layout");
     let pool = bookd::db::pool(layout.pg_config(), 2).expect("pool");
-    let (stop, stop_rx) = watch::channel(false);
-    let (feed, poller) = PgFeed::start(
-        pool.clone(),
-        SeqSignal::new(0),
-        Duration::from_millis(20),
-        stop_rx,
-    );
+    let test_feed = TestFeed::start(&pool, 0, Duration::from_millis(20));
+    let feed = test_feed.feed.clone();
     let mut cfg =
         bookd::quic::PublisherConfig::new("127.0.0.1:0".parse().expect("addr"), dir.clone());
     // One change per read: a skipped row makes a read come back empty.
@@ -969,13 +985,7 @@ async fn a_skipped_outbox_row_does_not_hide_the_rows_after_it() {
             "skipped-row-test",
         );
     }
-    {
-        let mut c = pool.get().await.expect("conn");
-        let tx = c.transaction().await.expect("tx");
-        write_pending(&tx, &batch).await.expect("pending rows");
-        tx.commit().await.expect("commit");
-    }
-    move_pending(&pool, 1_000).await.expect("move");
+    commit_and_sequence(&pool, &batch).await;
     let want: Vec<LegKey> = legs[..2]
         .iter()
         .map(|l| {
@@ -999,7 +1009,5 @@ async fn a_skipped_outbox_row_does_not_hide_the_rows_after_it() {
     }
     node.stop().await;
     publisher.shutdown().await;
-    stop.send_replace(true);
-    let _ = tokio::time::timeout(Duration::from_secs(5), poller).await;
-    pool.close();
+    test_feed.stop().await;
 }
