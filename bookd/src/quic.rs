@@ -508,9 +508,12 @@ fn now_ms() -> u64 {
 
 /// One read of the feed after `after`.
 struct Batch {
-    /// The batch covers `after + 1 ..= to` (`to` is the last entry's seq when the batch is
+    /// The batch covers `after + 1 ..= to` (`to` is the last change read when the read was
     /// full, else at least the watermark read before the query).
     to: u64,
+    /// The read returned as many changes as asked (rows the feed skipped included): there
+    /// may be more right away.
+    full: bool,
     /// The token at `after` (see [`Changes::after_token`]).
     after_token: Option<u64>,
     /// The token at `to`: the last change read's, else the one at `after`.
@@ -573,6 +576,7 @@ async fn read_batch<F: InventoryFeed>(
     };
     Ok(Some(Batch {
         to: to.max(after),
+        full: rows_read >= limit,
         after_token,
         to_token: last_token.or(after_token),
         entries,
@@ -609,6 +613,7 @@ async fn fanout<F: InventoryFeed>(shared: Arc<Shared>, feed: Arc<F>) {
                     pos_token = batch.after_token.or(pos_token);
                     let Batch {
                         to,
+                        full,
                         to_token,
                         entries,
                         ..
@@ -616,7 +621,6 @@ async fn fanout<F: InventoryFeed>(shared: Arc<Shared>, feed: Arc<F>) {
                     if to <= pos {
                         break;
                     }
-                    let full = entries.len() >= limit;
                     let n = entries.len() as u64;
                     let Some(to_token) = to_token.or(pos_token) else {
                         // The feed cannot say which history this batch ends in: nodes
@@ -1212,7 +1216,7 @@ impl<F: InventoryFeed> NodeSession<F> {
                     if read.to <= self.delivered {
                         break;
                     }
-                    let is_full = read.entries.len() >= batch;
+                    let is_full = read.full;
                     // `to_token` falls back to the token at `delivered`, checked just above.
                     let to_token = read.to_token.unwrap_or(self.delivered_token);
                     let msg = Message::Updates(Updates {
@@ -1496,5 +1500,74 @@ impl InventoryFeed for MemoryFeed {
 
     fn watch_seq(&self) -> watch::Receiver<u64> {
         self.seq_tx.subscribe()
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    /// A feed whose rows after any position are `after + 1 ..`, the first of them not a
+    /// leg key (skipped: read, not returned), as the PostgreSQL feed does with such a row.
+    struct SkippingFeed {
+        seq: watch::Sender<u64>,
+    }
+
+    impl InventoryFeed for SkippingFeed {
+        async fn changes_after(
+            &self,
+            after: u64,
+            limit: usize,
+        ) -> Result<Option<Changes>, FeedError> {
+            let last = after + limit as u64;
+            let key = wire::LegKey {
+                carrier: *b"XX ",
+                flight_number: 1,
+                date: 0,
+                origin: *b"RUN",
+                booking_class: b'Y',
+            };
+            let entries = (after + 2..=last)
+                .map(|seq| Entry { key, seats: 1, seq })
+                .collect();
+            Ok(Some(Changes {
+                entries,
+                after_token: Some(7),
+                last_token: Some(7),
+                last_seq: Some(last),
+                rows_read: limit,
+            }))
+        }
+
+        async fn full_state(&self) -> Result<FullInventory, FeedError> {
+            Ok(FullInventory::default())
+        }
+
+        fn current_seq(&self) -> u64 {
+            *self.seq.borrow()
+        }
+
+        fn watch_seq(&self) -> watch::Receiver<u64> {
+            self.seq.subscribe()
+        }
+    }
+
+    /// Regression: a read that skipped a row came back shorter than its limit, and was
+    /// taken for "caught up": first to the watermark (the rows up to it were lost), then,
+    /// with that fixed, as "nothing more now" (the rest waited for the next wake-up).
+    #[tokio::test]
+    async fn a_full_read_with_a_skipped_row_is_full_and_ends_at_its_last_row() {
+        let feed = SkippingFeed {
+            seq: watch::channel(100).0,
+        };
+        let batch = read_batch(&feed, 10, 4)
+            .await
+            .expect("read")
+            .expect("retained");
+        assert_eq!(batch.entries.len(), 3, "the skipped row is not an entry");
+        assert_eq!(batch.to, 14, "up to the last row read, not the watermark");
+        assert!(batch.full, "4 rows read of 4 asked: there may be more");
+        assert_eq!(batch.to_token, Some(7));
     }
 }
