@@ -79,6 +79,13 @@ pub fn builder(limits: &Limits) -> http1::Builder {
 
 /// How often a connection looks at its timers.
 const TICK: Duration = Duration::from_millis(250);
+/// On shutdown, an idle connection is closed only once it has been quiet this long (since
+/// the shutdown began and since its last request or byte): hyper closes an idle HTTP/1
+/// connection at once on a graceful shutdown, and a keep-alive request the client sent
+/// just before (or as) the signal came, still in the socket, would be cut unanswered.
+const SHUTDOWN_QUIET: Duration = Duration::from_millis(250);
+/// How often a connection looks at its activity while shutting down.
+const SHUTDOWN_TICK: Duration = Duration::from_millis(10);
 
 /// What a connection is doing, from its requests and the bytes it reads.
 struct Activity {
@@ -133,6 +140,14 @@ impl Activity {
     fn mark(&self) {
         self.last_ms.store(self.now_ms(), Relaxed);
         self.head_from.store(0, Relaxed);
+    }
+
+    /// No request in flight, no byte of a next one, and none for `quiet`.
+    fn quiet_for(&self, quiet: Duration) -> bool {
+        self.active.load(Relaxed) == 0
+            && self.head_from.load(Relaxed) == 0
+            && Duration::from_millis(self.now_ms().saturating_sub(self.last_ms.load(Relaxed)))
+                >= quiet
     }
 
     fn state(&self, limits: &Limits) -> State {
@@ -346,12 +361,25 @@ pub async fn serve<H, F>(
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut closing = false;
+    // When the shutdown began (see [`SHUTDOWN_QUIET`]).
+    let mut stopping: Option<Instant> = None;
+    let mut stop_tick = tokio::time::interval(SHUTDOWN_TICK);
     let res = loop {
         tokio::select! {
             res = conn.as_mut() => break res,
-            _ = shutdown.wait_for(|s| *s), if !closing => {
-                closing = true;
-                conn.as_mut().graceful_shutdown();
+            _ = shutdown.wait_for(|s| *s), if !closing && stopping.is_none() => {
+                stopping = Some(Instant::now());
+            }
+            _ = stop_tick.tick(), if !closing && stopping.is_some() => {
+                // A request in flight ends the connection once answered (`Connection:
+                // close`); an idle one closes after a quiet spell.
+                let busy = activity.active.load(Relaxed) > 0;
+                let quiet = stopping.is_some_and(|t| t.elapsed() >= SHUTDOWN_QUIET)
+                    && activity.quiet_for(SHUTDOWN_QUIET);
+                if busy || quiet {
+                    closing = true;
+                    conn.as_mut().graceful_shutdown();
+                }
             }
             _ = tick.tick(), if !closing => match activity.state(limits) {
                 State::Fine => {}

@@ -475,3 +475,32 @@ async fn a_request_in_flight_at_sigterm_is_answered() {
     assert_eq!(r.status, 201, "{:?}", r.body);
     tokio::task::block_in_place(|| b.stop());
 }
+
+/// Regression: on SIGTERM an idle keep-alive connection was closed at once, so a request
+/// its client had just sent (still in the socket, or sent as the signal came) was cut
+/// without an answer. An idle connection now closes only after a quiet spell.
+#[test]
+fn a_keep_alive_request_sent_just_after_sigterm_is_answered() {
+    if !pg_available() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let mut b = Bookd::new(tmp.path(), &[]);
+    let mut c = Raw::connect(b.addr);
+    assert_eq!(c.get("/healthz").expect("healthz").0, 200);
+    let pid = b.child.as_ref().expect("running").id();
+    unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+    // Long enough for bookd to have begun its shutdown, well within the quiet spell.
+    std::thread::sleep(Duration::from_millis(50));
+    let (status, head, _) = c
+        .get("/healthz")
+        .expect("a request sent on a keep-alive connection as bookd stops is answered");
+    assert!(status == 200 || status == 503, "{status} {head}");
+    assert!(
+        c.closed_within(Duration::from_secs(5)).is_some(),
+        "then the connection closes"
+    );
+    let st = b.child.as_mut().expect("running").wait().expect("exit");
+    assert_eq!(st.code(), Some(0), "bookd exits cleanly after the drain");
+    b.child = None;
+}
