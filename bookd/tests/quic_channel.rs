@@ -126,25 +126,7 @@ async fn link_drops_and_bookd_restart_mid_burst_lose_nothing() {
         feed.set_many(&rng.changes(5, 3_000));
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let mut cfg = publisher_config(&dir, addr);
-    cfg.listen = addr;
-    let restarted = {
-        // The port is free again at once (UDP), but allow a few bounded retries.
-        let mut out = None;
-        for _ in 0..20 {
-            match Publisher::start(cfg.clone(), feed.clone()).await {
-                Ok(p) => {
-                    out = Some(p);
-                    break;
-                }
-                Err(e) => {
-                    eprintln!("rebinding: {e}");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-            }
-        }
-        out.expect("publisher restarts on the same address")
-    };
+    let restarted = restart_publisher(&dir, addr, feed.clone()).await;
     for _ in 0..100 {
         feed.set_many(&rng.changes(5, 3_000));
     }

@@ -247,6 +247,20 @@ async fn a_cut_frame_closes_the_connection_and_extra_streams_are_not_accepted() 
     publisher.shutdown().await;
 }
 
+/// Seqs 1..=5 of a history: keys 1..=5 get 10 seats each (what a backup or a replica kept).
+fn first_five_seqs(feed: &MemoryFeed) {
+    for i in 1..=5 {
+        feed.set(key(i), 10);
+    }
+}
+
+/// Seqs 6..=10 of the history of [`first_five_seqs`]: key 1 sold down to 0 (what was lost).
+fn sell_key_1_down_in_seqs_6_to_10(feed: &MemoryFeed) {
+    for s in (0..5).rev() {
+        feed.set(key(1), s * 2);
+    }
+}
+
 /// bookd's database restored from a backup while a node was away, and more bookings made
 /// on the restored database than were lost before the node comes back: the node resumes
 /// from its last applied seq, a number that now names other changes.
@@ -260,18 +274,11 @@ async fn a_node_away_while_bookd_was_restored_from_a_backup_converges() {
     init_logs();
     let tmp = tempfile::tempdir().expect("tempdir");
     let dir = cluster(tmp.path());
-    // The backup: seat counts up to seq 5.
-    let backup = |feed: &MemoryFeed| {
-        for i in 1..=5 {
-            feed.set(key(i), 10);
-        }
-    };
+    // The backup: seat counts up to seq 5; after it, seqs 6..=10 sell key(1) down to 0.
+    let backup = first_five_seqs;
     let feed = Arc::new(MemoryFeed::new(1_000));
     backup(&feed);
-    // After the backup: seqs 6..=10 sell key(1) down to 0.
-    for s in (0..5).rev() {
-        feed.set(key(1), s * 2);
-    }
+    sell_key_1_down_in_seqs_6_to_10(&feed);
     let publisher = start_publisher(&dir, feed.clone()).await;
     let addr = publisher.local_addr().expect("addr");
     let node = start_node(&dir, addr, "n1");
@@ -288,19 +295,7 @@ async fn a_node_away_while_bookd_was_restored_from_a_backup_converges() {
     for i in 6..=12 {
         restored.set(key(i), 1);
     }
-    let mut cfg = publisher_config(&dir, addr);
-    cfg.listen = addr;
-    let mut again = None;
-    for _ in 0..20 {
-        match bookd::quic::Publisher::start(cfg.clone(), restored.clone()).await {
-            Ok(p) => {
-                again = Some(p);
-                break;
-            }
-            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
-        }
-    }
-    let again = again.expect("restarts");
+    let again = restart_publisher(&dir, addr, restored.clone()).await;
     let r = wait_equal(&restored, &[&node], Duration::from_secs(10)).await;
     let token = node.handle.last_applied_token();
     let stats = again.stats();
@@ -368,16 +363,10 @@ async fn a_connected_node_follows_a_failover_that_lost_commits() {
     init_logs();
     let tmp = tempfile::tempdir().expect("tempdir");
     let dir = cluster(tmp.path());
-    let replicated = |feed: &MemoryFeed| {
-        for i in 1..=5 {
-            feed.set(key(i), 10);
-        }
-    };
+    let replicated = first_five_seqs;
     let primary = Arc::new(MemoryFeed::new(1_000));
     replicated(&primary);
-    for s in (0..5).rev() {
-        primary.set(key(1), s * 2);
-    }
+    sell_key_1_down_in_seqs_6_to_10(&primary);
     let feed = Arc::new(Failover(std::sync::Mutex::new(primary.clone())));
     let publisher = bookd::quic::Publisher::start(
         publisher_config(&dir, "127.0.0.1:0".parse().expect("addr")),

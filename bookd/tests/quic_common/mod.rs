@@ -108,6 +108,26 @@ pub async fn start_publisher(dir: &Path, feed: Arc<MemoryFeed>) -> Publisher {
     .expect("publisher starts")
 }
 
+/// Starts a publisher again on `addr`, the address of one just shut down (the UDP port is
+/// free again at once, but a few bounded retries are allowed).
+pub async fn restart_publisher<F: bookd::quic::InventoryFeed>(
+    dir: &Path,
+    addr: SocketAddr,
+    feed: Arc<F>,
+) -> Publisher {
+    let cfg = publisher_config(dir, addr);
+    for _ in 0..20 {
+        match Publisher::start(cfg.clone(), feed.clone()).await {
+            Ok(p) => return p,
+            Err(e) => {
+                eprintln!("rebinding {addr}: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+    panic!("the publisher did not restart on {addr}");
+}
+
 pub struct Node {
     pub name: String,
     pub target: Arc<TestTarget>,
