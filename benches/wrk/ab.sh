@@ -13,6 +13,11 @@ secs=${1:?seconds}
 shift
 snap=${SNAP:-/tmp/snap-global}
 urls=${WRK_URLS:-benches/wrk/urls.txt}
+# Checked before any server starts: under `set -e` a missing wrk used to end the script at
+# its first load and leave that searchd running on the port.
+command -v wrk >/dev/null || { echo "ab.sh: wrk is not installed (apt-get install wrk)" >&2; exit 2; }
+pid=
+trap '[ -n "$pid" ] && kill -TERM "$pid" 2>/dev/null' EXIT
 direct='/v1/search?origin=OSL&destination=BUD&date=2026-04-05&max_connections=0'
 onestop='/v1/search?origin=OSL&destination=YYC&date=2026-04-05'
 idx=0
@@ -46,6 +51,7 @@ for bin in "$@"; do
   rss=$(awk '/VmRSS/ {print $2, $3}' /proc/$pid/status)
   kill -TERM "$pid"
   wait "$pid" || true
+  pid=
   lines=$(grep -c '"searchd::access"' "$log" || true)
   echo "VmHWM $hwm  VmRSS $rss  access-log lines $lines (+1 readyz) for $total wrk requests"
   idx=$((idx + 1))
