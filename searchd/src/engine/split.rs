@@ -15,10 +15,12 @@
 //! to run, so a late pool thread delays the answer even when nothing is left for it
 //! (measured: SDQ-MIA p90 449 us against a p50 of 276 us), and a rayon thread goes to
 //! sleep microseconds after its job, so the next search's job waits for a sleeping vCPU
-//! to be woken. The helper stays awake for [`AWAKE`] after each job: searches that come
-//! back to back find it ready. Its wait polls a flag without the `pause` hint: under KVM
-//! a loop of `pause` makes the vCPU exit to the host (pause-loop exiting). Splits happen
-//! only when nothing else is searching, so that wait only uses an otherwise idle core.
+//! to be woken. After a job the helper polls its flag briefly (without the `pause` hint:
+//! under KVM a loop of `pause` makes the vCPU exit to the host, pause-loop exiting) and
+//! then sleeps ([`AWAKE`]). It used to stay awake for 300 us so that back-to-back searches
+//! found it ready, but "nothing else is searching" does not mean the core is idle: the
+//! invalidation stream's threads (the subscriber here, bookd's publisher and other nodes
+//! elsewhere) then waited for the spinning core and preempted the next search instead.
 
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
@@ -42,8 +44,11 @@ use crate::query::SearchQuery;
 /// they saved.
 pub(crate) const PARTS: usize = 8;
 
-/// How long the helper stays awake for the next job after one.
-const AWAKE: Duration = Duration::from_micros(300);
+/// How long the helper stays awake for the next job after one (beyond one round of
+/// polls). Zero: under a 50,000/s invalidation stream, 300 us awake gave the 1-stop mix a
+/// 25-35 % higher p99 than sleeping at once, while sleeping costs a large search run
+/// back to back only the helper's wake-up (SDQ-MIA alone, p50 +13 %; BENCHMARKS.md §35).
+const AWAKE: Duration = Duration::ZERO;
 
 /// A job's states (see [`run`]).
 const POSTED: u8 = 0;
