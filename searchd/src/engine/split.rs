@@ -179,7 +179,7 @@ impl Helper {
         p
     }
 
-    /// The helper thread: stays awake for a while after each job, then sleeps until woken.
+    /// The helper thread: polls for a next job briefly after each one, then sleeps until woken.
     fn serve(&self) {
         loop {
             let awake_until = Instant::now() + AWAKE;
