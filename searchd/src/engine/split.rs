@@ -46,7 +46,7 @@ pub(crate) const PARTS: usize = 8;
 
 /// How long the helper stays awake for the next job after one (beyond one round of
 /// polls). Zero: under a 50,000/s invalidation stream, 300 us awake gave the 1-stop mix a
-/// 25-35 % higher p99 than sleeping at once, while sleeping costs a large search run
+/// 16-39 % higher p99 than sleeping at once (medians of 1 and 4 nodes), while sleeping costs a large search run
 /// back to back only the helper's wake-up (SDQ-MIA alone, p50 +13 %; BENCHMARKS.md §35).
 const AWAKE: Duration = Duration::ZERO;
 
