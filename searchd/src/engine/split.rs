@@ -46,8 +46,9 @@ pub(crate) const PARTS: usize = 8;
 
 /// How long the helper stays awake for the next job after one (beyond one round of
 /// polls). Zero: under a 50,000/s invalidation stream, 300 us awake gave the 1-stop mix a
-/// 16-39 % higher p99 than sleeping at once (medians of 1 and 4 nodes), while sleeping costs a large search run
-/// back to back only the helper's wake-up (SDQ-MIA alone, p50 +13 %; BENCHMARKS.md §35).
+/// 16-39 % higher p99 than sleeping at once (medians of 1 and 4 nodes), while sleeping
+/// costs a large search run back to back only the helper's wake-up (SDQ-MIA alone, p50
+/// +13 %; BENCHMARKS.md §35).
 const AWAKE: Duration = Duration::ZERO;
 
 /// A job's states (see [`run`]).
