@@ -17,7 +17,7 @@
 //! sleep microseconds after its job, so the next search's job waits for a sleeping vCPU
 //! to be woken. After a job the helper polls its flag briefly (without the `pause` hint:
 //! under KVM a loop of `pause` makes the vCPU exit to the host, pause-loop exiting) and
-//! then sleeps ([`AWAKE`]). It used to stay awake for 300 us so that back-to-back searches
+//! then sleeps ([`POLLS`]). It used to stay awake for 300 us so that back-to-back searches
 //! found it ready, but "nothing else is searching" does not mean the core is idle: the
 //! invalidation stream's threads (the subscriber here, bookd's publisher and other nodes
 //! elsewhere) then waited for the spinning core and preempted the next search instead.
@@ -25,7 +25,6 @@
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
-use std::time::{Duration, Instant};
 
 use format::Snapshot;
 
@@ -44,12 +43,12 @@ use crate::query::SearchQuery;
 /// they saved.
 pub(crate) const PARTS: usize = 8;
 
-/// How long the helper stays awake for the next job after one (beyond one round of
-/// polls). Zero: under a 50,000/s invalidation stream, 300 us awake gave the 1-stop mix a
-/// 16-39 % higher p99 than sleeping at once (medians of 1 and 4 nodes), while sleeping
-/// costs a large search run back to back only the helper's wake-up (SDQ-MIA alone, p50
-/// +13 %; BENCHMARKS.md §35).
-const AWAKE: Duration = Duration::ZERO;
+/// Polls of the job flag after each job before the helper sleeps (a fraction of a
+/// microsecond). It used to poll for 300 us: under a 50,000/s invalidation stream that gave
+/// the 1-stop mix a 16-39 % higher p99 than sleeping at once (medians of 1 and 4 nodes),
+/// while sleeping costs a large search run back to back only the helper's wake-up (SDQ-MIA
+/// alone, p50 +13 %; BENCHMARKS.md §35).
+const POLLS: usize = 256;
 
 /// A job's states (see [`run`]).
 const POSTED: u8 = 0;
@@ -183,20 +182,13 @@ impl Helper {
     /// The helper thread: polls for a next job briefly after each one, then sleeps until woken.
     fn serve(&self) {
         loop {
-            let awake_until = Instant::now() + AWAKE;
             let mut next = None;
-            'awake: loop {
-                // The clock is read once per 256 polls of the flag.
-                for _ in 0..256 {
-                    if self.full.load(Ordering::Acquire) {
-                        next = self.take();
-                        if next.is_some() {
-                            break 'awake;
-                        }
+            for _ in 0..POLLS {
+                if self.full.load(Ordering::Acquire) {
+                    next = self.take();
+                    if next.is_some() {
+                        break;
                     }
-                }
-                if Instant::now() >= awake_until {
-                    break;
                 }
             }
             let (job, addr) = match next {
